@@ -1,0 +1,227 @@
+"""Augmentation and evaluation views.
+
+Two families: batched tensor ops for data held in memory (CIFAR, paper sec. 4.2),
+which touch a whole batch at once with no per-sample Python, and per-image Pillow
+ops for JPEG folders (paper sec. 3.4), which run inside DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .sources import open_rgb
+
+# AlexNet PCA colour augmentation (Krizhevsky et al. 2012), for RGB in [0, 1]; the
+# widely used values from fb.resnet.torch, which the ResNet authors' recipe follows.
+PCA_STD = 0.1
+PCA_EIGVAL = torch.tensor([0.2175, 0.0188, 0.0045])
+PCA_EIGVEC = torch.tensor(
+    [[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]]
+)
+# ImageNet per-channel statistics (RGB, [0, 1]); see Normalizer for why ImageFolder uses them.
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+# ---------------------------------------------------------------------------- normalisation
+
+
+class Normalizer:
+    """uint8 -> normalised float32 in one fused op: (x/255 - mean) / std.
+
+    kind "pixel-mean": the paper's CIFAR preprocessing subtracts the mean *image*
+    of the training split (mean has shape (3, H, W)); we also divide by one global
+    std so inputs have roughly unit scale, which the paper does not say it does.
+    kind "channel": per-channel mean and std (shape (3, 1, 1)). ImageFolder always
+    uses per-channel ImageNet statistics because its images differ in size, so a
+    mean image is undefined; the paper's per-pixel mean of 224 crops is close to a
+    constant per channel anyway.
+    """
+
+    def __init__(self, kind: str, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.kind = kind
+        self.mean = mean.float()  # (3, H, W) or (3, 1, 1), [0, 1] units
+        self.std = std.float().reshape(-1, 1, 1)  # (1|3, 1, 1)
+        self._scale = 1.0 / (255.0 * self.std)  # fold /255 and /std into one multiply
+        self._shift = self.mean / self.std
+
+    @classmethod
+    def fit(cls, kind: str, x: torch.Tensor) -> Normalizer:
+        """Statistics of a uint8 training tensor (N, 3, H, W), in float64 to avoid drift."""
+        xf = x.double() / 255.0
+        if kind == "pixel-mean":
+            mean = xf.mean(0)
+            std = (xf - mean).pow(2).mean().sqrt().reshape(1)
+        elif kind == "channel":
+            mean = xf.mean((0, 2, 3)).reshape(3, 1, 1)
+            std = xf.std((0, 2, 3))
+        else:
+            raise ValueError(f"unknown normalize={kind!r}; use 'pixel-mean' or 'channel'")
+        return cls(kind, mean, std)
+
+    def to(self, device: torch.device) -> Normalizer:
+        return Normalizer(self.kind, self.mean.to(device), self.std.to(device))
+
+    def __call__(self, x: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """x uint8 (B, 3, H, W); shift (B, 3) is added in [0, 1] units first (PCA lighting)."""
+        out = x.float() * self._scale - self._shift
+        if shift is not None:
+            out = out + (shift / self.std.reshape(1, -1))[:, :, None, None]
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable recipe to preprocess a new RGB image the same way at inference."""
+        return {
+            "kind": self.kind,
+            "input": "RGB, uint8 / 255 (values in [0, 1]), (3, H, W)",
+            "mean": self.mean.squeeze(-1).squeeze(-1).cpu().tolist(),
+            "std": self.std.flatten().cpu().tolist(),
+            "formula": "(x - mean) / std",
+        }
+
+
+def pca_shift(alpha: torch.Tensor) -> torch.Tensor:
+    """alpha (B, 3) ~ N(0, 0.1) -> RGB offsets (B, 3): eigvec @ (alpha * eigval)."""
+    return (alpha * PCA_EIGVAL.to(alpha)) @ PCA_EIGVEC.to(alpha).T
+
+
+# ---------------------------------------------------------------------------- batched (memory)
+
+
+def crop_flip(
+    x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor, pad: int
+) -> torch.Tensor:
+    """Zero-pad by `pad`, crop back to (H, W) at per-sample offsets, flip where asked.
+
+    x (B, C, H, W) normalised, so the zero padding is the mean colour, as in
+    fb.resnet.torch. oy, ox in [0, 2*pad] and flip bool, all (B,) on x's device.
+    One gather for the whole batch: no per-sample Python.
+    """
+    b, c, h, w = x.shape
+    xp = F.pad(x, (pad, pad, pad, pad))
+    ar_h = torch.arange(h, device=x.device)
+    ar_w = torch.arange(w, device=x.device)
+    rows = (oy[:, None] + ar_h)[:, None, :, None]  # (B, 1, H, 1)
+    cols = ox[:, None] + ar_w  # (B, W)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]  # (B, 1, 1, W)
+    bi = torch.arange(b, device=x.device)[:, None, None, None]
+    ci = torch.arange(c, device=x.device)[None, :, None, None]
+    return xp[bi, ci, rows, cols]
+
+
+def ten_crop_batch(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, 10, C, H, W): corners and centre of the padded image, and flips.
+
+    For 32x32 CIFAR the crops are translations by `pad` pixels, the only way a
+    same-size crop can differ from the whole image.
+    """
+    b = x.shape[0]
+    offsets = [(0, 0), (0, 2 * pad), (2 * pad, 0), (2 * pad, 2 * pad), (pad, pad)]
+    views = []
+    for flip in (False, True):
+        for oy, ox in offsets:
+            full = torch.full((b,), oy, device=x.device), torch.full((b,), ox, device=x.device)
+            views.append(crop_flip(x, *full, torch.full((b,), flip, device=x.device), pad))
+    return torch.stack(views, 1)
+
+
+# ---------------------------------------------------------------------------- per-image (Pillow)
+
+
+def scaled(size: int, image_size: int) -> int:
+    """A paper size (for 224 inputs) scaled to image_size: 256 -> 146 at image_size 128."""
+    return round(size * image_size / 224)
+
+
+def _resize_short(img: Image.Image, short: int) -> Image.Image:
+    w, h = img.size
+    if min(w, h) == short:
+        return img
+    s = short / min(w, h)
+    return img.resize((max(short, round(w * s)), max(short, round(h * s))), Image.BILINEAR)
+
+
+def _to_array(img: Image.Image) -> np.ndarray:
+    return np.asarray(img, dtype=np.uint8)  # (H, W, 3)
+
+
+def _crop(img: Image.Image, top: int, left: int, size: int) -> Image.Image:
+    return img.crop((left, top, left + size, top + size))
+
+
+def train_paper(path: str, rng: np.random.Generator, image_size: int) -> np.ndarray:
+    """Sec. 3.4: shorter side to a random S in [256, 480] (scaled), random crop, flip."""
+    short = int(rng.integers(scaled(256, image_size), scaled(480, image_size) + 1))
+    img = _resize_short(open_rgb(path, draft_short=lambda w, h: short), short)
+    w, h = img.size
+    top = int(rng.integers(0, h - image_size + 1))
+    left = int(rng.integers(0, w - image_size + 1))
+    img = _crop(img, top, left, image_size)
+    if rng.random() < 0.5:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    return _to_array(img)
+
+
+def _rrc_box(w: int, h: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """RandomResizedCrop box (scale 0.08-1, log-uniform ratio 3/4-4/3), as in Szegedy et al."""
+    area = w * h
+    for _ in range(10):
+        target = area * rng.uniform(0.08, 1.0)
+        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        cw, ch = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
+        if 0 < cw <= w and 0 < ch <= h:
+            return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
+    side = min(w, h)  # fallback: the centre square
+    return (h - side) // 2, (w - side) // 2, side, side
+
+
+def train_rrc(path: str, rng: np.random.Generator, image_size: int) -> np.ndarray:
+    box: list[float] = []
+
+    def plan(w: int, h: int) -> int:
+        top, left, ch, cw = _rrc_box(w, h, rng)
+        box[:] = [top / h, left / w, ch / h, cw / w]  # relative, so it survives draft scaling
+        return math.ceil(min(w, h) * image_size / min(cw, ch))
+
+    img = open_rgb(path, draft_short=plan)
+    w, h = img.size
+    top, left, ch, cw = box[0] * h, box[1] * w, box[2] * h, box[3] * w
+    img = img.resize((image_size, image_size), Image.BILINEAR, box=(left, top, left + cw, top + ch))
+    if rng.random() < 0.5:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    return _to_array(img)
+
+
+def center_view(path: str, image_size: int) -> np.ndarray:
+    """Shorter side to 256 (scaled), centre crop image_size."""
+    short = scaled(256, image_size)
+    img = _resize_short(open_rgb(path, draft_short=lambda w, h: short), short)
+    w, h = img.size
+    return _to_array(_crop(img, (h - image_size) // 2, (w - image_size) // 2, image_size))
+
+
+def ten_crop_view(path: str, image_size: int) -> np.ndarray:
+    """(10, H, W, 3): 4 corners and centre of the centre view's resize, then their flips."""
+    short, s = scaled(256, image_size), image_size
+    img = _resize_short(open_rgb(path, draft_short=lambda w, h: short), short)
+    w, h = img.size
+    corners = [(0, 0), (0, w - s), (h - s, 0), (h - s, w - s), ((h - s) // 2, (w - s) // 2)]
+    crops = [_to_array(_crop(img, t, left, s)) for t, left in corners]
+    return np.stack(crops + [c[:, ::-1] for c in crops])
+
+
+def full_view(path: str, short: int) -> np.ndarray:
+    """Whole image, shorter side resized to `short`, no crop (fully-convolutional testing)."""
+    return _to_array(_resize_short(open_rgb(path, draft_short=lambda w, h: short), short))
+
+
+TRAIN_VIEWS: dict[str, Callable[[str, np.random.Generator, int], np.ndarray]] = {
+    "paper": train_paper,
+    "rrc": train_rrc,
+}

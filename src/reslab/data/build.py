@@ -1,0 +1,231 @@
+"""build_data(): one call from a dataset name and a folder to train/val/test loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TRAIN_VIEWS,
+    Normalizer,
+    center_view,
+    full_view,
+    scaled,
+    ten_crop_view,
+)
+from .cifar import load_cifar
+from .loaders import FolderDataset, FolderLoader, Loader, MemoryLoader
+from .sources import (
+    DatasetError,
+    FolderIndex,
+    check_files,
+    default_cache_dir,
+    find_tree,
+    index_tree,
+)
+
+KINDS = {
+    "cifar10": "memory",
+    "cifar100": "memory",
+    "imagefolder": "imagefolder",
+    "imagenet": "imagefolder",
+    "imagenette": "imagefolder",
+}
+VIEWS = ("center", "ten-crop", "full")
+
+
+@dataclass
+class Data:
+    train: Loader  # shuffled, augmented, drop_last
+    val: Loader | None  # held out from the training split, centre view
+    test: Loader | None  # the source's test (or val) split, when it has one
+    classes: list[str]
+    image_size: int
+    normalization: dict  # JSON: how to preprocess a new image at inference
+    kind: str  # "memory" or "imagefolder"
+    _make_eval: Callable[[str, str, int | None], Loader | None] = field(repr=False)
+    _evals: dict = field(default_factory=dict, repr=False)
+
+    def eval_loader(self, split: str, view: str = "center", scale: int | None = None) -> Loader:
+        """An unaugmented, unsharded loader. view "ten-crop" yields x (B, 10, C, H, W);
+        "full" resizes the shorter side to `scale`, given in the paper's units for 224
+        inputs (224, 256, 384, 480, 640) and multiplied by image_size / 224."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, not {split!r}")
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {VIEWS}, not {view!r}")
+        key = (split, view, scale)
+        if key not in self._evals:  # cached so persistent workers are reused
+            loader = self._make_eval(split, view, scale)
+            if loader is None:
+                raise DatasetError(f"this dataset has no {split!r} split")
+            self._evals[key] = loader
+        return self._evals[key]
+
+
+def split_indices(n: int, val_size: int, split_seed: int, limit: int | None):
+    """Seeded shuffle, keep the first `limit`, hold out the first val_size of those."""
+    perm = np.random.default_rng(split_seed).permutation(n)
+    if limit is not None:
+        perm = perm[:limit]
+    if val_size >= len(perm):
+        raise DatasetError(f"val_size={val_size} leaves no training images out of {len(perm)}")
+    return np.sort(perm[val_size:]), np.sort(perm[:val_size])
+
+
+def build_data(
+    dataset: str,
+    data_dir: str | Path,
+    *,
+    batch_size: int,
+    eval_batch_size: int = 256,
+    val_size: int = 5000,
+    split_seed: int = 0,
+    seed: int = 0,
+    image_size: int | None = None,  # None: 32 for CIFAR, 224 for imagefolder
+    normalize: str = "pixel-mean",  # "pixel-mean" (paper) | "channel"
+    augment: str = "paper",  # "paper" | "rrc" (imagefolder) | "none"
+    workers: int = 2,
+    device: str | torch.device = "cpu",
+    cache_dir: str | Path | None = None,
+    download: bool = False,
+    strict: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+    channels_last: bool = False,
+    limit: int | None = None,  # first `limit` training images after a seeded shuffle
+) -> Data:
+    kind = KINDS.get(dataset.lower())
+    if kind is None:
+        raise DatasetError(f"unknown dataset {dataset!r}; choose from {sorted(KINDS)}")
+    if normalize not in ("pixel-mean", "channel"):
+        raise DatasetError(f"unknown normalize={normalize!r}; use 'pixel-mean' or 'channel'")
+    if augment not in ("paper", "rrc", "none") or (augment == "rrc" and kind == "memory"):
+        raise DatasetError(f"augment={augment!r} is not available for {dataset}")
+    if not 0 <= rank < world_size:
+        raise DatasetError(f"rank {rank} outside world_size {world_size}")
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    common = dict(
+        batch_size=batch_size, eval_batch_size=eval_batch_size, val_size=val_size,
+        split_seed=split_seed, seed=seed, augment=augment, device=torch.device(device),
+        strict=strict, rank=rank, world_size=world_size, channels_last=channels_last, limit=limit,
+    )  # fmt: skip
+    if kind == "memory":
+        src = load_cifar(
+            dataset.lower(), Path(data_dir), cache, download_ok=download, strict=strict
+        )
+        return _memory_data(src, image_size or 32, normalize, **common)
+    root = find_tree(Path(data_dir), cache)
+    return _folder_data(index_tree(root), image_size or 224, normalize, workers=workers, **common)
+
+
+def _resize(x: torch.Tensor | None, size: int) -> torch.Tensor | None:
+    if x is None or x.shape[-1] == size:
+        return x
+    y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True)
+    return y.round().clamp(0, 255).to(torch.uint8)
+
+
+def _memory_data(src, image_size, normalize, *, device, eval_batch_size, augment, **kw) -> Data:
+    tr, va = split_indices(len(src.train_x), kw["val_size"], kw["split_seed"], kw["limit"])
+    x = _resize(src.train_x, image_size).to(device)
+    y = src.train_y.to(device)
+    test_x = _resize(src.test_x, image_size)
+    norm = Normalizer.fit(normalize, x[torch.from_numpy(tr).to(device)].cpu()).to(device)
+    pad = image_size // 8  # 4 pixels at 32, as in sec. 4.2
+    tri, vai = torch.from_numpy(tr).to(device), torch.from_numpy(va).to(device)
+    parts = {"train": (x[tri], y[tri]), "val": (x[vai], y[vai]) if len(va) else None}
+    if test_x is not None:
+        parts["test"] = (test_x.to(device), src.test_y.to(device))
+    train = MemoryLoader(
+        *parts["train"], norm, batch_size=kw["batch_size"], train=True, seed=kw["seed"],
+        pad=pad, rank=kw["rank"], world_size=kw["world_size"],
+        channels_last=kw["channels_last"], augment=augment != "none",
+    )  # fmt: skip
+
+    def make_eval(split: str, view: str, scale: int | None) -> Loader | None:
+        if parts.get(split) is None:
+            return None
+        px = scaled(scale, image_size) if scale else None
+        return MemoryLoader(
+            *parts[split], norm, batch_size=eval_batch_size, train=False, pad=pad,
+            channels_last=kw["channels_last"], view=view, scale=px,
+        )  # fmt: skip
+
+    return _data(train, make_eval, src.classes, image_size, norm, "memory")
+
+
+class _EvalView:
+    """A picklable (path, rng) -> array for an unaugmented view."""
+
+    def __init__(self, fn: Callable, size: int) -> None:
+        self.fn, self.size = fn, size
+
+    def __call__(self, path: str, rng: np.random.Generator) -> np.ndarray:
+        return self.fn(path, self.size)
+
+
+def _folder_data(splits: dict[str, FolderIndex], image_size, normalize, *, workers, device,
+                 eval_batch_size, augment, strict, **kw) -> Data:  # fmt: skip
+    if strict:
+        bad = [p for ix in splits.values() for p in check_files(ix.paths)]
+        if bad:
+            raise DatasetError(f"{len(bad)} unreadable image files, e.g. {bad[:3]}")
+    full = splits["train"]
+    tr, va = split_indices(len(full.paths), kw["val_size"], kw["split_seed"], kw["limit"])
+    sub = {
+        "train": ([full.paths[i] for i in tr], [full.labels[i] for i in tr]),
+        "val": ([full.paths[i] for i in va], [full.labels[i] for i in va]) if len(va) else None,
+    }
+    test = splits.get("test") or splits.get("val")
+    if test is not None:
+        sub["test"] = (test.paths, test.labels)
+    # Per-channel ImageNet statistics whatever `normalize` says: see augment.Normalizer.
+    norm = Normalizer(
+        "channel", torch.tensor(IMAGENET_MEAN).reshape(3, 1, 1), torch.tensor(IMAGENET_STD)
+    )
+    if augment == "none":
+        view, pca = _EvalView(center_view, image_size), False
+    else:
+        view, pca = partial(TRAIN_VIEWS[augment], image_size=image_size), True
+    loader_kw = dict(
+        seed=kw["seed"], workers=workers, device=device, channels_last=kw["channels_last"]
+    )
+    train = FolderLoader(
+        FolderDataset(*sub["train"], view, seed=kw["seed"], pca=pca, strict=strict),
+        norm, batch_size=kw["batch_size"], train=True, rank=kw["rank"],
+        world_size=kw["world_size"], **loader_kw,
+    )  # fmt: skip
+
+    def make_eval(split: str, view: str, scale: int | None) -> Loader | None:
+        if sub.get(split) is None:
+            return None
+        if view == "full":
+            fn, bs = _EvalView(full_view, scaled(scale or 224, image_size)), 1  # sizes differ
+        else:
+            fn, bs = (
+                _EvalView(center_view if view == "center" else ten_crop_view, image_size),
+                eval_batch_size,
+            )
+        ds = FolderDataset(*sub[split], fn, seed=0, pca=False, strict=strict)
+        return FolderLoader(ds, norm, batch_size=bs, train=False, **loader_kw)
+
+    return _data(train, make_eval, full.classes, image_size, norm, "imagefolder")
+
+
+def _data(train, make_eval, classes, image_size, norm, kind) -> Data:
+    data = Data(train, None, None, list(classes), image_size, norm.to_dict(), kind, make_eval)
+    for split in ("val", "test"):
+        loader = make_eval(split, "center", None)
+        if loader is not None:
+            data._evals[(split, "center", None)] = loader
+            setattr(data, split, loader)
+    return data

@@ -1,0 +1,269 @@
+"""Where images come from: CIFAR archives, ImageFolder trees and archives, the cache.
+
+Everything here is about finding, verifying, extracting and indexing data on disk;
+augmentation lives in augment.py and batching in loaders.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used as given; the message names the path."""
+
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("RESLAB_CACHE") or Path.home() / ".cache" / "reslab")
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def file_key(path: Path) -> str:
+    """Cheap identity of a file: a changed archive gets a new key without hashing 100s of MB."""
+    st = path.stat()
+    text = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def tree_key(root: Path) -> str:
+    """Relative paths, sizes and mtimes of every file under root: notices edits, adds, deletes."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            st = p.stat()
+            h.update(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def md5sum(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------- archives
+
+
+def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
+    name = member.name
+    parts = Path(name).parts
+    if name.startswith(("/", "\\")) or Path(name).is_absolute() or ".." in parts:
+        raise DatasetError(f"{archive}: unsafe member path {name!r} (absolute or '..'); refusing")
+    if member.issym() or member.islnk():
+        raise DatasetError(f"{archive}: member {name!r} is a link; refusing to extract links")
+
+
+def extract_archive(archive: Path, cache_dir: Path) -> Path:
+    """Extract a tar archive under cache_dir/extracted/ and return the folder.
+
+    Only regular files and folders are written, by our own code rather than
+    TarFile.extract, so nothing can land outside the folder. The archive is
+    extracted into a temporary folder that is renamed into place at the end:
+    a folder with the final name is always a complete extraction.
+    """
+    stem = archive.name.split(".")[0]
+    dest = cache_dir / "extracted" / f"{stem}-{file_key(archive)}"
+    if dest.is_dir():
+        return dest
+    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                _check_member(member, archive)
+                target = tmp / member.name
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                elif member.isfile():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    src = tar.extractfile(member)
+                    assert src is not None
+                    with src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                # device files, fifos etc. are skipped: an image dataset has no use for them
+        try:
+            os.rename(tmp, dest)
+        except OSError:  # another process finished first; its copy is as good as ours
+            shutil.rmtree(tmp, ignore_errors=True)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DatasetError(f"{archive}: cannot read archive ({e})") from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def download(url: str, dest: Path, md5: str, timeout: float = 30.0) -> Path:
+    """Download url to dest (atomically), checking the published MD5."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.part-{uuid.uuid4().hex[:8]}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+            shutil.copyfileobj(r, f, 1 << 20)
+    except (urllib.error.URLError, OSError) as e:
+        tmp.unlink(missing_ok=True)
+        raise DatasetError(
+            f"could not download {url} ({e}). If this machine is offline, download the file "
+            f"elsewhere and put it at {dest} (or in your data_dir)."
+        ) from e
+    got = md5sum(tmp)
+    if got != md5:
+        tmp.unlink(missing_ok=True)
+        raise DatasetError(f"{url}: MD5 mismatch (got {got}, expected {md5}); file discarded")
+    os.replace(tmp, dest)
+    return dest
+
+
+def verify_md5(path: Path, md5: str, cache_dir: Path) -> None:
+    """Check an official archive once; a stamp keyed by size+mtime avoids re-hashing every run."""
+    stamp = cache_dir / "verified" / f"{path.name}-{file_key(path)}.ok"
+    if stamp.exists():
+        return
+    got = md5sum(path)
+    if got != md5:
+        raise DatasetError(f"{path}: MD5 checksum failed (got {got}, expected {md5})")
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.touch()
+
+
+# ---------------------------------------------------------------------------- ImageFolder
+
+
+@dataclass
+class FolderIndex:
+    """One split of an ImageFolder tree: file paths and integer labels."""
+
+    root: Path
+    paths: list[str]
+    labels: list[int]
+    classes: list[str]
+
+
+def _class_dirs(split_dir: Path) -> list[Path]:
+    return sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _looks_like_tree(root: Path) -> bool:
+    return any((root / s).is_dir() and _class_dirs(root / s) for s in SPLIT_NAMES)
+
+
+def find_tree(data_dir: Path, cache_dir: Path) -> Path:
+    """Resolve data_dir to a folder holding split folders (train/, val/, test/).
+
+    Accepts the tree itself, a tree nested one level (cifar10-jpeg/train/...), an
+    archive of either, or a folder holding exactly one such archive.
+    """
+    data_dir = Path(data_dir).expanduser()
+    if not data_dir.exists():
+        raise DatasetError(f"{data_dir}: no such file or folder")
+    if is_archive(data_dir):
+        return find_tree(extract_archive(data_dir, cache_dir), cache_dir)
+    if _looks_like_tree(data_dir):
+        return data_dir
+    subdirs = [p for p in _class_dirs(data_dir) if _looks_like_tree(p)]
+    if len(subdirs) == 1:
+        return subdirs[0]
+    archives = sorted(p for p in data_dir.iterdir() if is_archive(p))
+    if len(archives) == 1:
+        return find_tree(archives[0], cache_dir)
+    raise DatasetError(
+        f"{data_dir}: expected an ImageFolder tree (<split>/<class>/<image>, split in "
+        f"{SPLIT_NAMES}), a folder nesting one, or exactly one .tar/.tar.gz/.tgz of one; "
+        f"found {len(subdirs)} trees and {len(archives)} archives"
+    )
+
+
+def index_split(root: Path, split: str) -> FolderIndex | None:
+    """Index root/split, or None when the split is absent. Empty class folders are errors."""
+    split_dir = root / split
+    if not split_dir.is_dir():
+        return None
+    classes = [p.name for p in _class_dirs(split_dir)]
+    if not classes:
+        raise DatasetError(f"{split_dir}: no class folders")
+    paths: list[str] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        files = sorted(
+            str(p)
+            for p in (split_dir / name).rglob("*")
+            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        )
+        if not files:
+            raise DatasetError(f"{split_dir / name}: empty class folder (no image files)")
+        paths += files
+        labels += [label] * len(files)
+    return FolderIndex(split_dir, paths, labels, classes)
+
+
+def index_tree(root: Path) -> dict[str, FolderIndex]:
+    """All splits present, with the train split required and class lists checked to agree."""
+    splits = {s: ix for s in SPLIT_NAMES if (ix := index_split(root, s)) is not None}
+    if "train" not in splits:
+        raise DatasetError(f"{root}: missing split folder 'train/'")
+    for ix in splits.values():
+        if ix.classes != splits["train"].classes:
+            extra = sorted(set(ix.classes) ^ set(splits["train"].classes))
+            raise DatasetError(
+                f"{ix.root}: class folders differ from {splits['train'].root} (differences: {extra[:5]})"
+            )
+    return splits
+
+
+def open_rgb(path: str, draft_short: Callable[[int, int], int] | None = None) -> Image.Image:
+    """Decode any image file to RGB, refusing decompression bombs.
+
+    draft_short(w, h) -> the shorter side the caller needs. JPEGs are then
+    DCT-downscaled while decoding (Pillow draft mode) to no less than that,
+    which makes decoding large photos several times cheaper.
+    """
+    with warnings.catch_warnings():
+        # A bomb warning is an error for this file rather than a slow decode of a huge image.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            if draft_short is not None and img.format == "JPEG":
+                w, h = img.size
+                t = draft_short(w, h) / min(w, h)
+                if t < 1:
+                    img.draft("RGB", (math.ceil(w * t), math.ceil(h * t)))
+            img.load()
+            if img.mode == "P" and "transparency" in img.info:
+                img = img.convert("RGBA")  # palette transparency is lost in a direct P->RGB
+            return img.convert("RGB") if img.mode != "RGB" else img.copy()
+
+
+def check_files(paths: list[str]) -> list[str]:
+    """Paths that fail a full decode (strict mode runs this at index time)."""
+    bad = []
+    for p in paths:
+        try:
+            open_rgb(p, draft_short=lambda w, h: 1)  # 1/8 DCT scale still decodes every block
+        except Exception:  # noqa: BLE001 - any decoder failure means the file is unusable
+            bad.append(p)
+    return bad
