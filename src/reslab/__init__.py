@@ -1,0 +1,37 @@
+"""reslab: Deep Residual Learning for Image Recognition (He et al., CVPR 2016) as software.
+
+>>> import reslab
+>>> model = reslab.create_model("resnet20")          # CIFAR-10, 0.27M params, option A
+>>> reslab.list_models()[:3]
+['resnet20', 'plain20', 'resnet32']
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .models import create_model, list_models
+
+__version__ = "0.1.0"
+
+# Heavier parts load on first use so `import reslab` stays quick.
+_LAZY = {
+    "train": ("reslab.train.loop", "train"),
+    "TrainConfig": ("reslab.config", "TrainConfig"),
+    "evaluate": ("reslab.evaluate", "evaluate"),
+    "optimize_for_inference": ("reslab.inference", "optimize_for_inference"),
+    "predict": ("reslab.inference", "predict"),
+    "export": ("reslab.inference", "export"),
+    "load_weights": ("reslab.weights", "load_weights"),
+    "build_data": ("reslab.data", "build_data"),
+}
+
+__all__ = ["__version__", "create_model", "list_models", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'reslab' has no attribute {name!r}")

@@ -1,0 +1,181 @@
+"""Variants are data: name -> architecture, with the paper's own figures beside it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from .resnet import ResNet
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str  # "cifar" (section 4.2) or "imagenet" (Table 1)
+    block: str  # "basic" | "bottleneck"
+    depths: tuple[int, ...]  # blocks per stage
+    widths: tuple[int, ...]  # base filters per stage
+    shortcut: str  # default option: A on CIFAR, B on ImageNet, "none" for plain nets
+    num_classes: int
+    input_size: int  # native training crop, pixels
+    stem_width: int
+    paper_params: float | None = None  # millions, section 4.2 / Table 6
+    paper_gflops: float | None = None  # multiply-adds x 1e9 at 224x224, Table 1
+    paper_error: dict[str, float] = field(default_factory=dict)  # %, from the paper
+
+    @property
+    def layers(self) -> int:
+        """Weighted layers as the paper counts them: convs on the main path + fc."""
+        per_block = 2 if self.block == "basic" else 3
+        return per_block * sum(self.depths) + 2
+
+    def builder_kwargs(self) -> dict[str, object]:
+        return {
+            "block": self.block,
+            "depths": self.depths,
+            "widths": self.widths,
+            "stem": self.family,
+            "stem_width": self.stem_width,
+            "num_classes": self.num_classes,
+            "shortcut": self.shortcut,
+        }
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+# CIFAR-10, section 4.2: 6n+2 layers, option A; parameters and test errors of Table 6.
+_CIFAR = {  # n: (paper params M, ResNet error %, plain error % where the paper plots it)
+    3: (0.27, 8.75),
+    5: (0.46, 7.51),
+    7: (0.66, 7.17),
+    9: (0.85, 6.97),
+    18: (1.7, 6.43),
+    200: (19.4, 7.93),
+}
+for _n, (_params, _err) in _CIFAR.items():
+    _depth = 6 * _n + 2
+    for _plain in (False, True):
+        register(
+            ModelSpec(
+                name=f"{'plain' if _plain else 'resnet'}{_depth}",
+                family="cifar",
+                block="basic",
+                depths=(_n, _n, _n),
+                widths=(16, 32, 64),
+                shortcut="none" if _plain else "A",
+                num_classes=10,
+                input_size=32,
+                stem_width=16,
+                paper_params=_params,
+                paper_error={} if _plain else {"cifar10_test_top1": _err},
+            )
+        )
+
+# ImageNet, Table 1 (FLOPs) and Table 3/4 (10-crop val top-1 / top-5 error, option B).
+_IMAGENET = {
+    18: ("basic", (2, 2, 2, 2), 1.8, {"top1_10crop": 27.88}),
+    34: ("basic", (3, 4, 6, 3), 3.6, {"top1_10crop": 24.52, "top5_10crop": 7.46}),
+    50: ("bottleneck", (3, 4, 6, 3), 3.8, {"top1_10crop": 22.85, "top5_10crop": 6.71}),
+    101: ("bottleneck", (3, 4, 23, 3), 7.6, {"top1_10crop": 21.75, "top5_10crop": 6.05}),
+    152: ("bottleneck", (3, 8, 36, 3), 11.3, {"top1_10crop": 21.43, "top5_10crop": 5.71}),
+}
+_PLAIN_IMAGENET = {18: {"top1_10crop": 27.94}, 34: {"top1_10crop": 28.54}}  # Table 2
+for _depth, (_block, _depths, _gflops, _err) in _IMAGENET.items():
+    for _plain in (False, True):
+        if _plain and _depth not in _PLAIN_IMAGENET:
+            continue
+        register(
+            ModelSpec(
+                name=f"{'plain' if _plain else 'resnet'}{_depth}",
+                family="imagenet",
+                block=_block,
+                depths=_depths,
+                widths=(64, 128, 256, 512),
+                shortcut="none" if _plain else "B",
+                num_classes=1000,
+                input_size=224,
+                stem_width=64,
+                paper_gflops=_gflops,
+                paper_error=_PLAIN_IMAGENET[_depth] if _plain else _err,
+            )
+        )
+
+
+def list_models() -> list[str]:
+    """Registered model names, CIFAR family first, each family by depth."""
+    return list(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(_REGISTRY)}") from None
+
+
+# Overrides accepted by create_model on top of the registered spec.
+OVERRIDES = {
+    "depths": "blocks per stage, e.g. (2, 2, 2) for a CIFAR net with n=2",
+    "n": "CIFAR shorthand: n blocks in each of the three stages (6n+2 layers)",
+    "widths": "base filters per stage",
+    "width_mult": "multiply every width (stem included) by this factor",
+    "block": "'basic' or 'bottleneck'",
+    "in_chans": "input channels (3 for RGB)",
+    "stride_in_1x1": "bottleneck: the paper's stride on the first 1x1 (default: torchvision's v1.5)",
+    "zero_init_residual": "zero-init each branch's last BN scale (beyond the paper)",
+    "grad_checkpointing": "recompute activations in backward to save memory",
+}
+
+
+def create_model(
+    name: str, num_classes: int | None = None, shortcut: str | None = None, **overrides: object
+) -> nn.Module:
+    """Build a registered network, optionally changed by `overrides` (see OVERRIDES).
+
+    `weights=PATH` loads a checkpoint or standard torchvision/timm state dict (see
+    reslab.weights).
+    """
+    weights = overrides.pop("weights", None)
+    spec = get_spec(name)
+    # Everything needed to build the same network again (saved in checkpoints).
+    build_args = {"name": name, "num_classes": num_classes, "shortcut": shortcut, **overrides}
+    unknown = sorted(set(overrides) - set(OVERRIDES))
+    if unknown:
+        valid = "; ".join(f"{k}: {v}" for k, v in OVERRIDES.items())
+        raise ValueError(f"unknown override(s) {', '.join(unknown)} for {name!r}; valid: {valid}")
+    kwargs = spec.builder_kwargs()
+    if num_classes is not None:
+        kwargs["num_classes"] = int(num_classes)
+    if shortcut is not None:
+        kwargs["shortcut"] = shortcut
+    if "n" in overrides:
+        kwargs["depths"] = (int(overrides.pop("n")),) * len(spec.depths)
+    mult = float(overrides.pop("width_mult", 1.0))
+    grad_ckpt = bool(overrides.pop("grad_checkpointing", False))
+    kwargs.update(overrides)
+    if mult != 1.0:
+        kwargs["widths"] = tuple(max(1, round(w * mult)) for w in kwargs["widths"])
+        kwargs["stem_width"] = max(1, round(spec.stem_width * mult))
+    try:
+        model = ResNet(**kwargs)
+    except TypeError as e:  # e.g. depths given as an int
+        raise ValueError(f"bad override for {name!r}: {e}") from None
+    model.set_grad_checkpointing(grad_ckpt)
+    changed = {k: kwargs[k] for k in ("block", "depths", "widths", "shortcut", "num_classes")}
+    model.spec = dataclasses.replace(spec, **changed)
+    model.build_args = build_args
+    if weights is not None:
+        from ..weights import load_weights
+
+        load_weights(model, weights)
+    return model

@@ -1,0 +1,172 @@
+"""Every registered model: shapes, backward, the paper's counts, checkpoint names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import reslab
+from reslab.models import create_model, get_spec, list_models
+from reslab.models.blocks import PadShortcut
+from reslab.models.flops import count_macs, count_params
+
+REFERENCE = (
+    Path(__file__).resolve().parents[2] / "shared/reference/imagenet-resnet-state-dicts.json"
+)
+MODELS = list_models()
+
+
+def small_input(name: str) -> torch.Tensor:
+    # ImageNet nets are fully convolutional: 64 px keeps the loop fast; 1202 layers at
+    # 8 px (two stride-2 stages still leave a 2x2 map).
+    size = 64 if get_spec(name).family == "imagenet" else (8 if "1202" in name else 32)
+    return torch.randn(2, 3, size, size)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_backward(name: str) -> None:
+    model = create_model(name, num_classes=7)
+    out = model(small_input(name))
+    assert out.shape == (2, 7)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if get_spec(n).paper_params])
+def test_cifar_params_match_paper(name: str) -> None:
+    # Section 4.2 / Table 6 give 0.27M ... 19.4M, rounded to the digits printed.
+    spec = get_spec(name)
+    params = count_params(create_model(name)) / 1e6
+    digits = 2 if spec.paper_params < 1 else 1
+    assert round(params, digits) == pytest.approx(spec.paper_params)
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if get_spec(n).paper_gflops])
+def test_imagenet_flops_match_table1(name: str) -> None:
+    # Table 1 counts multiply-adds at 224x224 with the paper's stride placement.
+    spec = get_spec(name)
+    model = create_model(name, stride_in_1x1=True)
+    gmacs = count_macs(model, 224) / 1e9
+    assert abs(gmacs - spec.paper_gflops) / spec.paper_gflops < 0.03
+
+
+def test_v15_stride_costs_more_flops_same_params() -> None:
+    v1 = create_model("resnet50", stride_in_1x1=True)
+    v15 = create_model("resnet50")
+    assert count_params(v1) == count_params(v15)
+    assert count_macs(v15, 224) > count_macs(v1, 224) * 1.05  # 4.1G vs 3.86G
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet110", "resnet18", "resnet50"])
+def test_option_a_has_no_shortcut_parameters(name: str) -> None:
+    a, plain = create_model(name, shortcut="A"), create_model(name, shortcut="none")
+    assert count_params(a) == count_params(plain)
+    assert any(isinstance(m, PadShortcut) for m in a.modules())
+
+
+def test_option_b_and_c_projections() -> None:
+    # ResNet-34: B projects at the 3 stage changes, C on all 16 blocks.
+    def projections(model: torch.nn.Module) -> int:
+        return sum(1 for n, _ in model.named_modules() if n.endswith("downsample.0"))
+
+    assert projections(create_model("resnet34", shortcut="B")) == 3
+    assert projections(create_model("resnet34", shortcut="C")) == 16
+    assert count_params(create_model("resnet34", shortcut="C")) > count_params(
+        create_model("resnet34", shortcut="B")
+    )
+
+
+@pytest.mark.parametrize("depth", [20, 32, 44, 56, 110, 18, 34])
+def test_plain_and_residual_same_weighted_layers(depth: int) -> None:
+    def weighted_layers(model: torch.nn.Module) -> int:
+        return sum(
+            1
+            for n, m in model.named_modules()
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and "downsample" not in n
+        )
+
+    res, plain = create_model(f"resnet{depth}"), create_model(f"plain{depth}")
+    assert weighted_layers(res) == weighted_layers(plain) == depth
+
+
+@pytest.mark.skipif(not REFERENCE.exists(), reason=f"reference file {REFERENCE} not present")
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
+def test_state_dict_matches_torchvision(name: str) -> None:
+    ref = json.loads(REFERENCE.read_text())[name]
+    model = create_model(name)
+    ours = [
+        (k, list(v.shape), str(v.dtype).removeprefix("torch."))
+        for k, v in model.state_dict().items()
+    ]
+    assert ours == [tuple(entry) for entry in ref["state_dict"]]
+    assert count_params(model) == ref["num_params"]
+
+
+def test_state_dict_roundtrip_strict_same_outputs() -> None:
+    a, b = create_model("resnet18").eval(), create_model("resnet18").eval()
+    b.load_state_dict(a.state_dict(), strict=True)
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(a(x), b(x))
+
+
+def test_builder_any_depth_width_and_overrides() -> None:
+    m = create_model("resnet20", n=2, width_mult=2, num_classes=100, in_chans=1)
+    assert m.spec.depths == (2, 2, 2) and m.spec.widths == (32, 64, 128)
+    assert m(torch.randn(2, 1, 32, 32)).shape == (2, 100)
+
+
+def test_feature_api() -> None:
+    m = create_model("resnet50")
+    x = torch.randn(1, 3, 128, 128)
+    feats = m.forward_stages(x)  # C2..C5
+    assert [f.shape[1] for f in feats] == [256, 512, 1024, 2048]
+    assert [128 // f.shape[-1] for f in feats] == [4, 8, 16, 32]
+    assert [i["num_chs"] for i in m.feature_info] == [256, 512, 1024, 2048]
+    pooled = m.forward_head(m.forward_features(x), pre_logits=True)
+    assert pooled.shape == (1, 2048)
+
+
+def test_zero_init_residual() -> None:
+    m = create_model("resnet20", zero_init_residual=True)
+    assert all(b.bn2.weight.abs().sum() == 0 for b in m.layer1)
+    assert create_model("resnet20").layer1[0].bn2.weight.sum() > 0
+
+
+def test_he_init_std() -> None:
+    conv = create_model("resnet56").layer3[0].conv2  # 64 -> 64, 3x3: fan-out 576
+    assert conv.weight.std().item() == pytest.approx((2 / 576) ** 0.5, rel=0.05)
+
+
+def test_grad_checkpointing_same_gradients() -> None:
+    torch.manual_seed(0)
+    a = create_model("resnet20", n=2)
+    b = create_model("resnet20", n=2, grad_checkpointing=True)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    a(x).sum().backward()
+    b(x).sum().backward()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"name": "resnet21"}, "valid models: resnet20"),
+        ({"name": "resnet20", "shortcut": "D"}, "choose one of A, B, C, none"),
+        ({"name": "resnet20", "depth": 3}, "unknown override"),
+        ({"name": "resnet20", "block": "huge"}, "choose one of basic, bottleneck"),
+    ],
+)
+def test_bad_arguments_are_clear(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        create_model(**kwargs)
+
+
+def test_public_api() -> None:
+    assert reslab.list_models() == MODELS
+    assert {"resnet20", "resnet1202", "plain110", "resnet152", "plain34"} <= set(MODELS)
