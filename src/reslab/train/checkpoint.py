@@ -1,0 +1,149 @@
+"""Checkpoints that survive crashes and never run code when loaded.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts saved
+with torch.save and read back with `torch.load(weights_only=True)`: a file
+crafted to execute code on unpickling is refused by torch's restricted
+unpickler. Writes go to a temporary file in the same folder, are fsync'ed, then
+renamed over the old file, so a crash leaves either the old or the new file,
+never half of one.
+
+Keys (FORMAT "reslab-checkpoint" v1):
+    model            state dict (torchvision names for ImageNet nets)
+    model_args       create_model(**model_args) rebuilds the architecture
+    classes          class names in label order
+    normalization    how inputs were normalised (see reslab.data)
+    image_size       training crop, pixels
+    config           the resolved run config (dict)
+    versions         reslab / torch / python versions
+    and, for resuming: optimizer, step, epoch, batch_in_epoch, schedule, rng, best
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import platform
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "reslab-checkpoint"
+VERSION = 1
+LAST, BEST, PREVIOUS = "last.pt", "best.pt", "previous.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file."""
+
+
+def versions() -> dict[str, str]:
+    from .. import __version__
+
+    return {"reslab": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """torch.save to `path` via temp file + fsync + rename (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    # fsync the folder so the rename itself is durable.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_file(path: str | Path) -> Any:
+    """torch.load with weights_only=True and errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # weights_only refuses any object it does not know, before constructing it.
+        raise CheckpointError(
+            f"{path}: refused to load: the file holds Python objects that could run code "
+            f"(only tensors and plain data are accepted): {str(e).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, io.UnsupportedOperation) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or foreign?): {e}") from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A reslab checkpoint, checked for the keys a model needs."""
+    ckpt = load_file(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: not a reslab checkpoint (no 'format': {FORMAT!r} key); "
+            "for a plain state dict use create_model(name, weights=PATH)"
+        )
+    missing = [k for k in ("model", "model_args") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks key(s) {', '.join(missing)}")
+    return ckpt
+
+
+def resolve(path: str | Path) -> Path:
+    """A run folder (its checkpoints/best.pt, else last.pt) or a checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (BEST, LAST):
+            candidate = path / "checkpoints" / name
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(f"{path}: no checkpoints/{BEST} or checkpoints/{LAST} in this folder")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist (expected a run folder or a checkpoint)")
+    return path
+
+
+def load_resumable(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
+    """The newest good resume checkpoint of a run: last.pt, else previous.pt."""
+    folder = Path(run_dir) / "checkpoints"
+    errors = []
+    for name in (LAST, PREVIOUS):
+        path = folder / name
+        if not path.exists():
+            continue
+        try:
+            ckpt = load_checkpoint(path)
+            if "optimizer" not in ckpt:
+                raise CheckpointError(f"{path}: has no optimizer state; cannot resume from it")
+            return ckpt, path
+        except CheckpointError as e:
+            errors.append(str(e))
+    detail = "; ".join(errors) if errors else "no checkpoint files"
+    raise CheckpointError(f"cannot resume {run_dir}: {detail}")
+
+
+def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
+    """(model in eval mode, checkpoint dict) from a run folder or checkpoint file."""
+    from ..models import create_model
+
+    file = resolve(path)
+    ckpt = load_checkpoint(file)
+    args = dict(ckpt["model_args"])
+    args.pop("grad_checkpointing", None)
+    model = create_model(**args)
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{file}: weights do not fit {args['name']}: {e}") from None
+    return model.to(device).eval(), ckpt
