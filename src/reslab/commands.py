@@ -1,9 +1,150 @@
-"""Sub-commands beyond `models`, registered here so cli.py stays one screen."""
+"""Sub-commands beyond `models`: train, eval (and those of other modules)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
+import importlib.util
+import json
+import sys
+import typing
+from pathlib import Path
+
+from .config import RECIPES, TrainConfig
+
+# Flags whose meaning is not obvious from the field name.
+_HELP = {
+    "model": "network name (see `reslab models`)",
+    "data_dir": "folder holding the dataset (archive, extracted batches or ImageFolder tree)",
+    "out": "run folder: config.json, metrics.jsonl, checkpoints/, summary.json",
+    "iterations": "total training steps (the paper: 64000 on CIFAR)",
+    "scale": "multiply every step count of the recipe (0.1 = a 10x shorter schedule)",
+    "model_args": "create_model overrides as JSON, e.g. '{\"n\": 2}'",
+}
+
+
+def _field_type(f: dataclasses.Field) -> tuple[type, bool]:
+    """(element type, is-tuple) of a TrainConfig field, unwrapping `X | None`."""
+    hint = typing.get_type_hints(TrainConfig)[f.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    base = args[0]
+    if typing.get_origin(base) is tuple:
+        return typing.get_args(base)[0], True
+    return base, False
+
+
+def _parse_tuple(kind: type):
+    def parse(text: str) -> tuple:
+        return tuple(kind(v) for v in text.split(",") if v.strip())
+
+    return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (--batch-size, --lr, --amp/--no-amp, ...)."""
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind, is_tuple = _field_type(f)
+        helptext = _HELP.get(
+            f.name, f"default: {f.default if f.default is not dataclasses.MISSING else '{}'}"
+        )
+        if kind is bool:
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=helptext
+            )
+        elif is_tuple:
+            parser.add_argument(
+                flag, type=_parse_tuple(kind), default=None, metavar="A,B", help=helptext
+            )
+        elif f.name == "model_args":
+            parser.add_argument(flag, type=json.loads, default=None, metavar="JSON", help=helptext)
+        elif f.name == "recipe":
+            parser.add_argument(flag, choices=list(RECIPES), default=None, help="named preset")
+        else:
+            parser.add_argument(flag, type=kind, default=None, help=helptext)
+
+
+def config_overrides(args: argparse.Namespace) -> dict:
+    return {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None and f.name != "recipe"
+    }
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import make_config
+    from .train.loop import train
+
+    overrides = config_overrides(args)
+    if args.resume:
+        result = train(resume=args.resume, **overrides)
+    else:
+        result = train(make_config(args.recipe or "cifar-paper", **overrides))
+    if result.summary.get("final_eval") and (result.run_dir / "summary.json").exists():
+        ev = result.summary["final_eval"]
+        print(
+            f"{result.status} at step {result.step}: {ev['split']} top-1 error "
+            f"{ev['top1_error']:.2f}%, top-5 {ev['top5_error']:.2f}% -> {result.run_dir}"
+        )
+    return 0 if result.status == "finished" else 130
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .evaluate_run import evaluate_run
+
+    scales = [int(s) for s in args.scales.split(",")] if args.scales else None
+    res = evaluate_run(
+        args.model, data_dir=args.data_dir, dataset=args.dataset, split=args.split,
+        ten_crop=args.ten_crop, scales=scales, flip=args.flip, batch_size=args.batch_size,
+        device=args.device,
+    )  # fmt: skip
+    print(
+        f"{args.split}: top-1 error {res['top1_error']:.2f}%  top-5 error "
+        f"{res['top5_error']:.2f}%  ({res['n']} images, {res['view']})"
+    )
+    out = Path(args.out) if args.out else None
+    if out is None:
+        src = Path(args.model)
+        out = (src if src.is_dir() else src.parent) / f"eval-{args.split}-{res['view']}.json"
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser(
+        "train",
+        help="train a network (the main job)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder exactly")
+    add_config_flags(p)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="top-1/top-5 error of a trained network")
+    p.add_argument("model", help="run folder or checkpoint file")
+    p.add_argument("--data-dir", help="dataset folder (default: the run's)")
+    p.add_argument("--dataset", help="dataset name (default: the run's)")
+    p.add_argument("--split", default="test", choices=["test", "val", "train"])
+    p.add_argument("--ten-crop", action="store_true", help="average 10 crops (section 3.4)")
+    p.add_argument(
+        "--scales", help="fully-convolutional multi-scale test, e.g. 224,256,384,480,640"
+    )
+    p.add_argument("--flip", action="store_true", help="also average horizontally flipped views")
+    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="JSON file to write (default: RUN/eval-SPLIT-VIEW.json)")
+    p.set_defaults(func=_eval)
+
+    for module, fn in (
+        ("commands_use", "add_use_commands"),
+        ("commands_reproduce", "add_reproduce_commands"),
+    ):
+        if importlib.util.find_spec(f"reslab.{module}") is not None:
+            getattr(importlib.import_module(f"reslab.{module}"), fn)(sub)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `reslab`")

@@ -83,7 +83,9 @@ def load_file(path: str | Path) -> Any:
             f"(only tensors and plain data are accepted): {str(e).splitlines()[0]}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, io.UnsupportedOperation) as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or foreign?): {e}") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or foreign?): {e}"
+        ) from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -108,7 +110,9 @@ def resolve(path: str | Path) -> Path:
             candidate = path / "checkpoints" / name
             if candidate.is_file():
                 return candidate
-        raise FileNotFoundError(f"{path}: no checkpoints/{BEST} or checkpoints/{LAST} in this folder")
+        raise FileNotFoundError(
+            f"{path}: no checkpoints/{BEST} or checkpoints/{LAST} in this folder"
+        )
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist (expected a run folder or a checkpoint)")
     return path

@@ -1,0 +1,165 @@
+"""The run configuration: every default on one screen, recipes as small overrides.
+
+A recipe changes a few fields; explicit user values change more; unknown keys are
+errors. The resolved config is written to `RUN/config.json` and into every
+checkpoint, so a run can always be rebuilt from its folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    # --- what to train ---
+    model: str = "resnet20"  # a name from reslab.list_models()
+    shortcut: str | None = None  # "A" | "B" | "C" | "none"; None: the model's default
+    model_args: dict[str, Any] = field(default_factory=dict)  # create_model overrides
+    init: str | None = None  # fine-tune: start from these weights (run, checkpoint, state dict)
+    freeze_stages: int = 0  # fine-tune: freeze the stem and this many stages
+    # --- data (reslab.data.build_data) ---
+    dataset: str = "cifar10"  # cifar10 | cifar100 | imagefolder
+    data_dir: str = "data"
+    val_size: int = 5000  # images held out of the training split (the paper's 45k/5k)
+    split_seed: int = 0
+    image_size: int | None = None  # training crop, px; None: 32 CIFAR, 224 ImageNet
+    normalize: str = "pixel-mean"  # "pixel-mean" (the paper) | "channel"
+    augment: str = "paper"  # "paper" | "rrc" | "none"
+    workers: int = 2  # JPEG decoding processes
+    limit: int | None = None  # use only this many training images (smoke runs)
+    # --- optimisation ---
+    recipe: str = "cifar-paper"
+    batch_size: int = 128  # images per step, all processes together
+    lr: float = 0.1  # peak learning rate at `batch_size`
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    decay_norm_and_bias: bool = True  # the paper decays every weight; modern recipes skip BN/bias
+    label_smoothing: float = 0.0
+    schedule: str = "step"  # step | cosine | onecycle | plateau
+    iterations: int = 64_000  # total steps (the paper's CIFAR budget)
+    milestones: tuple[int, ...] = (32_000, 48_000)  # step schedule: lr x gamma at each
+    gamma: float = 0.1
+    warmup_iters: int = 0  # linear warm-up from 0 (modern recipes)
+    warmup_lr: float | None = None  # paper, ResNet-110: constant lr until...
+    warmup_until_error: float = 0.80  # ...training error falls below this
+    plateau_patience: int = 3  # plateau schedule: evaluations without improvement
+    scale: float = 1.0  # shrink every step count (iterations, milestones, intervals)
+    # --- evaluation, logging, checkpoints (steps) ---
+    eval_every: int = 2000
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    eval_batch_size: int = 500
+    # --- system ---
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    amp: bool | None = None  # mixed precision; None: on for CUDA
+    channels_last: bool | None = None  # None: on (measured faster on CPU and GPU)
+    compile: bool = False  # torch.compile the training step
+    threads: int | None = None  # CPU threads; None: all cores
+    deterministic: bool = False  # bit-exact runs and resumes (CPU)
+    sync_bn: bool = False  # DDP: SyncBatchNorm
+    seed: int = 0
+    out: str = "runs/run"
+    tensorboard: bool = False
+    progress: bool = True
+
+    def scaled(self, steps: int) -> int:
+        return max(1, round(steps * self.scale))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Recipes: named overrides. Each says where it departs from the paper.
+RECIPES: dict[str, dict[str, Any]] = {
+    # Section 4.2: the defaults above are this recipe.
+    "cifar-paper": {},
+    # Section 3.4: batch 256, lr 0.1 divided by 10 when the error plateaus, up to 60e4 steps.
+    "imagenet-paper": {
+        "dataset": "imagefolder",
+        "batch_size": 256,
+        "schedule": "plateau",
+        "iterations": 600_000,
+        "milestones": (),
+        "val_size": 10_000,
+        "eval_every": 5000,
+        "checkpoint_every": 2500,
+        "eval_batch_size": 100,
+    },
+    # Beyond the paper: one-cycle-like cosine with linear warm-up, label smoothing,
+    # Nesterov momentum, no weight decay on BN and biases; 30 epochs of 45k images.
+    "cifar-fast": {
+        "schedule": "cosine",
+        "iterations": 10_550,
+        "milestones": (),
+        "warmup_iters": 350,
+        "lr": 0.2,
+        "weight_decay": 5e-4,
+        "decay_norm_and_bias": False,
+        "nesterov": True,
+        "label_smoothing": 0.1,
+        "normalize": "channel",
+        "eval_every": 700,
+    },
+}
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def make_config(recipe: str = "cifar-paper", **overrides: Any) -> TrainConfig:
+    """TrainConfig = defaults <- recipe <- overrides; unknown keys and recipes are errors."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    names = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(names)}"
+        )
+    values = {**RECIPES[recipe], **overrides, "recipe": recipe}
+    cfg = TrainConfig()
+    for key, value in values.items():
+        setattr(cfg, key, _coerce(key, value, getattr(cfg, key)))
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: TrainConfig) -> None:
+    if cfg.schedule not in ("step", "cosine", "onecycle", "plateau"):
+        raise ValueError(
+            f"unknown schedule {cfg.schedule!r}; choose step, cosine, onecycle, plateau"
+        )
+    for key in ("batch_size", "iterations", "eval_every", "log_every", "checkpoint_every"):
+        if getattr(cfg, key) < 1:
+            raise ValueError(f"{key} must be >= 1, got {getattr(cfg, key)}")
+    if not 0 < cfg.scale <= 1000:
+        raise ValueError(f"scale must be in (0, 1000], got {cfg.scale}")
+    if cfg.lr <= 0:
+        raise ValueError(f"lr must be > 0, got {cfg.lr}")
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a config.json back; unknown keys are reported with the file's name."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read config: {e}") from None
+    recipe = data.pop("recipe", "cifar-paper")
+    try:
+        return make_config(recipe, **data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None

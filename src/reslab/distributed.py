@@ -1,0 +1,122 @@
+"""torchrun + DistributedDataParallel: process-group set-up, CPU SyncBatchNorm, rank helpers.
+
+Launch with `torchrun --nproc-per-node N -m reslab train ...`; torchrun sets RANK,
+WORLD_SIZE and LOCAL_RANK, which is all this module reads. Gloo on CPU, NCCL on GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def from_env() -> DistInfo:
+    return DistInfo(
+        int(os.environ.get("RANK", 0)),
+        int(os.environ.get("WORLD_SIZE", 1)),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+def setup(device: torch.device) -> DistInfo:
+    """Join the process group torchrun describes (no-op for a single process)."""
+    info = from_env()
+    if info.enabled and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+    return info
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast_object(obj: object, info: DistInfo) -> object:
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+class CPUSyncBatchNorm(nn.BatchNorm2d):
+    """Batch norm whose training statistics cover the global batch, on any device.
+
+    torch's SyncBatchNorm only runs on GPUs; this one all-reduces per-channel sums
+    (autograd-aware) so 2 CPU processes with batch B/2 each normalise exactly like
+    one process with batch B.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and dist.is_initialized()):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        c = x.shape[1]
+        count = torch.tensor([x.numel() / c], dtype=x.dtype, device=x.device)
+        moments = torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count])
+        moments = all_reduce(moments)  # sum over processes, gradient flows back
+        n = moments[-1]
+        mean = moments[:c] / n
+        var = moments[c : 2 * c] / n - mean * mean  # biased, as BN normalises with
+        with torch.no_grad():
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            self.running_var.mul_(1 - m).add_(var.detach() * n / (n - 1), alpha=m)
+            self.num_batches_tracked.add_(1)
+        shape = (1, c, 1, 1)
+        x_hat = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return x_hat * self.weight.view(shape) + self.bias.view(shape)
+
+
+def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, child in model.named_children():
+        if type(child) is nn.BatchNorm2d:
+            sync = CPUSyncBatchNorm(child.num_features, child.eps, child.momentum)
+            sync.load_state_dict(child.state_dict())
+            setattr(model, name, sync)
+        else:
+            convert_sync_batchnorm(child, device)
+    return model
+
+
+def all_reduce_mean(values: Tensor, info: DistInfo) -> Tensor:
+    if info.enabled:
+        values = values.clone()
+        dist.all_reduce(values)
+        values /= info.world_size
+    return values
+
+
+__all__ = [
+    "CPUSyncBatchNorm",
+    "DistInfo",
+    "all_reduce_mean",
+    "broadcast_object",
+    "cleanup",
+    "convert_sync_batchnorm",
+    "from_env",
+    "setup",
+]

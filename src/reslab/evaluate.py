@@ -1,0 +1,76 @@
+"""Top-1/top-5 error as the paper measures it: one function for training, the CLI and tests.
+
+Views (section 3.4 "Testing"): a centre crop; 10-crop (4 corners + centre and their
+flips, scores averaged); and fully-convolutional testing where whole images are
+resized to several scales ({224, 256, 384, 480, 640}) and the class scores of all
+scales are averaged. `flip=True` adds the mirror image of every view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@torch.no_grad()
+def class_scores(
+    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], flip: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Softmax scores (N, K) and labels (N,) over a loader's batches, in loader order.
+
+    A batch of shape (B, V, C, H, W) holds V views per image (e.g. 10-crop); their
+    softmax scores are averaged, as are those of the flipped copies with flip=True.
+    """
+    was_training = model.training
+    model.eval()
+    scores, labels = [], []
+    for x, y in batches:
+        views = x.shape[1] if x.dim() == 5 else 1
+        x = x.flatten(0, 1) if x.dim() == 5 else x  # (B*V, C, H, W)
+        p = F.softmax(model(x).float(), dim=1)
+        if flip:
+            p = (p + F.softmax(model(x.flip(-1)).float(), dim=1)) / 2
+        scores.append(p.view(-1, views, p.shape[1]).mean(1).cpu())
+        labels.append(y.cpu())
+    model.train(was_training)
+    if not scores:
+        raise ValueError("evaluation got no batches (empty split?)")
+    return torch.cat(scores), torch.cat(labels)
+
+
+def topk_errors(scores: Tensor, labels: Tensor, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
+    """{"top1_error": %, "top5_error": %, "loss": mean NLL, "n": count}; k capped at K."""
+    n, k_max = scores.shape
+    ranked = scores.topk(min(max(ks), k_max), dim=1).indices  # (N, k)
+    hits = ranked == labels[:, None]
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"top{k}_error"] = 100.0 * (1 - hits[:, : min(k, k_max)].any(1).float().mean().item())
+    out["loss"] = F.nll_loss(scores.clamp_min(1e-12).log(), labels).item()
+    out["n"] = n
+    return out
+
+
+def evaluate(
+    model: nn.Module,
+    loaders: Iterable[tuple[Tensor, Tensor]] | Sequence[Iterable[tuple[Tensor, Tensor]]],
+    *,
+    flip: bool = False,
+    ks: Sequence[int] = (1, 5),
+) -> dict[str, float]:
+    """Errors of `model` on one loader's batches, or on several (scales) with scores averaged.
+
+    Each loader is any iterable of (x, y) batches, e.g. `data.val.epoch(0)`; with several
+    (one per test scale), all must list the same images in the same order.
+    """
+    if isinstance(loaders, (list, tuple)):
+        runs = [class_scores(model, batches, flip) for batches in loaders]
+        for _, labels in runs[1:]:
+            if not torch.equal(labels, runs[0][1]):
+                raise ValueError("multi-scale evaluation: loaders list different images")
+        scores = torch.stack([s for s, _ in runs]).mean(0)
+        return topk_errors(scores, runs[0][1], ks)
+    return topk_errors(*class_scores(model, loaders, flip), ks)

@@ -1,0 +1,361 @@
+"""train(config): the path of a batch, in order, and everything that keeps a run safe.
+
+RUN/config.json          the resolved config
+RUN/metrics.jsonl        one JSON record per log interval / evaluation
+RUN/checkpoints/         last.pt (+ previous.pt) to resume, best.pt by validation error
+RUN/summary.json         final errors, wall time, images/s
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import distributed
+from ..config import TrainConfig, make_config, save_config
+from ..evaluate import evaluate
+from ..models import create_model, get_spec
+from . import checkpoint as ckpt_io
+from .recipes import (
+    ScheduleState,
+    learning_rate,
+    observe_train_error,
+    observe_val_error,
+    resolve_recipe,
+)
+from .setup import build_model, build_optimizer, load_data, pick_device, set_threads
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    status: str  # "finished" | "interrupted"
+    step: int
+    summary: dict[str, Any]
+    model: nn.Module
+
+
+class _Stop:
+    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the next step and exits."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _Stop:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": list(np.random.get_state()[1].tolist()),
+        "numpy_pos": int(np.random.get_state()[2]),
+        "python": repr(random.getstate()),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import ast
+
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"]))
+    random.setstate(ast.literal_eval(state["python"]))
+
+
+class MetricsLog:
+    """Append-only JSONL; on resume, records after the checkpoint's step are dropped."""
+
+    def __init__(self, path: Path, enabled: bool, resume_step: int | None, tensorboard: bool):
+        self.path, self.enabled = path, enabled
+        self.tb = None
+        if not enabled:
+            return
+        if resume_step is not None and path.exists():
+            keep = [
+                line
+                for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+            ]
+            path.write_text("".join(line + "\n" for line in keep))
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ValueError(
+                    "--tensorboard needs the tensorboard package: pip install tensorboard"
+                ) from None
+            self.tb = SummaryWriter(str(path.parent / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self.tb.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+
+
+def train(
+    config: TrainConfig | dict[str, Any] | None = None,
+    resume: str | Path | None = None,
+    stop_after: int | None = None,
+    **overrides: Any,
+) -> TrainResult:
+    """Train a network as `config` says (or resume the run in folder `resume`).
+
+    >>> result = reslab.train(make_config("cifar-paper", model="resnet20", data_dir="~/data"))
+    """
+    if resume is not None:
+        state, state_path = ckpt_io.load_resumable(resume)
+        cfg = make_config(**{**state["config"], **overrides})
+        cfg.out = str(resume)
+    else:
+        state, state_path = None, None
+        if isinstance(config, dict):
+            config = make_config(**config)
+        cfg = config or make_config()
+        if overrides:
+            cfg = make_config(**{**cfg.to_dict(), **overrides})
+
+    device = pick_device(cfg.device)
+    dist_info = distributed.setup(device)
+    set_threads(cfg.threads, dist_info)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    run_dir = Path(cfg.out)
+    main = dist_info.is_main
+    if main:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    data = load_data(cfg, device, dist_info)
+    spec = get_spec(cfg.model)
+    resolve_recipe(cfg, spec.layers, spec.family)
+    if main:
+        save_config(cfg, run_dir / "config.json")
+
+    model, model_args = build_model(cfg, len(data.classes), device, dist_info, state is None)
+    optimizer = build_optimizer(cfg, model)
+    schedule = ScheduleState()
+    step, best_error = 0, math.inf
+    acc = {"loss": 0.0, "wrong": 0, "seen": 0}  # running sums of the current log interval
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule = ScheduleState.from_dict(state["schedule"])
+        step, best_error, acc = state["step"], state["best"], state["interval"]
+        _set_rng_state(state["rng"])
+        if main:
+            print(f"resuming {run_dir} at step {step} from {state_path}")
+
+    train_model: nn.Module = model
+    if dist_info.enabled:
+        train_model = nn.parallel.DistributedDataParallel(model)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+
+    total = cfg.scaled(cfg.iterations)
+    log_every, eval_every = cfg.scaled(cfg.log_every), cfg.scaled(cfg.eval_every)
+    ckpt_every = cfg.scaled(cfg.checkpoint_every)
+    per_epoch = len(data.train)
+    log = MetricsLog(run_dir / "metrics.jsonl", main, step if state else None, cfg.tensorboard)
+    amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    amp_dtype = torch.bfloat16
+
+    def save(kind: str) -> None:
+        if not main:
+            return
+        payload = {
+            "format": ckpt_io.FORMAT,
+            "version": ckpt_io.VERSION,
+            "model": model.state_dict(),
+            "model_args": model_args,
+            "classes": data.classes,
+            "normalization": data.normalization,
+            "image_size": data.image_size,
+            "config": cfg.to_dict(),
+            "versions": ckpt_io.versions(),
+            "step": step,
+            "best": best_error,
+        }
+        folder = run_dir / "checkpoints"
+        if kind == "best":
+            ckpt_io.atomic_save(payload, folder / ckpt_io.BEST)
+            return
+        payload.update(
+            optimizer=optimizer.state_dict(),
+            schedule=schedule.to_dict(),
+            rng=_rng_state(),
+            interval=dict(acc),
+            epoch=step // per_epoch,
+            wall=time.time() - t0 + wall_before,
+            batch_in_epoch=step % per_epoch,
+        )
+        last = folder / ckpt_io.LAST
+        if last.exists():  # keep one older good file: resume falls back to it
+            os.replace(last, folder / ckpt_io.PREVIOUS)
+        ckpt_io.atomic_save(payload, last)
+
+    def run_eval() -> dict[str, float] | None:
+        loader = data.val or data.test
+        if loader is None:
+            return None
+        split = "val" if data.val is not None else "test"
+        with torch.autocast(device.type, amp_dtype, enabled=amp):
+            res = evaluate(model, loader.epoch(0))
+        record = {"kind": "eval", "split": split, "step": step, "epoch": step / per_epoch}
+        return {**record, **res, "wall": time.time() - t0 + wall_before}
+
+    t0 = time.time()
+    wall_before = float(state.get("wall", 0.0)) if state else 0.0
+    t_interval, seen_interval = time.time(), 0
+    bar = None
+    if main and cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True)
+    status = "finished"
+    batches = iter(())
+    epoch = None
+    with _Stop() as stop:
+        while step < total:
+            if epoch != step // per_epoch:  # first step, resume, or new epoch
+                epoch = step // per_epoch
+                batches = data.train.epoch(epoch, start=step % per_epoch)
+            x, y = next(batches)
+            lr = learning_rate(cfg, step, schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+            # --- the batch's path: forward, loss, backward, update ---
+            with torch.autocast(device.type, amp_dtype, enabled=amp):
+                logits = train_model(x)  # (B, K)
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise TrainingDiverged(
+                    f"loss became {loss_value} at step {step} (lr {lr:g}); "
+                    f"the last good checkpoint is kept in {run_dir / 'checkpoints'}"
+                )
+            wrong = (logits.argmax(1) != y).sum().item()
+            acc["loss"] += loss_value * len(y)
+            acc["wrong"] += wrong
+            acc["seen"] += len(y)
+            seen_interval += len(y) * dist_info.world_size
+            observe_train_error(cfg, step, wrong / len(y), schedule)
+
+            if step % log_every == 0 or step == total:
+                sums = distributed.all_reduce_mean(
+                    torch.tensor([acc["loss"], acc["wrong"], acc["seen"]], dtype=torch.float64),
+                    dist_info,
+                )
+                now = time.time()
+                record = {
+                    "kind": "train",
+                    "step": step,
+                    "epoch": step / per_epoch,
+                    "loss": (sums[0] / sums[2]).item(),
+                    "error": 100.0 * (sums[1] / sums[2]).item(),
+                    "lr": lr,
+                    "images_per_s": seen_interval / max(now - t_interval, 1e-9),
+                    "wall": now - t0 + wall_before,
+                }
+                log.write(record)
+                acc = {"loss": 0.0, "wrong": 0, "seen": 0}
+                t_interval, seen_interval = now, 0
+                if bar is not None:
+                    bar.set_postfix(
+                        loss=f"{record['loss']:.3f}",
+                        err=f"{record['error']:.1f}%",
+                        lr=f"{lr:.3g}",
+                        img_s=f"{record['images_per_s']:.0f}",
+                    )
+            if step % eval_every == 0 or step == total:
+                res = run_eval()
+                if res is not None:
+                    log.write(res)
+                    observe_val_error(cfg, step, res["top1_error"], schedule)
+                    if res["top1_error"] < best_error:
+                        best_error = res["top1_error"]
+                        save("best")
+            if step % ckpt_every == 0 or step == total:
+                save("last")
+            if bar is not None:
+                bar.update(1)
+            if stop_after is not None and step >= stop_after and step < total:
+                stop.requested = "stop_after"
+            if stop.requested:
+                save("last")
+                status = "interrupted"
+                if main:
+                    print(
+                        f"\n{stop.requested}: checkpoint saved at step {step}; resume with "
+                        f"`reslab train --resume {run_dir}`"
+                    )
+                break
+    if bar is not None:
+        bar.close()
+
+    summary = {
+        "status": status,
+        "step": step,
+        "iterations": total,
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "wall_s": time.time() - t0 + wall_before,
+        "best_val_top1_error": best_error if math.isfinite(best_error) else None,
+    }
+    if status == "finished" and data.test is not None and data.val is not None:
+        summary["test"] = evaluate(model, data.test.epoch(0))
+    if main:
+        last_eval = [
+            json.loads(r)
+            for r in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if '"eval"' in r
+        ]
+        if last_eval:
+            summary["final_eval"] = last_eval[-1]
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    distributed.cleanup()
+    return TrainResult(run_dir, status, step, summary, model)
+
+
+__all__ = ["TrainResult", "TrainingDiverged", "create_model", "train"]

@@ -1,0 +1,135 @@
+"""What a run needs before its first step: device, threads, data, model, optimizer."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+from ..data import Data, build_data
+from ..distributed import DistInfo, convert_sync_batchnorm
+from ..models import create_model
+
+
+def pick_device(name: str) -> torch.device:
+    """ "auto": CUDA, else Apple MPS, else CPU. Under torchrun, CUDA uses LOCAL_RANK."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        name = f"cuda:{os.environ['LOCAL_RANK']}"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def set_threads(threads: int | None, dist_info: DistInfo) -> None:
+    """All cores by default, shared evenly between the processes of one node."""
+    if threads is None:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", dist_info.world_size))
+        threads = max(1, (os.cpu_count() or 1) // max(1, local))
+    torch.set_num_threads(threads)
+
+
+def load_data(cfg: TrainConfig, device: torch.device, dist_info: DistInfo) -> Data:
+    channels_last = cfg.channels_last if cfg.channels_last is not None else True
+    return build_data(
+        cfg.dataset,
+        os.path.expanduser(cfg.data_dir),
+        batch_size=cfg.batch_size,
+        eval_batch_size=cfg.eval_batch_size,
+        val_size=cfg.val_size,
+        split_seed=cfg.split_seed,
+        seed=cfg.seed,
+        image_size=cfg.image_size,
+        normalize=cfg.normalize,
+        augment=cfg.augment,
+        workers=cfg.workers,
+        device=device,
+        rank=dist_info.rank,
+        world_size=dist_info.world_size,
+        channels_last=channels_last,
+        limit=cfg.limit,
+    )
+
+
+def build_model(
+    cfg: TrainConfig, num_classes: int, device: torch.device, dist_info: DistInfo, fresh: bool
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The network, on `device`; with cfg.init, its weights (not its head) come from there."""
+    model = create_model(
+        cfg.model, num_classes=num_classes, shortcut=cfg.shortcut, **cfg.model_args
+    )
+    model_args = dict(model.build_args)
+    if cfg.init and fresh:
+        init_from(model, cfg.init)
+    if cfg.freeze_stages:
+        freeze(model, cfg.freeze_stages)
+    if cfg.sync_bn and dist_info.enabled:
+        model = convert_sync_batchnorm(model, device)
+    channels_last = cfg.channels_last if cfg.channels_last is not None else True
+    model = model.to(
+        device, memory_format=torch.channels_last if channels_last else torch.preserve_format
+    )
+    return model, model_args
+
+
+def init_from(model: nn.Module, source: str) -> None:
+    """Copy every weight whose name and shape match; the classifier is left new when the
+    class counts differ (fine-tuning)."""
+    state = read_state_dict(source)
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k not in fitting and not k.startswith("fc.")]
+    if missing:
+        raise ValueError(
+            f"{source}: weights do not fit {model.build_args['name']}: "
+            f"{len(missing)} tensors missing or of another shape, e.g. {', '.join(missing[:4])}"
+        )
+    model.load_state_dict(fitting, strict=False)
+
+
+def read_state_dict(source: str) -> dict[str, torch.Tensor]:
+    """A state dict from a run folder, a reslab checkpoint or a plain/wrapped state dict."""
+    from ..weights import load_state_dict_file
+
+    return load_state_dict_file(source)
+
+
+def freeze(model: nn.Module, stages: int) -> None:
+    """Freeze the stem and the first `stages` stages (weights and BN statistics)."""
+    parts: list[nn.Module] = [model.conv1, model.bn1, *model.stages()[:stages]]
+    for part in parts:
+        for p in part.parameters():
+            p.requires_grad_(False)
+        for m in part.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+                m.train = lambda mode=True, m=m: m  # keep frozen stats through model.train()
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum; BN weights and biases are decayed only if the recipe says so."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 and not cfg.decay_norm_and_bias else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return torch.optim.SGD(
+        groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, foreach=True
+    )
