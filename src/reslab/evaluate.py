@@ -56,21 +56,20 @@ def topk_errors(scores: Tensor, labels: Tensor, ks: Sequence[int] = (1, 5)) -> d
 
 def evaluate(
     model: nn.Module,
-    loaders: Iterable[tuple[Tensor, Tensor]] | Sequence[Iterable[tuple[Tensor, Tensor]]],
-    *,
+    *loaders: Iterable[tuple[Tensor, Tensor]],
     flip: bool = False,
     ks: Sequence[int] = (1, 5),
 ) -> dict[str, float]:
-    """Errors of `model` on one loader's batches, or on several (scales) with scores averaged.
+    """Errors of `model` on a loader's batches, e.g. `evaluate(model, data.val.epoch(0))`.
 
-    Each loader is any iterable of (x, y) batches, e.g. `data.val.epoch(0)`; with several
-    (one per test scale), all must list the same images in the same order.
+    With several loaders (one per test scale), which must list the same images in the
+    same order, the class scores are averaged over them before ranking.
     """
-    if isinstance(loaders, (list, tuple)):
-        runs = [class_scores(model, batches, flip) for batches in loaders]
-        for _, labels in runs[1:]:
-            if not torch.equal(labels, runs[0][1]):
-                raise ValueError("multi-scale evaluation: loaders list different images")
-        scores = torch.stack([s for s, _ in runs]).mean(0)
-        return topk_errors(scores, runs[0][1], ks)
-    return topk_errors(*class_scores(model, loaders, flip), ks)
+    if not loaders:
+        raise ValueError("evaluate needs at least one loader")
+    runs = [class_scores(model, batches, flip) for batches in loaders]
+    for _, labels in runs[1:]:
+        if not torch.equal(labels, runs[0][1]):
+            raise ValueError("multi-scale evaluation: the loaders list different images")
+    scores = torch.stack([s for s, _ in runs]).mean(0)
+    return topk_errors(scores, runs[0][1], ks)

@@ -49,7 +49,7 @@ def evaluate_run(
     if scales:
         loaders = [data.eval_loader(split, "full", s).epoch(0) for s in scales]
         view = "scales-" + "-".join(map(str, scales))
-        res = evaluate(model, loaders, flip=flip)
+        res = evaluate(model, *loaders, flip=flip)
     else:
         view = "ten-crop" if ten_crop else "center"
         res = evaluate(model, data.eval_loader(split, view).epoch(0), flip=flip)

@@ -43,7 +43,7 @@ class CheckpointError(ValueError):
 def versions() -> dict[str, str]:
     from .. import __version__
 
-    return {"reslab": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {"reslab": __version__, "torch": str(torch.__version__), "python": platform.python_version()}
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
@@ -78,9 +78,11 @@ def load_file(path: str | Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # weights_only refuses any object it does not know, before constructing it.
+        lines = str(e).splitlines()
+        why = next((x.strip() for x in lines if "Unsupported" in x), lines[0] if lines else "")
         raise CheckpointError(
             f"{path}: refused to load: the file holds Python objects that could run code "
-            f"(only tensors and plain data are accepted): {str(e).splitlines()[0]}"
+            f"(only tensors and plain data are accepted): {why}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, io.UnsupportedOperation) as e:
         raise CheckpointError(

@@ -323,7 +323,8 @@ def train(
             if stop_after is not None and step >= stop_after and step < total:
                 stop.requested = "stop_after"
             if stop.requested:
-                save("last")
+                if step % ckpt_every != 0:  # not saved just above
+                    save("last")
                 status = "interrupted"
                 if main:
                     print(

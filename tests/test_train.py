@@ -1,0 +1,243 @@
+"""Training end to end on tiny data: schedule, resume equivalence, crash safety, NaN guard."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from reslab.config import make_config
+from reslab.data.synthetic import make_cifar_archive
+from reslab.evaluate import evaluate, topk_errors
+from reslab.train import checkpoint as ckpt_io
+from reslab.train.loop import TrainingDiverged, train
+from reslab.train.recipes import ScheduleState, learning_rate, observe_train_error
+
+
+@pytest.fixture(scope="module")
+def tiny_cifar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cifar")
+    make_cifar_archive(root / "tiny-cifar.tar.gz", n_train=320, n_test=64)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def tiny_config(data_dir: Path, out: Path, **kw):
+    base = dict(
+        model="resnet20", model_args={"n": 1}, data_dir=str(data_dir), out=str(out),
+        batch_size=32, val_size=64, iterations=12, milestones=(6, 9), log_every=2,
+        eval_every=4, checkpoint_every=3, eval_batch_size=64, deterministic=True,
+        progress=False, threads=1,
+    )  # fmt: skip
+    return make_config("cifar-paper", **{**base, **kw})
+
+
+def records(run: Path) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    drop = ("wall", "images_per_s")  # timing differs between runs, nothing else may
+    return [{k: v for k, v in json.loads(r).items() if k not in drop} for r in lines]
+
+
+def test_paper_schedule_milestones() -> None:
+    cfg = make_config("cifar-paper")
+    assert [learning_rate(cfg, s) for s in (0, 31_999, 32_000, 47_999, 48_000, 63_999)] == [
+        0.1, 0.1, pytest.approx(0.01), pytest.approx(0.01), pytest.approx(0.001),
+        pytest.approx(0.001),
+    ]  # fmt: skip
+    assert cfg.iterations == 64_000 and cfg.batch_size == 128 and cfg.weight_decay == 1e-4
+    short = make_config("cifar-paper", scale=0.1)
+    assert learning_rate(short, 3199) == 0.1 and learning_rate(short, 3200) == pytest.approx(0.01)
+
+
+def test_resnet110_warmup_switch() -> None:
+    cfg = make_config("cifar-paper", warmup_lr=0.01)
+    state = ScheduleState()
+    assert learning_rate(cfg, 100, state) == 0.01
+    observe_train_error(cfg, 100, 0.85, state)  # still above 80%
+    assert learning_rate(cfg, 101, state) == 0.01
+    observe_train_error(cfg, 400, 0.79, state)
+    assert state.warmup_done_at == 400 and learning_rate(cfg, 401, state) == 0.1
+
+
+def test_fast_recipe_labelled_and_cosine() -> None:
+    cfg = make_config("cifar-fast")
+    assert cfg.schedule == "cosine" and not cfg.decay_norm_and_bias
+    assert learning_rate(cfg, 0) < learning_rate(cfg, cfg.warmup_iters) == pytest.approx(cfg.lr)
+    assert learning_rate(cfg, cfg.iterations - 1) < 1e-4
+
+
+def test_unknown_config_key_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown config key.*bach_size"):
+        make_config("cifar-paper", bach_size=3)
+    with pytest.raises(ValueError, match="unknown recipe"):
+        make_config("cifar-fastest")
+
+
+def test_train_end_to_end(tiny_cifar: Path, tmp_path: Path) -> None:
+    result = train(tiny_config(tiny_cifar, tmp_path / "run"))
+    run = result.run_dir
+    assert result.status == "finished" and result.step == 12
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"] == "resnet20" and cfg["iterations"] == 12
+    recs = records(run)
+    assert [r["step"] for r in recs if r["kind"] == "train"] == [2, 4, 6, 8, 10, 12]
+    assert [r["step"] for r in recs if r["kind"] == "eval"] == [4, 8, 12]
+    lrs = [r["lr"] for r in recs if r["kind"] == "train"]  # lr of each interval's last step
+    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.01, 1e-3, 1e-3])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["test"]["n"] == 64
+    ckpt = ckpt_io.load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["classes"] == [f"class{i}" for i in range(10)]
+    assert ckpt["step"] == 12 and "torch" in ckpt["versions"]
+
+
+def test_resume_is_bit_identical(tiny_cifar: Path, tmp_path: Path) -> None:
+    full = train(tiny_config(tiny_cifar, tmp_path / "full"))
+    # Interrupted at step 7 (checkpoint written there), then resumed to the end.
+    part = train(tiny_config(tiny_cifar, tmp_path / "part"), stop_after=7)
+    assert part.status == "interrupted" and part.step == 7
+    resumed = train(resume=tmp_path / "part")
+    assert resumed.step == 12
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert records(tmp_path / "full") == records(tmp_path / "part")
+
+
+def test_sigkill_then_resume(tiny_cifar: Path, tmp_path: Path) -> None:
+    """A training process killed with SIGKILL mid-run resumes and matches a clean run."""
+    cfg = tiny_config(tiny_cifar, tmp_path / "killed", iterations=40, checkpoint_every=2)
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(cfg.to_dict()))
+    code = (
+        "import json, sys, time; from reslab.train.loop import train; from reslab.config import make_config;"
+        "d = json.load(open(sys.argv[1])); r = d.pop('recipe');"
+        "import reslab.train.loop as L; orig = L.F.cross_entropy\n"
+        "def slow(*a, **k):\n    time.sleep(0.05); return orig(*a, **k)\n"
+        "L.F.cross_entropy = slow; train(make_config(r, **d))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(cfg_path)], env=os.environ.copy())
+    last = tmp_path / "killed" / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (last.exists() and _step(last) >= 6):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = _step(last)
+    assert 6 <= killed_at < 40
+    resumed = train(resume=tmp_path / "killed", progress=False)
+    clean = train(tiny_config(tiny_cifar, tmp_path / "clean", iterations=40, checkpoint_every=2))
+    for a, b in zip(clean.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert records(tmp_path / "clean") == records(tmp_path / "killed")
+
+
+def _step(path: Path) -> int:
+    try:
+        return ckpt_io.load_checkpoint(path)["step"]
+    except (ckpt_io.CheckpointError, FileNotFoundError):
+        return -1
+
+
+def test_atomic_save_survives_crash_before_rename(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "c.pt"
+    ckpt_io.atomic_save({"a": torch.ones(3)}, path)
+
+    def crash(*_a, **_k):
+        raise OSError("power cut")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="power cut"):
+        ckpt_io.atomic_save({"a": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.equal(ckpt_io.load_file(path)["a"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left behind
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {_Evil.marker}",))
+
+
+def test_code_running_checkpoint_refused(tmp_path: Path) -> None:
+    _Evil.marker = tmp_path / "pwned"
+    bad = tmp_path / "evil.pt"
+    torch.save({"format": "reslab-checkpoint", "model": _Evil()}, bad, pickle_protocol=2)
+    with pytest.raises(ckpt_io.CheckpointError, match="refused"):
+        ckpt_io.load_checkpoint(bad)
+    assert not _Evil.marker.exists()
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(pickle.dumps(_Evil()))
+    with pytest.raises(ckpt_io.CheckpointError):
+        ckpt_io.load_checkpoint(raw)
+    assert not _Evil.marker.exists()
+
+
+def test_truncated_checkpoint_falls_back(tiny_cifar: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(tiny_cifar, run, iterations=9), stop_after=6)
+    last = run / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(ckpt_io.CheckpointError, match="last.pt"):
+        ckpt_io.load_checkpoint(last)
+    state, path = ckpt_io.load_resumable(run)
+    assert path.name == "previous.pt" and state["step"] == 3
+    assert train(resume=run).step == 9
+
+
+def test_nan_guard_keeps_last_good_checkpoint(tiny_cifar: Path, tmp_path: Path) -> None:
+    run = tmp_path / "nan"
+    with pytest.raises(TrainingDiverged, match="loss became"):
+        train(tiny_config(tiny_cifar, run, lr=1e30, milestones=()))
+    assert not (run / "summary.json").exists()
+
+
+def test_eval_numbers_hand_checked() -> None:
+    scores = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.3, 0.5]])
+    labels = torch.tensor([0, 1, 1, 0])
+    res = topk_errors(scores, labels, ks=(1, 2))
+    assert res["top1_error"] == pytest.approx(75.0)  # only sample 0 is right at top-1
+    assert res["top2_error"] == pytest.approx(25.0)  # sample 3: 0 is third
+
+
+def test_evaluate_ten_crop_and_scales_average() -> None:
+    class Fixed(torch.nn.Module):
+        def forward(self, x):  # score = mean of the image per class channel
+            return x.mean((2, 3))
+
+    x = torch.zeros(2, 2, 3, 4, 4)  # (B, V=2 views, C=3 classes, H, W)
+    x[0, 0, 0], x[0, 1, 1] = 1.0, 2.0  # image 0: view 2 votes harder for class 1
+    x[1, :, 2] = 1.0
+    res = evaluate(Fixed(), [(x, torch.tensor([1, 2]))])
+    assert res["top1_error"] == 0.0
+    y = torch.tensor([1, 2])
+    multi = evaluate(Fixed(), [(x[:, 0], y)], [(x[:, 1], y)])
+    assert multi["top1_error"] == 0.0
+    assert evaluate(Fixed(), [(x[:, 0], y)])["top1_error"] == 50.0  # view 1 alone: image 0 wrong
+
+
+def test_cli_train_and_eval(tiny_cifar: Path, tmp_path: Path, capsys) -> None:
+    from reslab.cli import main
+
+    run = tmp_path / "cli"
+    argv = ["train", "--model", "resnet20", "--model-args", '{"n": 1}', "--dataset", "cifar10",
+            "--data-dir", str(tiny_cifar), "--out", str(run), "--iterations", "4",
+            "--batch-size", "32", "--val-size", "64", "--eval-every", "2", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert main(["eval", str(run), "--split", "test", "--flip"]) == 0
+    out = json.loads((run / "eval-test-center-flip.json").read_text())
+    assert out["n"] == 64 and 0 <= out["top1_error"] <= 100
+    assert main(["eval", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
