@@ -129,7 +129,13 @@ def main() -> None:
     p.add_argument(
         "--cache-dir", type=Path, default=None, help="default: $RESLAB_CACHE or ~/.cache/reslab"
     )
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads in the main process"
+    )
     args = p.parse_args()
+    # On a small shared machine 2+ OpenMP threads spin against other processes and can run
+    # the batched ops 10x slower; 1 thread gives stable figures. Say which one was used.
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads")
     if args.quick:
@@ -140,8 +146,10 @@ def main() -> None:
             bench_cifar(tmp / "c", tmp / "cache", 4, 256, args.workers)
             bench_folder(tmp / "f", tmp / "cache", 2, 8, args.workers, 64)
         return
-    bench_cifar(args.cifar, args.cache_dir, args.batches, args.batch_size, args.workers)
-    bench_folder(args.imagefolder, args.cache_dir, args.batches // 4, 64, args.workers, 224)
+    if args.cifar.exists():
+        bench_cifar(args.cifar, args.cache_dir, args.batches, args.batch_size, args.workers)
+    if args.imagefolder.exists():
+        bench_folder(args.imagefolder, args.cache_dir, args.batches // 2, 64, args.workers, 224)
 
 
 if __name__ == "__main__":

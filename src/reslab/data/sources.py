@@ -246,16 +246,24 @@ def open_rgb(path: str, draft_short: Callable[[int, int], int] | None = None) ->
     with warnings.catch_warnings():
         # A bomb warning is an error for this file rather than a slow decode of a huge image.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
+        img = Image.open(path)
+        try:
             if draft_short is not None and img.format == "JPEG":
                 w, h = img.size
                 t = draft_short(w, h) / min(w, h)
                 if t < 1:
                     img.draft("RGB", (math.ceil(w * t), math.ceil(h * t)))
-            img.load()
-            if img.mode == "P" and "transparency" in img.info:
-                img = img.convert("RGBA")  # palette transparency is lost in a direct P->RGB
-            return img.convert("RGB") if img.mode != "RGB" else img.copy()
+            img.load()  # a single-frame file is closed by load(); no copy needed
+        except BaseException:
+            img.close()
+            raise
+        if img.mode == "RGB" and getattr(img, "fp", None) is None:
+            return img
+        # palette transparency is lost in a direct P->RGB conversion
+        rgba = img.convert("RGBA") if img.mode == "P" and "transparency" in img.info else img
+        rgb = rgba.convert("RGB") if rgba.mode != "RGB" else rgba.copy()
+        img.close()  # multi-frame files (GIF, APNG) keep their file open after load()
+        return rgb
 
 
 def check_files(paths: list[str]) -> list[str]:
