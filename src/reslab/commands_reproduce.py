@@ -1,0 +1,48 @@
+"""`reslab reproduce NAME` and `reslab report RUN_DIR...`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from .reproduce.experiments import run_experiment
+
+    if args.name == "responses":
+        from .reproduce.responses import run_responses
+
+        out = run_responses(args.runs or args.out, data_dir=args.data_dir, out=args.out)
+    else:
+        out = run_experiment(
+            args.name, args.budget, args.data_dir, args.out, seeds=args.seeds,
+            argv=sys.argv[1:], progress=not args.no_progress,
+        )  # fmt: skip
+    from .reproduce.report import write_report
+
+    print(f"report: {write_report(out)}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .reproduce.report import write_report
+
+    for folder in args.folders:
+        print(f"report: {write_report(folder)}")
+    return 0
+
+
+def add_reproduce_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="run one of the paper's experiments and write a report")
+    p.add_argument("name", help="degradation | imagenet-degradation | shortcuts | responses | very-deep")
+    p.add_argument("--budget", default="cpu", help="smoke | cpu | paper")
+    p.add_argument("--data-dir", required=True, help="dataset folder")
+    p.add_argument("--out", required=True, help="experiment folder (resumable)")
+    p.add_argument("--seeds", type=int, help="number of seeds (default: the budget's)")
+    p.add_argument("--runs", help="responses: the degradation experiment folder to read")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_reproduce)
+
+    p = sub.add_parser("report", help="regenerate figures and report.md from experiment folders")
+    p.add_argument("folders", nargs="+")
+    p.set_defaults(func=_report)

@@ -1,0 +1,188 @@
+"""The paper's experiments as named, budgeted, resumable collections of training runs.
+
+    reslab reproduce degradation --budget cpu --data-dir DIR --out OUT
+
+writes OUT/experiment.json (what was run: command, commit, hardware, data, seeds),
+OUT/runs/<model>[-<shortcut>]-s<seed>/ (ordinary run folders) and OUT/report.md with
+figures. Runs already finished are skipped and interrupted ones resumed, so an
+experiment that outlives a session continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import make_config
+from ..train.loop import train
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of the paper's schedule to run. `scale` shrinks every step count."""
+
+    scale: float
+    overrides: dict[str, Any] = field(default_factory=dict)
+    seeds: int = 1
+    note: str = ""
+
+
+# Budgets per experiment family ("cifar" runs the cifar-paper recipe, "imagenet" the
+# imagenet-paper one at reduced resolution on CPU).
+BUDGETS: dict[str, dict[str, Budget]] = {
+    "cifar": {
+        "smoke": Budget(1 / 16_000, {"limit": 192, "val_size": 64, "batch_size": 32,
+                                    "eval_batch_size": 64, "log_every": 1, "eval_every": 2,
+                                    "checkpoint_every": 4}, note="4 steps on tiny data: for tests"),  # fmt: skip
+        # ~800 steps (2.3 epochs of 45k): 8 networks in under an hour on 2 CPU cores.
+        "cpu": Budget(0.0125, {"log_every": 20 / 0.0125, "eval_every": 100 / 0.0125,
+                               "checkpoint_every": 100 / 0.0125},
+                      note="800 of the paper's 64k iterations (1.25%), milestones 400/600"),  # fmt: skip
+        "paper": Budget(1.0, {}, seeds=1, note="the paper's full 64k-iteration schedule"),
+    },
+    "imagenet": {
+        "smoke": Budget(1 / 150_000, {"limit": 96, "val_size": 32, "batch_size": 16,
+                                     "eval_batch_size": 16, "image_size": 64, "log_every": 1,
+                                     "eval_every": 2, "checkpoint_every": 4, "iterations": 600_000},
+                        note="4 steps on tiny data: for tests"),  # fmt: skip
+        "cpu": Budget(1.0, {"iterations": 600, "image_size": 64, "batch_size": 64,
+                            "val_size": 500, "schedule": "step", "milestones": (400, 520),
+                            "log_every": 20, "eval_every": 100, "checkpoint_every": 100},
+                      note="600 steps of batch 64 at 64 px (~4 epochs of Imagenette)"),  # fmt: skip
+        "paper": Budget(1.0, {}, note="the paper's schedule: batch 256, 224 px, up to 60e4 steps"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    family: str  # which BUDGETS table
+    recipe: str
+    dataset: str
+    runs: tuple[tuple[str, str | None], ...]  # (model, shortcut override)
+    figure: str  # what the paper shows: for the report
+    extra_paper_runs: tuple[tuple[str, str | None], ...] = ()  # only at the paper budget
+
+    def planned(self, budget: str) -> list[tuple[str, str | None]]:
+        return list(self.runs) + (list(self.extra_paper_runs) if budget == "paper" else [])
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "degradation": Experiment(
+        "degradation", "cifar", "cifar-paper", "cifar10",
+        tuple((f"{kind}{d}", None) for kind in ("plain", "resnet") for d in (20, 32, 44, 56)),
+        "Figure 6 / Table 6", extra_paper_runs=(("plain110", None), ("resnet110", None)),
+    ),
+    "imagenet-degradation": Experiment(
+        "imagenet-degradation", "imagenet", "imagenet-paper", "imagefolder",
+        (("plain18", None), ("plain34", None), ("resnet18", None), ("resnet34", None)),
+        "Figure 4 / Table 2",
+    ),
+    "shortcuts": Experiment(
+        "shortcuts", "cifar", "cifar-paper", "cifar10",
+        (("resnet32", "A"), ("resnet32", "B"), ("resnet32", "C")),
+        "Table 3 (options A/B/C; a 32-layer CIFAR net here, ResNet-34 in the paper)",
+    ),
+    "very-deep": Experiment(
+        "very-deep", "cifar", "cifar-paper", "cifar10", (("resnet1202", None),),
+        "Section 4.2 (1202 layers)",
+    ),
+}  # fmt: skip
+# "responses" (Figure 7) reads the degradation runs' checkpoints: see responses.py.
+
+
+def run_name(model: str, shortcut: str | None, seed: int) -> str:
+    return f"{model}{'-' + shortcut if shortcut else ''}-s{seed}"
+
+
+def provenance(argv: list[str], data_dir: str) -> dict[str, Any]:
+    """Everything a reader needs to redo the experiment."""
+    import torch
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+            cwd=Path(__file__).parent, check=False,
+        ).stdout.strip()  # fmt: skip
+    except OSError:
+        commit = ""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "command": "reslab " + " ".join(argv),
+        "commit": commit or "unknown",
+        "hardware": f"{cpu}, {os.cpu_count()} cores" + (f", {gpu}" if gpu else ""),
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+        "data_dir": str(data_dir),
+        "malloc": os.environ.get("GLIBC_TUNABLES", "default"),
+    }
+
+
+def run_experiment(
+    name: str,
+    budget: str,
+    data_dir: str,
+    out: str | Path,
+    *,
+    seeds: int | None = None,
+    argv: list[str] | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> Path:
+    """Train every run of an experiment (skipping finished ones); returns OUT."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join([*EXPERIMENTS, 'responses'])}")
+    exp = EXPERIMENTS[name]
+    budgets = BUDGETS[exp.family]
+    if budget not in budgets:
+        raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(budgets)}")
+    b = budgets[budget]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / "experiment.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta.update({"experiment": name, "budget": budget, "budget_note": b.note,
+                 "seeds": seeds or b.seeds, "figure": exp.figure,
+                 "provenance": provenance(argv if argv is not None else sys.argv[1:], data_dir)})  # fmt: skip
+    meta.setdefault("started", time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    t0 = time.time()
+    for seed in range(seeds or b.seeds):
+        for model, shortcut in exp.planned(budget):
+            run_dir = out / "runs" / run_name(model, shortcut, seed)
+            summary = run_dir / "summary.json"
+            if summary.exists() and json.loads(summary.read_text()).get("status") == "finished":
+                continue
+            settings = {**b.overrides, **overrides}
+            if (run_dir / "checkpoints" / "last.pt").exists():
+                train(resume=run_dir, progress=progress)
+                continue
+            cfg = make_config(
+                exp.recipe, model=model, shortcut=shortcut, dataset=exp.dataset,
+                data_dir=str(data_dir), out=str(run_dir), seed=seed, scale=b.scale,
+                progress=progress, **settings,
+            )  # fmt: skip
+            for key in ("log_every", "eval_every", "checkpoint_every"):
+                setattr(cfg, key, max(1, round(getattr(cfg, key))))
+            print(f"[{name}/{budget}] training {run_dir.name}", flush=True)
+            train(cfg)
+    meta["wall_s"] = meta.get("wall_s", 0) + time.time() - t0
+    meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return out
