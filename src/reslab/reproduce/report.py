@@ -1,5 +1,571 @@
-"""Placeholder replaced below."""
+"""FOLDER/report.md and its figures, from an experiment's files alone (no training).
+
+Reads FOLDER/experiment.json (what was run; inferred from the runs when absent),
+FOLDER/runs/*/{config.json, metrics.jsonl, summary.json} and FOLDER/responses.json,
+and writes the paper's layouts: Figure 6/4 (training error dashed thin, validation
+error bold, plain nets left, residual nets right), Tables 6/2/3 with the paper's
+numbers beside ours, Figure 7 (layer responses), and a reading of the numbers that
+claims only what they show.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Table 3, ImageNet ResNet-34, 10-crop validation error (%): top-1, top-5.
+PAPER_TABLE3 = {"A": (25.03, 7.76), "B": (24.52, 7.46), "C": (24.19, 7.40)}
+_NAME = re.compile(r"^(?P<model>[a-z]+\d+)(?:-(?P<shortcut>[A-Z]|none))?-s(?P<seed>\d+)$")
 
 
-def write_report(folder):
-    return folder
+@dataclass
+class Run:
+    name: str
+    model: str
+    shortcut: str | None
+    seed: int
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    train: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl "train" records
+    val: list[dict[str, Any]] = field(default_factory=list)  # "eval" records on val
+    params: float | None = None  # millions
+
+    @property
+    def plain(self) -> bool:
+        return self.model.startswith("plain") or self.shortcut == "none"
+
+    @property
+    def layers(self) -> int | None:
+        from ..models import get_spec
+
+        try:
+            return get_spec(self.model).layers
+        except ValueError:
+            return None
+
+    @property
+    def final_train(self) -> float | None:
+        """Training error (%) at the end: the mean of the last 3 logged intervals."""
+        last = [r["error"] for r in self.train[-3:] if "error" in r]
+        return sum(last) / len(last) if last else None
+
+    @property
+    def final_val(self) -> float | None:
+        rec = self.summary.get("final_eval") or (self.val[-1] if self.val else {})
+        return rec.get("top1_error")
+
+    @property
+    def best_val(self) -> float | None:
+        errs = [r["top1_error"] for r in self.val]
+        return self.summary.get("best_val_top1_error", min(errs) if errs else None)
+
+    @property
+    def val_n(self) -> int:
+        rec = self.summary.get("final_eval") or (self.val[-1] if self.val else {})
+        return int(rec.get("n", 0))
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _params(run_dir: Path, model: str, shortcut: str | None) -> float | None:
+    """Millions of parameters, from the checkpoint's build arguments if there is one
+    (an ImageFolder run's fc has its own class count), built on the meta device."""
+    import torch
+
+    from ..models import create_model
+
+    args: dict[str, Any] = {"name": model, "shortcut": shortcut}
+    for name in ("last.pt", "best.pt"):
+        path = run_dir / "checkpoints" / name
+        if path.is_file():
+            try:
+                ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                args = dict(ckpt["model_args"])
+                break
+            except Exception:  # an unreadable checkpoint: fall back to the registry
+                continue
+    args.pop("weights", None)
+    try:
+        with torch.device("meta"):
+            net = create_model(**args)
+    except (ValueError, TypeError):
+        return None
+    return sum(p.numel() for p in net.parameters()) / 1e6
+
+
+def load_runs(folder: str | Path) -> list[Run]:
+    """Every run folder under FOLDER/runs/, sorted by name."""
+    runs = []
+    for d in sorted(Path(folder).glob("runs/*")):
+        cfg = _json(d / "config.json") or {}
+        m = _NAME.match(d.name)
+        model = cfg.get("model") or (m["model"] if m else None)
+        if model is None or not (d / "metrics.jsonl").is_file():
+            continue
+        shortcut = cfg.get("shortcut", m["shortcut"] if m else None)
+        seed = int(cfg.get("seed", m["seed"] if m else 0))
+        run = Run(d.name, model, shortcut, seed, cfg, _json(d / "summary.json") or {})
+        for line in (d / "metrics.jsonl").read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+            if rec.get("kind") == "train":
+                run.train.append(rec)
+            elif rec.get("kind") == "eval" and rec.get("split") == "val":
+                run.val.append(rec)
+        run.params = _params(d, model, shortcut)
+        runs.append(run)
+    return runs
+
+
+def infer_experiment(runs: list[Run], has_responses: bool) -> str:
+    """The experiment a folder without experiment.json most likely holds."""
+    models = {r.model for r in runs}
+    if not runs:
+        return "responses" if has_responses else "unknown"
+    if any(m.startswith("resnet1202") for m in models):
+        return "very-deep"
+    if len(models) == 1 and len({r.shortcut for r in runs}) > 1:
+        return "shortcuts"
+    family = "imagenet-" if any(m in ("plain18", "plain34", "resnet18", "resnet34") for m in models) else ""  # fmt: skip
+    return family + "degradation"
+
+
+# --- numbers -------------------------------------------------------------------------
+
+
+def _mean_std(xs: list[float | None]) -> tuple[float, float, int] | None:
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None
+    mean = sum(xs) / len(xs)
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+    return mean, std, len(xs)
+
+
+def _fmt(xs: list[float | None], digits: int = 2) -> str:
+    ms = _mean_std(xs)
+    if ms is None:
+        return "—"
+    mean, std, n = ms
+    return f"{mean:.{digits}f}" if n == 1 else f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
+
+
+def _mean(xs: list[float | None]) -> float | None:
+    ms = _mean_std(xs)
+    return None if ms is None else ms[0]
+
+
+def _noise(p: float, n: int) -> float:
+    """Two standard errors (percentage points) of an error rate p% measured on n images."""
+    return 2 * math.sqrt(max(p * (100 - p), 1.0) / max(n, 1))
+
+
+def _differs(a: float, b: float, n: int) -> bool:
+    """Whether two error rates, each on n images, differ by more than sampling noise."""
+    return abs(a - b) > math.hypot(_noise(a, n), _noise(b, n))
+
+
+def _groups(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs that differ only in their seed, keyed by the run name without "-s<seed>"."""
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(re.sub(r"-s\d+$", "", r.name), []).append(r)
+    return groups
+
+
+def _family_free(name: str) -> str:
+    """ "plain32-A-s0" -> "32-A": what a colour stands for across plain and residual."""
+    return re.sub(r"-s\d+$", "", re.sub(r"^(plain|resnet)", "", name))
+
+
+def _depth(model: str) -> int:
+    m = re.search(r"\d+", model)
+    return int(m[0]) if m else 0
+
+
+def _paper(model: str) -> tuple[str, float | None]:
+    from ..models import get_spec
+
+    try:
+        err = get_spec(model).paper_error
+    except ValueError:
+        return "", None
+    for key, label in (("cifar10_test_top1", "test"), ("top1_10crop", "val, 10-crop")):
+        if key in err:
+            return label, err[key]
+    return "", None
+
+
+# --- figures -------------------------------------------------------------------------
+
+
+def _figure(ncols: int, width: float = 5.5):
+    """A matplotlib Figure without pyplot (no global state, Agg by default for PNG)."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError(
+            "reslab report draws its figures with matplotlib: pip install 'reslab[plot]'"
+        ) from e
+    fig = Figure(figsize=(width * ncols, 4.2), layout="constrained")
+    return fig, fig.subplots(1, ncols, squeeze=False)[0]
+
+
+def _colours(keys: list[Any]) -> dict[Any, str]:
+    """One colour per key (a depth, an option), the same in every panel."""
+    palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+               "tab:pink", "tab:gray", "tab:olive", "tab:cyan"]  # fmt: skip
+    return {k: palette[i % len(palette)] for i, k in enumerate(sorted(set(keys)))}
+
+
+def _mean_curve(runs: list[Run], attr: str, key: str) -> tuple[list[int], list[float]]:
+    """Mean over seeds at the steps every seed logged."""
+    per_step: dict[int, list[float]] = {}
+    for r in runs:
+        for rec in getattr(r, attr):
+            if key in rec:
+                per_step.setdefault(int(rec["step"]), []).append(float(rec[key]))
+    steps = sorted(s for s, v in per_step.items() if len(v) == len(runs))
+    return steps, [sum(per_step[s]) / len(runs) for s in steps]
+
+
+Panel = tuple[str, list[tuple[str, Any, list[Run]]]]  # title, [(label, colour key, runs)]
+
+
+def plot_curves(panels: list[Panel], path: Path) -> Path:
+    """Figure 6/4 layout: per panel, training error dashed thin and validation error
+    bold solid, one colour per label, against iterations."""
+    from matplotlib.lines import Line2D
+
+    fig, axes = _figure(len(panels))
+    colour = _colours([c for _, lines in panels for _, c, _ in lines])
+    for ax, (title, lines) in zip(axes, panels):
+        for label, key, runs in lines:
+            c = colour[key]
+            ax.plot(*_mean_curve(runs, "train", "error"), "--", color=c, lw=0.8, alpha=0.8)
+            ax.plot(*_mean_curve(runs, "val", "top1_error"), "-", color=c, lw=2.2, label=label)
+        style = [Line2D([], [], color="k", ls="--", lw=0.8, label="train"),
+                 Line2D([], [], color="k", lw=2.2, label="val")]  # fmt: skip
+        handles, _ = ax.get_legend_handles_labels()
+        ax.legend(handles=handles + style, fontsize=8)
+        ax.set(title=title, xlabel="iterations", ylabel="error (%)")
+        ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_responses(responses: dict[str, list[float]], path: Path) -> Path:
+    """Figure 7 layout: std per layer in layer order (left) and sorted (right)."""
+    fig, (ax1, ax2) = _figure(2)
+    # Colour per depth (plain20 and resnet20 share one); other variants get their own.
+    key = {n: (_depth(_family_free(n)), _family_free(n)) for n in responses}
+    colour = _colours(list(key.values()))
+    for name, stds in responses.items():
+        style = dict(color=colour[key[name]], lw=1.4, label=name,
+                     ls="--" if name.startswith("plain") else "-")  # fmt: skip
+        ax1.plot(range(1, len(stds) + 1), stds, **style)
+        ax2.plot(range(1, len(stds) + 1), sorted(stds, reverse=True), **style)
+    ax1.set(title="layer index (original)", xlabel="layer index", ylabel="std")
+    ax2.set(title="layer index (sorted by magnitude)", xlabel="layer index", ylabel="std")
+    for ax in (ax1, ax2):
+        ax.legend(fontsize=7, ncol=2)
+        ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+# --- markdown ------------------------------------------------------------------------
+
+
+def _bullets(lines: list[str]) -> list[str]:
+    return [f"- {line}" for line in lines] + [""]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(r) + " |" for r in rows), ""]  # fmt: skip
+
+
+def _hms(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _header(name: str, meta: dict[str, Any], runs: list[Run]) -> list[str]:
+    prov = meta.get("provenance", {})
+    budget = meta.get("budget")
+    title = f"# {name}" + (f" — {meta['figure']}" if meta.get("figure") else "")
+    md = [title, ""]
+    if not meta:
+        md += ["No experiment.json in this folder: the command, commit and hardware are "
+               "unknown and the experiment was inferred from the run names.", ""]  # fmt: skip
+    md += ["## What was run", ""]
+    if prov:
+        md += [f"- Command: `{prov.get('command', '?')}`", f"- Commit: `{prov.get('commit', '?')}`",
+               f"- Hardware: {prov.get('hardware', '?')}; torch {prov.get('torch', '?')}, "
+               f"Python {prov.get('python', '?')}, malloc {prov.get('malloc', '?')}"]  # fmt: skip
+    datasets = sorted({str(r.config.get("dataset")) for r in runs if r.config.get("dataset")})
+    data = prov.get("data_dir") or ", ".join(sorted({str(r.config.get("data_dir")) for r in runs}))
+    if data or datasets:
+        md.append(f"- Data: {', '.join(datasets) + ' from ' if datasets else ''}`{data or '?'}`")
+    if meta.get("runs_from"):
+        md.append(f"- Networks: the runs of `{meta['runs_from']}`, split {meta.get('split')}")
+    seeds = sorted({r.seed for r in runs})
+    if seeds or meta.get("seeds"):
+        md.append(f"- Seeds: {', '.join(map(str, seeds)) if seeds else meta.get('seeds')}")
+    if budget:
+        md.append(f"- Budget: `{budget}` — {meta.get('budget_note', '')}")
+    if meta.get("wall_s") is not None:
+        md.append(f"- Wall time: {_hms(meta.get('wall_s'))} (started {meta.get('started', '?')}, "
+                  f"finished {meta.get('finished', '?')})")  # fmt: skip
+    elif meta.get("finished"):
+        md.append(f"- Date: {meta['finished']}")
+    unfinished = [r.name for r in runs if r.summary.get("status") != "finished"]
+    if unfinished:
+        md.append(f"- Not finished (partial curves): {', '.join(unfinished)}")
+    return md + [""]
+
+
+def _budget_caveat(meta: dict[str, Any], runs: list[Run]) -> list[str]:
+    md = []
+    if meta.get("budget") and meta["budget"] != "paper":
+        md.append(f"This is the `{meta['budget']}` budget ({meta.get('budget_note', '')}), far "
+                  "shorter than the paper's schedule: errors are much higher than the paper's, "
+                  "and its numbers are given for orientation, not as a match.")  # fmt: skip
+    vals = [r.final_val for r in runs if r.final_val is not None]
+    cifar = all(r.config.get("dataset", "").startswith("cifar10") for r in runs)
+    if vals and cifar and min(vals) > 80:
+        md.append("Every network is still near chance (90% error on CIFAR-10): this run shows "
+                  "that the pipeline works, not the paper's findings.")  # fmt: skip
+    return md
+
+
+def _row(runs: list[Run]) -> dict[str, str]:
+    r0 = runs[0]
+    return {
+        "layers": str(r0.layers or "?"), "params": _fmt([r0.params]),
+        "train": _fmt([r.final_train for r in runs]), "val": _fmt([r.final_val for r in runs]),
+        "best": _fmt([r.best_val for r in runs]),
+    }  # fmt: skip
+
+
+def _summary_table(runs: list[Run]) -> list[str]:
+    from ..models import get_spec
+
+    header = ["model", "layers", "params (M)", "final train error (%)", "final val top-1 (%)",
+              "best val top-1 (%)", "paper top-1 (%), full schedule"]  # fmt: skip
+    rows = []
+    groups = _groups(runs)
+    for key in sorted(
+        groups, key=lambda k: (not groups[k][0].plain, _depth(groups[k][0].model), k)
+    ):
+        g = groups[key]
+        row = _row(g)
+        try:
+            pp = get_spec(g[0].model).paper_params
+        except ValueError:
+            pp = None
+        label, err = _paper(g[0].model)
+        params = row["params"] + (f" (paper {pp})" if pp else "")
+        paper = f"{err} ({label})" if err is not None else "—"
+        rows.append([key, row["layers"], params, row["train"], row["val"], row["best"], paper])
+    return _table(header, rows)
+
+
+def _read_degradation(runs: list[Run]) -> list[str]:
+    by_model: dict[str, list[Run]] = {}
+    for r in runs:
+        by_model.setdefault(r.model, []).append(r)
+    plain = sorted((m for m in by_model if by_model[m][0].plain), key=_depth)
+    res = sorted((m for m in by_model if not by_model[m][0].plain), key=_depth)
+    batch = int(runs[0].config.get("batch_size", 128))
+    train_n = 3 * batch  # the last 3 logged intervals' batches, at least
+    val_n = min(r.val_n for r in runs) or 1
+    tr = {m: _mean([r.final_train for r in by_model[m]]) for m in by_model}
+    va = {m: _mean([r.final_val for r in by_model[m]]) for m in by_model}
+    md = []
+    if len(plain) >= 2 and tr[plain[0]] is not None and tr[plain[-1]] is not None:
+        a, b = plain[0], plain[-1]
+        gap = f"{tr[b]:.1f}% vs {tr[a]:.1f}%"
+        if tr[b] > tr[a] and _differs(tr[b], tr[a], train_n):
+            md.append(f"{b} ends with higher training error than {a} ({gap}): the degradation "
+                      "problem shows at this budget.")  # fmt: skip
+        elif tr[b] > tr[a]:
+            md.append(f"{b} ends with slightly higher training error than {a} ({gap}), within "
+                      f"the sampling noise of the last logged batches: no clear degradation.")  # fmt: skip
+        else:
+            md.append(f"{b} does not end with higher training error than {a} ({gap}): the "
+                      "degradation problem does not show at this budget.")  # fmt: skip
+    if len(res) >= 2 and va[res[0]] is not None and va[res[-1]] is not None:
+        a, b = res[0], res[-1]
+        gap = f"final val top-1 {va[b]:.1f}% vs {va[a]:.1f}% on {val_n} images"
+        if va[b] < va[a] and _differs(va[b], va[a], val_n):
+            md.append(f"Residual nets: deeper is better at this budget ({b} vs {a}: {gap}).")
+        elif _differs(va[b], va[a], val_n):
+            md.append(f"Residual nets: deeper is not better at this budget ({b} vs {a}: {gap}).")
+        else:
+            md.append(f"Residual nets: {b} and {a} are within sampling noise ({gap}).")
+    pairs = [(d, f"plain{d}", f"resnet{d}") for d in sorted({_depth(m) for m in by_model})]
+    pairs = [(d, p, q) for d, p, q in pairs if tr.get(p) is not None and tr.get(q) is not None]
+    if pairs:
+        wins = [d for d, p, q in pairs if tr[q] < tr[p]]
+        detail = ", ".join(f"{d}: {tr[q]:.1f} vs {tr[p]:.1f}" for d, p, q in pairs)
+        md.append(f"The residual net ends with lower training error than the plain net of the "
+                  f"same depth at {len(wins)} of {len(pairs)} depths (residual vs plain, %: "
+                  f"{detail}).")  # fmt: skip
+    return md
+
+
+def _shortcuts(runs: list[Run]) -> list[str]:
+    header = ["option", "model", "params (M)", "final train error (%)", "final val top-1 (%)",
+              "final val top-5 (%)", "best val top-1 (%)"]  # fmt: skip
+    groups = _groups(runs)
+    opts = sorted(groups, key=lambda k: (groups[k][0].shortcut or "", k))
+    rows = []
+    for key in opts:
+        g, row = groups[key], _row(groups[key])
+        top5 = _fmt([(r.summary.get("final_eval") or {}).get("top5_error") for r in g])
+        rows.append([g[0].shortcut or "?", g[0].model, row["params"], row["train"], row["val"],
+                     top5, row["best"]])  # fmt: skip
+    md = _table(header, rows)
+    md += ["For context only, not comparable: the paper's Table 3 is **ImageNet ResNet-34**, "
+           "10-crop validation error (%), full schedule:", ""]  # fmt: skip
+    md += _table(["option", "top-1", "top-5"],
+                 [[o, f"{a:.2f}", f"{b:.2f}"] for o, (a, b) in PAPER_TABLE3.items()])  # fmt: skip
+    md += _bullets(_read_shortcuts(groups, opts, runs))
+    return md
+
+
+def _read_shortcuts(groups: dict[str, list[Run]], opts: list[str], runs: list[Run]) -> list[str]:
+    md: list[str] = []
+    va = {groups[k][0].shortcut: _mean([r.final_val for r in groups[k]]) for k in opts}
+    va = {k: v for k, v in va.items() if v is not None}
+    n = min(r.val_n for r in runs) or 1
+    if len(va) >= 2:
+        order = sorted(va, key=va.get)
+        spread = max(va.values()) - min(va.values())
+        ranked = f"{order[0]} ({va[order[0]]:.1f}%)" + "".join(
+            f" {'<' if va[o] > va[p] else '='} {o} ({va[o]:.1f}%)" for p, o in zip(order, order[1:])
+        )
+        md.append(f"Final val top-1 here: {ranked}. The paper finds C < B < A, by 0.3-0.8 points.")
+        if _differs(max(va.values()), min(va.values()), n):
+            md.append(f"The spread ({spread:.1f} points) exceeds the sampling noise of {n} "
+                      "validation images.")  # fmt: skip
+        else:
+            md.append(f"The spread ({spread:.1f} points) is within the sampling noise of {n} "
+                      "validation images: this run cannot rank the options.")  # fmt: skip
+    return md
+
+
+def _very_deep(runs: list[Run]) -> list[str]:
+    header = ["model", "layers", "params (M)", "steps", "final train error (%)",
+              "final val top-1 (%)", "best val top-1 (%)", "wall time", "peak memory (MB)",
+              "paper top-1 (%), full schedule"]  # fmt: skip
+    rows, md = [], []
+    for r in runs:
+        row = _row([r])
+        label, err = _paper(r.model)
+        mem = r.summary.get("peak_rss_mb")
+        rows.append([r.name, row["layers"], row["params"],
+                     f"{r.summary.get('step', '?')} / {r.summary.get('iterations', '?')}",
+                     row["train"], row["val"], row["best"], _hms(r.summary.get("wall_s")),
+                     f"{mem:.0f}" if isinstance(mem, (int, float)) else "not recorded",
+                     f"{err} ({label})" if err is not None else "—"])  # fmt: skip
+        losses = [rec["loss"] for rec in r.train if "loss" in rec]
+        if losses:
+            finite = all(math.isfinite(x) for x in losses)
+            md.append(f"{r.name} trained {len(losses)} logged intervals; its training loss "
+                      + ("stayed finite (no divergence)." if finite else "became non-finite."))  # fmt: skip
+    md.append("The paper trains the 1202-layer net to <0.1% training error; its 7.93% test "
+              "error is worse than the 110-layer net's 6.43%, which the paper attributes to "
+              "overfitting.")  # fmt: skip
+    return _table(header, rows) + _bullets(md)
+
+
+def _read_responses(responses: dict[str, list[float]]) -> list[str]:
+    per_model: dict[str, list[float]] = {}
+    for name, stds in responses.items():
+        m = _NAME.match(name)
+        per_model.setdefault(m["model"] if m else name, []).append(sum(stds) / len(stds))
+    avg = {k: sum(v) / len(v) for k, v in per_model.items()}
+    md = []
+    depths = sorted({_depth(k) for k in avg})
+    pairs = [(d, avg[f"plain{d}"], avg[f"resnet{d}"]) for d in depths
+             if f"plain{d}" in avg and f"resnet{d}" in avg]  # fmt: skip
+    if pairs:
+        smaller = [d for d, p, q in pairs if q < p]
+        detail = ", ".join(f"{d}: {q:.3f} vs {p:.3f}" for d, p, q in pairs)
+        md.append(f"Mean response std, residual vs plain: {detail}. The residual net's responses "
+                  f"are smaller at {len(smaller)} of {len(pairs)} depths (the paper: ResNets "
+                  "have generally smaller responses than their plain counterparts).")  # fmt: skip
+    res = sorted((k for k in avg if k.startswith("resnet")), key=_depth)
+    if len(res) >= 2:
+        a, b = res[0], res[-1]
+        verdict = "smaller" if avg[b] < avg[a] else "not smaller"
+        md.append(f"The deepest residual net's responses are {verdict} than the shallowest's "
+                  f"({b} {avg[b]:.3f} vs {a} {avg[a]:.3f}; the paper: deeper ResNets have "
+                  "smaller responses).")  # fmt: skip
+    return md
+
+
+def write_report(folder: str | Path) -> Path:
+    """Write FOLDER/report.md and its PNG figures from the files in FOLDER; returns
+    the report's path. Trains nothing and touches no checkpoint."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such experiment folder")
+    meta = _json(folder / "experiment.json") or {}
+    runs = load_runs(folder)
+    responses = _json(folder / "responses.json")
+    name = meta.get("experiment") or infer_experiment(runs, responses is not None)
+    if not runs and not responses:
+        raise FileNotFoundError(f"{folder}: no runs/*/metrics.jsonl and no responses.json")
+    md = _header(name, meta, runs)
+    if runs:
+        if name in ("degradation", "imagenet-degradation"):
+            panels: list[Panel] = [
+                (title, [(f"{_depth(k)}-layer", _depth(k), g) for k, g in
+                         sorted(_groups(runs).items(), key=lambda kv: _depth(kv[0]))
+                         if g[0].plain == plain])
+                for title, plain in (("plain", True), ("ResNet", False))
+            ]  # fmt: skip
+            caption = ("Training error (dashed thin) and validation error (bold) against "
+                       "iterations; plain networks left, residual networks right.")  # fmt: skip
+        else:
+            panels = [(name, [(k, k, g) for k, g in _groups(runs).items()])]
+            caption = "Training error (dashed thin) and validation error (bold) against iterations."
+        plot_curves(panels, folder / "curves.png")
+        md += ["## Training curves", "", "![training curves](curves.png)", "", caption, ""]
+        md += ["## Results", ""]
+        if name == "shortcuts":
+            md += _shortcuts(runs)
+        elif name == "very-deep":
+            md += _very_deep(runs)
+        else:
+            md += _summary_table(runs)
+            md += ["Final training error: the mean of the last 3 logged intervals. Paper: the "
+                   "test error (CIFAR-10, Table 6) or the 10-crop validation error (ImageNet, "
+                   "Table 2) after the paper's full schedule.", ""]  # fmt: skip
+            md += _bullets(_read_degradation(runs))
+    if responses:
+        plot_responses(responses, folder / "responses.png")
+        md += ["", "## Layer responses (Figure 7)", "", "![layer responses](responses.png)", "",
+               "Std of each 3x3 layer's response (after BN, before the addition and ReLU) on "
+               "the validation split: per channel over images and positions, then averaged "
+               "over channels. Left: in layer order; right: sorted by magnitude. Plain nets "
+               "dashed, residual nets solid.", ""]  # fmt: skip
+        md += _bullets(_read_responses(responses))
+    md += ["", "## Caveats", "", *_bullets(_budget_caveat(meta, runs))]
+    path = folder / "report.md"
+    path.write_text("\n".join(md).rstrip() + "\n")
+    return path
