@@ -342,11 +342,11 @@ def _budget_caveat(meta: dict[str, Any], runs: list[Run]) -> list[str]:
         md.append(f"This is the `{meta['budget']}` budget ({meta.get('budget_note', '')}), far "
                   "shorter than the paper's schedule: errors are much higher than the paper's, "
                   "and its numbers are given for orientation, not as a match.")  # fmt: skip
-    vals = [r.final_val for r in runs if r.final_val is not None]
-    cifar = all(r.config.get("dataset", "").startswith("cifar10") for r in runs)
-    if vals and cifar and min(vals) > 80:
-        md.append("Every network is still near chance (90% error on CIFAR-10): this run shows "
-                  "that the pipeline works, not the paper's findings.")  # fmt: skip
+    vals = [(r.final_val, r.val_n) for r in runs if r.final_val is not None]
+    cifar10 = all(r.config.get("dataset", "") == "cifar10" for r in runs)
+    if vals and cifar10 and all(v >= 90 or not _differs(v, 90, n) for v, n in vals):
+        md.append("Every network is within sampling noise of chance (90% error on CIFAR-10): "
+                  "this run shows that the pipeline works, not the paper's findings.")  # fmt: skip
     return md
 
 

@@ -1,0 +1,194 @@
+"""Experiments end to end on tiny data, the report, and the layer responses (Figure 7).
+
+The default tests run a trimmed degradation experiment (two depths instead of four)
+through the CLI; the `slow` ones run every experiment's own smoke budget unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import reslab
+from reslab.cli import main
+from reslab.data.synthetic import make_cifar_archive, make_image_folder
+from reslab.reproduce import experiments
+from reslab.reproduce.responses import layer_responses, response_layers
+
+FIGURES = {"degradation": ["curves.png"], "imagenet-degradation": ["curves.png"],
+           "shortcuts": ["curves.png"], "very-deep": ["curves.png"],
+           "responses": ["responses.png"]}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cifar")
+    make_cifar_archive(root / "tiny.tar.gz", n_train=256, n_test=64)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def check_report(folder: Path, figures: list[str]) -> str:
+    text = (folder / "report.md").read_text()
+    for name in figures:
+        assert (folder / name).stat().st_size > 1000, name
+        assert f"]({name})" in text, f"report.md does not link {name}"
+    return text
+
+
+# --- layer responses -----------------------------------------------------------------
+
+
+def test_layer_responses_match_analytic_std() -> None:
+    """A 3x3 identity conv, BN with known scale: the std is scale x the input's std."""
+    c = 3
+    net = nn.Sequential(
+        nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+        nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c),  # 1x1: not a response
+        nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c),
+    )  # fmt: skip
+    with torch.no_grad():
+        ident = torch.zeros(c, c, 3, 3)
+        ident[range(c), range(c), 1, 1] = 1.0
+        net[0].weight.copy_(ident)
+        bn = net[1]
+        bn.running_mean.zero_()
+        bn.running_var.fill_(1 - bn.eps)  # eval BN becomes y = weight * x + bias
+        bn.weight.copy_(torch.tensor([1.0, 2.0, -3.0]))
+        bn.bias.fill_(7.0)  # a shift changes no std
+        net[6].weight.zero_()  # a constant output: std exactly 0
+        net[6].bias.fill_(5.0)
+    assert [name for name, _ in response_layers(net)] == ["1", "6"]
+    # Channel k holds +-s_k in a checkerboard: population std s_k over (N, H, W).
+    s = torch.tensor([0.5, 1.0, 2.0])
+    sign = (torch.arange(6)[:, None] + torch.arange(6)[None, :]) % 2 * 2 - 1.0  # (6, 6)
+    x = s[None, :, None, None] * sign  # (1, 3, 6, 6)
+    batches = [(x.repeat(2, 1, 1, 1), None), x.repeat(3, 1, 1, 1)]  # pairs or bare tensors
+    stds = layer_responses(net, batches)
+    expected = (0.5 * 1 + 1.0 * 2 + 2.0 * 3) / 3  # mean over channels of |weight| x s
+    assert stds[0] == pytest.approx(expected, rel=1e-6)  # float32 BN
+    assert stds[1] == pytest.approx(0.0, abs=1e-9)
+    assert net.training  # the train/eval mode is restored
+
+
+@pytest.mark.parametrize(
+    "name, count", [("resnet20", 19), ("plain20", 19), ("resnet18", 16), ("resnet50", 16)]
+)
+def test_response_layers_are_the_3x3_layers(name: str, count: int) -> None:
+    # CIFAR: the 3x3 stem + 2 per block (6n + 1); ImageNet: no 7x7 stem, 2 per basic
+    # block (2 x 8) or the one 3x3 of each bottleneck (16 blocks).
+    assert len(response_layers(reslab.create_model(name))) == count
+
+
+# --- experiments through the CLI -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def degradation(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A degradation experiment trimmed to depths 20 and 32, smoke budget, via the CLI."""
+    out = tmp_path_factory.mktemp("degradation")
+    exp = experiments.EXPERIMENTS["degradation"]
+    runs = tuple((f"{k}{d}", None) for k in ("plain", "resnet") for d in (20, 32))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(experiments.EXPERIMENTS, "degradation", dataclasses.replace(exp, runs=runs))
+        mp.setenv("RESLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        torch.set_num_threads(1)
+        argv = ["reproduce", "degradation", "--budget", "smoke", "--data-dir", str(data),
+                "--out", str(out), "--no-progress"]  # fmt: skip
+        assert main(argv) == 0
+    return out
+
+
+def test_degradation_report(degradation: Path) -> None:
+    text = check_report(degradation, FIGURES["degradation"])
+    meta = json.loads((degradation / "experiment.json").read_text())
+    assert meta["provenance"]["command"] in text and meta["provenance"]["commit"] in text
+    for model in ("plain20", "plain32", "resnet20", "resnet32"):
+        assert f"| {model} | " in text
+    assert "8.75 (test)" in text  # the paper's ResNet-20 beside ours
+    assert "`smoke` budget" in text
+
+
+def test_responses_and_report_regenerate(degradation: Path, data: Path, tmp_path: Path) -> None:
+    resp = tmp_path / "responses"
+    argv = ["reproduce", "responses", "--runs", str(degradation), "--data-dir", str(data),
+            "--out", str(resp)]  # fmt: skip
+    assert main(argv) == 0
+    stds = json.loads((resp / "responses.json").read_text())
+    assert sorted(stds) == ["plain20-s0", "plain32-s0", "resnet20-s0", "resnet32-s0"]
+    assert len(stds["resnet32-s0"]) == 31 and all(s > 0 for s in stds["plain20-s0"])
+    check_report(resp, FIGURES["responses"])
+
+    # `reslab report` rebuilds everything from the files alone and trains nothing.
+    files = {p: p.stat().st_mtime_ns for p in degradation.rglob("*") if p.is_file()}
+    for name in ["report.md", *FIGURES["degradation"]]:
+        (degradation / name).unlink()
+    assert main(["report", str(degradation), str(resp)]) == 0
+    check_report(degradation, FIGURES["degradation"])
+    after = {p: p.stat().st_mtime_ns for p in degradation.rglob("*") if p.is_file()}
+    assert sorted(after) == sorted(files)
+    assert all(after[p] == files[p] for p in files if p.suffix == ".pt")
+
+
+# --- the reading follows the numbers -------------------------------------------------
+
+
+def fake_run(folder: Path, model: str, train_err: float, val_err: float, seed: int = 0) -> None:
+    d = folder / "runs" / f"{model}-s{seed}"
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"model": model, "shortcut": None, "seed": seed,
+                                               "dataset": "cifar10", "batch_size": 128}))  # fmt: skip
+    recs = [{"kind": "train", "step": s, "error": train_err + 50 / s, "loss": 1.0} for s in
+            range(1, 201)] + [{"kind": "eval", "split": "val", "step": s, "top1_error": val_err,
+                               "n": 5000} for s in (100, 200)]  # fmt: skip
+    (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    (d / "summary.json").write_text(json.dumps({"status": "finished", "step": 200}))
+
+
+@pytest.mark.parametrize("degrades", [True, False])
+def test_reading_claims_only_what_the_numbers_show(tmp_path: Path, degrades: bool) -> None:
+    fake_run(tmp_path, "plain20", 10.0, 12.0)
+    fake_run(tmp_path, "plain56", 20.0 if degrades else 5.0, 22.0 if degrades else 8.0)
+    for seed, err in enumerate((8.0, 8.4)):
+        fake_run(tmp_path, "resnet20", 6.0, err, seed)
+        fake_run(tmp_path, "resnet56", 3.0, err - 1.5, seed)
+    assert main(["report", str(tmp_path)]) == 0
+    text = check_report(tmp_path, FIGURES["degradation"])  # no experiment.json: inferred
+    assert "No experiment.json" in text and "chance" not in text
+    assert ("the degradation problem shows" in text) == degrades
+    assert ("the degradation problem does not show" in text) == (not degrades)
+    assert "deeper is better" in text
+    assert "8.20 ± 0.28 (n=2)" in text  # resnet20's val error over two seeds
+
+
+# --- every experiment's own smoke budget, unchanged ----------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["degradation", "shortcuts", "very-deep", "imagenet-degradation"])
+def test_smoke_experiment(name: str, data: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    if name == "imagenet-degradation":
+        data = tmp_path / "folder"
+        make_image_folder(data, ["a", "b", "c"], 40, 72, "train")
+        make_image_folder(data, ["a", "b", "c"], 4, 72, "val", seed=1)
+    out = tmp_path / "out"
+    argv = ["reproduce", name, "--budget", "smoke", "--data-dir", str(data), "--out", str(out),
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    check_report(out, FIGURES[name])
+    planned = experiments.EXPERIMENTS[name].planned("smoke")
+    assert len(list((out / "runs").glob("*/summary.json"))) == len(planned)
+    if name == "degradation":
+        assert main(["reproduce", "responses", "--data-dir", str(data), "--out", str(out)]) == 0
+        assert len(json.loads((out / "responses.json").read_text())) == len(planned)
+        check_report(out, FIGURES["degradation"] + FIGURES["responses"])
