@@ -107,7 +107,7 @@ def test_resume_is_bit_identical(tiny_cifar: Path, tmp_path: Path) -> None:
     full = train(tiny_config(tiny_cifar, tmp_path / "full"))
     # Interrupted at step 7 (checkpoint written there), then resumed to the end.
     part = train(tiny_config(tiny_cifar, tmp_path / "part"), stop_after=7)
-    assert part.status == "interrupted" and part.step == 7
+    assert part.status == "stopped" and part.step == 7
     resumed = train(resume=tmp_path / "part")
     assert resumed.step == 12
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):

@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 import json
 import sys
+import types
 import typing
 from pathlib import Path
 
@@ -27,8 +28,9 @@ _HELP = {
 def _field_type(f: dataclasses.Field) -> tuple[type, bool]:
     """(element type, is-tuple) of a TrainConfig field, unwrapping `X | None`."""
     hint = typing.get_type_hints(TrainConfig)[f.name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    base = args[0]
+    base = hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        base = next(a for a in typing.get_args(hint) if a is not type(None))
     if typing.get_origin(base) is tuple:
         return typing.get_args(base)[0], True
     return base, False
@@ -79,16 +81,17 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = config_overrides(args)
     if args.resume:
-        result = train(resume=args.resume, **overrides)
+        result = train(resume=args.resume, stop_after=args.stop_after, **overrides)
     else:
-        result = train(make_config(args.recipe or "cifar-paper", **overrides))
+        cfg = make_config(args.recipe or "cifar-paper", **overrides)
+        result = train(cfg, stop_after=args.stop_after)
     if result.summary.get("final_eval") and (result.run_dir / "summary.json").exists():
         ev = result.summary["final_eval"]
         print(
             f"{result.status} at step {result.step}: {ev['split']} top-1 error "
             f"{ev['top1_error']:.2f}%, top-5 {ev['top5_error']:.2f}% -> {result.run_dir}"
         )
-    return 0 if result.status == "finished" else 130
+    return 130 if result.status == "interrupted" else 0
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -120,6 +123,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder exactly")
+    p.add_argument("--stop-after", type=int, metavar="STEP",
+                   help="save a checkpoint and stop at this step (resume later with --resume)")
     add_config_flags(p)
     p.set_defaults(func=_train)
 

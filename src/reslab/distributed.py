@@ -59,6 +59,22 @@ def broadcast_object(obj: object, info: DistInfo) -> object:
     return box[0]
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; the gradient of a sum is the sum of the gradients."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class CPUSyncBatchNorm(nn.BatchNorm2d):
     """Batch norm whose training statistics cover the global batch, on any device.
 
@@ -70,15 +86,16 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and dist.is_initialized()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         c = x.shape[1]
-        count = torch.tensor([x.numel() / c], dtype=x.dtype, device=x.device)
-        moments = torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count])
-        moments = all_reduce(moments)  # sum over processes, gradient flows back
+        # Sums in float64: E[x^2] - E[x]^2 in float32 loses digits when |mean| >> std.
+        x64 = x.double()
+        count = torch.tensor([x.numel() / c], dtype=torch.float64, device=x.device)
+        moments = torch.cat([x64.sum((0, 2, 3)), (x64 * x64).sum((0, 2, 3)), count])
+        moments = _AllReduceSum.apply(moments)  # (2C + 1,) summed over processes
         n = moments[-1]
         mean = moments[:c] / n
-        var = moments[c : 2 * c] / n - mean * mean  # biased, as BN normalises with
+        var = (moments[c : 2 * c] / n - mean * mean).to(x.dtype)  # biased, as BN normalises
+        mean = mean.to(x.dtype)
         with torch.no_grad():
             m = self.momentum
             self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)

@@ -45,7 +45,7 @@ class TrainingDiverged(RuntimeError):
 @dataclass
 class TrainResult:
     run_dir: Path
-    status: str  # "finished" | "interrupted"
+    status: str  # "finished" | "stopped" (stop_after) | "interrupted" (signal)
     step: int
     summary: dict[str, Any]
     model: nn.Module
@@ -325,7 +325,7 @@ def train(
             if stop.requested:
                 if step % ckpt_every != 0:  # not saved just above
                     save("last")
-                status = "interrupted"
+                status = "stopped" if stop.requested == "stop_after" else "interrupted"
                 if main:
                     print(
                         f"\n{stop.requested}: checkpoint saved at step {step}; resume with "
