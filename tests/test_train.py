@@ -241,3 +241,41 @@ def test_cli_train_and_eval(tiny_cifar: Path, tmp_path: Path, capsys) -> None:
     assert out["n"] == 64 and 0 <= out["top1_error"] <= 100
     assert main(["eval", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_finetune_from_weights_with_new_head(tiny_cifar: Path, tmp_path: Path) -> None:
+    """--init MODEL --num-classes K: trained weights, a new classifier, frozen early stages."""
+    from reslab.weights import save_torchvision
+
+    src = train(tiny_config(tiny_cifar, tmp_path / "src", iterations=2))
+    weights = tmp_path / "w.pth"
+    save_torchvision(src.model, weights)
+    ft = train(tiny_config(tiny_cifar, tmp_path / "ft", iterations=3, init=str(weights),
+                           freeze_stages=1))  # fmt: skip
+    a, b = src.model.state_dict(), ft.model.state_dict()
+    assert torch.equal(a["layer1.0.conv1.weight"], b["layer1.0.conv1.weight"])  # frozen
+    assert torch.equal(a["bn1.running_mean"], b["bn1.running_mean"])  # frozen BN statistics
+    assert not torch.equal(a["layer3.0.conv1.weight"], b["layer3.0.conv1.weight"])  # trained
+    with pytest.raises(ValueError, match="do not fit"):
+        train(tiny_config(tiny_cifar, tmp_path / "bad", model_args={"n": 2}, init=str(weights)))
+
+
+def test_sigterm_saves_and_exits_cleanly(tiny_cifar: Path, tmp_path: Path) -> None:
+    run = tmp_path / "term"
+    cfg = tiny_config(tiny_cifar, run, iterations=1000, checkpoint_every=1000)
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(cfg.to_dict()))
+    code = (
+        "import json, sys; from reslab.train.loop import train; from reslab.config import make_config;"
+        "d = json.load(open(sys.argv[1])); r = d.pop('recipe'); res = train(make_config(r, **d));"
+        "sys.exit(0 if res.status == 'interrupted' else 3)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(cfg_path)], env=os.environ.copy())
+    deadline = time.time() + 120
+    metrics = run / "metrics.jsonl"
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    state, _ = ckpt_io.load_resumable(run)
+    assert 0 < state["step"] < 1000

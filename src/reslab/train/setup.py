@@ -103,9 +103,10 @@ def init_from(model: nn.Module, source: str) -> None:
 
 def read_state_dict(source: str) -> dict[str, torch.Tensor]:
     """A state dict from a run folder, a reslab checkpoint or a plain/wrapped state dict."""
-    from ..weights import load_state_dict_file
+    from ..weights import read_weights
+    from .checkpoint import resolve
 
-    return load_state_dict_file(source)
+    return read_weights(resolve(source)).state_dict
 
 
 def freeze(model: nn.Module, stages: int) -> None:
