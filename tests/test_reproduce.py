@@ -142,10 +142,12 @@ def test_responses_and_report_regenerate(degradation: Path, data: Path, tmp_path
 # --- the reading follows the numbers -------------------------------------------------
 
 
-def fake_run(folder: Path, model: str, train_err: float, val_err: float, seed: int = 0) -> None:
-    d = folder / "runs" / f"{model}-s{seed}"
+def fake_run(
+    folder: Path, model: str, train_err: float, val_err: float, seed: int = 0, shortcut=None
+) -> None:
+    d = folder / "runs" / experiments.run_name(model, shortcut, seed)
     d.mkdir(parents=True)
-    (d / "config.json").write_text(json.dumps({"model": model, "shortcut": None, "seed": seed,
+    (d / "config.json").write_text(json.dumps({"model": model, "shortcut": shortcut, "seed": seed,
                                                "dataset": "cifar10", "batch_size": 128}))  # fmt: skip
     recs = [{"kind": "train", "step": s, "error": train_err + 50 / s, "loss": 1.0} for s in
             range(1, 201)] + [{"kind": "eval", "split": "val", "step": s, "top1_error": val_err,
@@ -192,3 +194,21 @@ def test_smoke_experiment(name: str, data: Path, tmp_path: Path) -> None:
         assert main(["reproduce", "responses", "--data-dir", str(data), "--out", str(out)]) == 0
         assert len(json.loads((out / "responses.json").read_text())) == len(planned)
         check_report(out, FIGURES["degradation"] + FIGURES["responses"])
+
+
+def test_very_deep_and_shortcuts_tables_from_files(tmp_path: Path) -> None:
+    deep, cuts = tmp_path / "deep", tmp_path / "cuts"
+    fake_run(deep, "resnet1202", 1.0, 9.0)
+    summary = {"status": "finished", "step": 200, "iterations": 200, "wall_s": 3725,
+               "peak_rss_mb": 4321.0}  # fmt: skip
+    (deep / "runs" / "resnet1202-s0" / "summary.json").write_text(json.dumps(summary))
+    (deep / "experiment.json").write_text(json.dumps({"experiment": "very-deep"}))
+    assert main(["report", str(deep)]) == 0
+    text = check_report(deep, FIGURES["very-deep"])
+    assert "| 4321 |" in text and "1:02:05" in text and "stayed finite" in text
+    for option, err in zip("ABC", (9.0, 9.1, 9.2)):
+        fake_run(cuts, "resnet32", 5.0, err, shortcut=option)
+    (cuts / "experiment.json").write_text(json.dumps({"experiment": "shortcuts"}))
+    assert main(["report", str(cuts)]) == 0
+    text = check_report(cuts, FIGURES["shortcuts"])
+    assert "ImageNet ResNet-34" in text and "cannot rank the options" in text
