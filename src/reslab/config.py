@@ -32,6 +32,7 @@ class TrainConfig:
     augment: str = "paper"  # "paper" | "rrc" | "none"
     workers: int = 2  # JPEG decoding processes
     limit: int | None = None  # use only this many training images (smoke runs)
+    download: bool = False  # fetch the official CIFAR archive (MD5-checked) if absent
     # --- optimisation ---
     recipe: str = "cifar-paper"
     batch_size: int = 128  # images per step, all processes together

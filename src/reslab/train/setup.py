@@ -62,6 +62,7 @@ def load_data(cfg: TrainConfig, device: torch.device, dist_info: DistInfo) -> Da
         world_size=dist_info.world_size,
         channels_last=channels_last,
         limit=cfg.limit,
+        download=cfg.download,
     )
 
 
