@@ -59,7 +59,9 @@ def _reexec_with_malloc_tuning(argv: Sequence[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the real command line, not a call from Python
         _reexec_with_malloc_tuning(sys.argv[1:])
+    argv = list(argv) if argv is not None else sys.argv[1:]
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded by commands that write provenance
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

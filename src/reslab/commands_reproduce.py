@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -12,11 +11,12 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.name == "responses":
         from .reproduce.responses import run_responses
 
-        out = run_responses(args.runs or args.out, data_dir=args.data_dir, out=args.out)
+        out = run_responses(args.runs or args.out, data_dir=args.data_dir, out=args.out,
+                            argv=args.argv)  # fmt: skip
     else:
         out = run_experiment(
             args.name, args.budget, args.data_dir, args.out, seeds=args.seeds,
-            argv=sys.argv[1:], progress=not args.no_progress,
+            argv=args.argv, progress=not args.no_progress,
         )  # fmt: skip
     from .reproduce.report import write_report
 
@@ -34,7 +34,9 @@ def _report(args: argparse.Namespace) -> int:
 
 def add_reproduce_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="run one of the paper's experiments and write a report")
-    p.add_argument("name", help="degradation | imagenet-degradation | shortcuts | responses | very-deep")
+    p.add_argument(
+        "name", help="degradation | imagenet-degradation | shortcuts | responses | very-deep"
+    )
     p.add_argument("--budget", default="cpu", help="smoke | cpu | paper")
     p.add_argument("--data-dir", required=True, help="dataset folder")
     p.add_argument("--out", required=True, help="experiment folder (resumable)")

@@ -38,25 +38,59 @@ class Budget:
 # imagenet-paper one at reduced resolution on CPU).
 BUDGETS: dict[str, dict[str, Budget]] = {
     "cifar": {
-        "smoke": Budget(1 / 16_000, {"limit": 192, "val_size": 64, "batch_size": 32,
-                                    "eval_batch_size": 64, "log_every": 1, "eval_every": 2,
-                                    "checkpoint_every": 4}, note="4 steps on tiny data: for tests"),  # fmt: skip
+        "smoke": Budget(
+            1 / 16_000,
+            {
+                "limit": 192,
+                "val_size": 64,
+                "batch_size": 32,
+                "eval_batch_size": 64,
+                "log_every": 1,
+                "eval_every": 2,
+                "checkpoint_every": 4,
+            },
+            note="4 steps on tiny data: for tests",
+        ),  # fmt: skip
         # 1000 steps (2.8 epochs of 45k), lr /10 at 500 and 750: the 8 networks of
         # `degradation` in ~52 minutes on 2 CPU cores (measured: docs/results/).
-        "cpu": Budget(1 / 64, {"log_every": 25 * 64, "eval_every": 125 * 64,
-                               "checkpoint_every": 125 * 64},
-                      note="1,000 of the paper's 64k iterations (1/64), milestones 500/750"),  # fmt: skip
+        "cpu": Budget(
+            1 / 64,
+            {"log_every": 25 * 64, "eval_every": 125 * 64, "checkpoint_every": 125 * 64},
+            note="1,000 of the paper's 64k iterations (1/64), milestones 500/750",
+        ),  # fmt: skip
         "paper": Budget(1.0, {}, seeds=1, note="the paper's full 64k-iteration schedule"),
     },
     "imagenet": {
-        "smoke": Budget(1 / 150_000, {"limit": 96, "val_size": 32, "batch_size": 16,
-                                     "eval_batch_size": 16, "image_size": 64, "log_every": 1,
-                                     "eval_every": 2, "checkpoint_every": 4, "iterations": 600_000},
-                        note="4 steps on tiny data: for tests"),  # fmt: skip
-        "cpu": Budget(1.0, {"iterations": 600, "image_size": 64, "batch_size": 64,
-                            "val_size": 500, "schedule": "step", "milestones": (400, 520),
-                            "log_every": 20, "eval_every": 100, "checkpoint_every": 100},
-                      note="600 steps of batch 64 at 64 px (~4 epochs of Imagenette)"),  # fmt: skip
+        "smoke": Budget(
+            1 / 150_000,
+            {
+                "limit": 96,
+                "val_size": 32,
+                "batch_size": 16,
+                "eval_batch_size": 16,
+                "image_size": 64,
+                "log_every": 1,
+                "eval_every": 2,
+                "checkpoint_every": 4,
+                "iterations": 600_000,
+            },
+            note="4 steps on tiny data: for tests",
+        ),  # fmt: skip
+        "cpu": Budget(
+            1.0,
+            {
+                "iterations": 600,
+                "image_size": 64,
+                "batch_size": 64,
+                "val_size": 500,
+                "schedule": "step",
+                "milestones": (400, 520),
+                "log_every": 20,
+                "eval_every": 100,
+                "checkpoint_every": 100,
+            },
+            note="600 steps of batch 64 at 64 px (~4 epochs of Imagenette)",
+        ),  # fmt: skip
         "paper": Budget(1.0, {}, note="the paper's schedule: batch 256, 224 px, up to 60e4 steps"),
     },
 }
@@ -71,6 +105,7 @@ class Experiment:
     runs: tuple[tuple[str, str | None], ...]  # (model, shortcut override)
     figure: str  # what the paper shows: for the report
     extra_paper_runs: tuple[tuple[str, str | None], ...] = ()  # only at the paper budget
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # budget -> overrides
 
     def planned(self, budget: str) -> list[tuple[str, str | None]]:
         return list(self.runs) + (list(self.extra_paper_runs) if budget == "paper" else [])
@@ -95,6 +130,17 @@ EXPERIMENTS: dict[str, Experiment] = {
     "very-deep": Experiment(
         "very-deep", "cifar", "cifar-paper", "cifar10", (("resnet1202", None),),
         "Section 4.2 (1202 layers)",
+        # Activation checkpointing: recompute each block in backward, so memory grows with
+        # the square root of depth, not depth. One ResNet-1202 step at batch 128 costs
+        # ~17 GFLOP per image on a CPU: the cpu budget shows feasibility, not accuracy.
+        settings={
+            "smoke": {"batch_size": 8, "limit": 48, "val_size": 16, "eval_batch_size": 16,
+                      "model_args": {"grad_checkpointing": True}, "eval_every": 10**9},
+            "cpu": {"scale": 1.0, "iterations": 60, "milestones": (), "val_size": 1000,
+                    "eval_every": 60, "log_every": 5, "checkpoint_every": 20,
+                    "model_args": {"grad_checkpointing": True}},
+            "paper": {"model_args": {"grad_checkpointing": True}},
+        },
     ),
 }  # fmt: skip
 # "responses" (Figure 7) reads the degradation runs' checkpoints: see responses.py.
@@ -148,7 +194,9 @@ def run_experiment(
 ) -> Path:
     """Train every run of an experiment (skipping finished ones); returns OUT."""
     if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join([*EXPERIMENTS, 'responses'])}")
+        raise ValueError(
+            f"unknown experiment {name!r}; choose one of {', '.join([*EXPERIMENTS, 'responses'])}"
+        )
     exp = EXPERIMENTS[name]
     budgets = BUDGETS[exp.family]
     if budget not in budgets:
@@ -170,13 +218,18 @@ def run_experiment(
             summary = run_dir / "summary.json"
             if summary.exists() and json.loads(summary.read_text()).get("status") == "finished":
                 continue
-            settings = {**b.overrides, **overrides}
+            settings = {
+                "scale": b.scale,
+                **b.overrides,
+                **exp.settings.get(budget, {}),
+                **overrides,
+            }
             if (run_dir / "checkpoints" / "last.pt").exists():
                 train(resume=run_dir, progress=progress)
                 continue
             cfg = make_config(
                 exp.recipe, model=model, shortcut=shortcut, dataset=exp.dataset,
-                data_dir=str(data_dir), out=str(run_dir), seed=seed, scale=b.scale,
+                data_dir=str(data_dir), out=str(run_dir), seed=seed,
                 progress=progress, **settings,
             )  # fmt: skip
             for key in ("log_every", "eval_every", "checkpoint_every"):

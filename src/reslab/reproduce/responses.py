@@ -117,7 +117,10 @@ def _val_batches(ckpt: dict[str, Any], data_dir: str | None, cache: dict) -> tup
 
 
 def run_responses(
-    runs_dir: str | Path, data_dir: str | None = None, out: str | Path | None = None
+    runs_dir: str | Path,
+    data_dir: str | None = None,
+    out: str | Path | None = None,
+    argv: list[str] | None = None,
 ) -> Path:
     """Responses of every run under RUNS_DIR/runs/ (a degradation experiment) into
     OUT/responses.json as {run name: [std per layer]}; returns OUT (default RUNS_DIR)."""
@@ -150,7 +153,7 @@ def run_responses(
             "budget": src_meta.get("budget"), "budget_note": src_meta.get("budget_note"),
             "seeds": src_meta.get("seeds"), "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "runs_from": str(runs_dir), "split": sorted(splits),
-            "provenance": provenance(sys.argv[1:], data_dir or src_meta.get("provenance", {})
+            "provenance": provenance(argv if argv is not None else sys.argv[1:], data_dir or src_meta.get("provenance", {})
                                      .get("data_dir", "")),
         }  # fmt: skip
         (out / "experiment.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -38,6 +38,15 @@ from .recipes import (
 from .setup import build_model, build_optimizer, load_data, pick_device, set_threads
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux/macOS), in MiB."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
@@ -344,6 +353,9 @@ def train(
         "wall_s": time.time() - t0 + wall_before,
         "best_val_top1_error": best_error if math.isfinite(best_error) else None,
     }
+    summary["peak_rss_mb"] = peak_rss_mb()
+    if device.type == "cuda":
+        summary["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     if status == "finished" and data.test is not None and data.val is not None:
         summary["test"] = evaluate(model, data.test.epoch(0))
     if main:
