@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 # step; keeping them (no mmap, no trim) measured ~10% faster on ResNet-20 training and
 # 30-60% on ResNet-50 here (docs/benchmarks.md). Applies to the heavy commands only.
 _MALLOC_TUNING = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
-_HEAVY = {"train", "eval", "reproduce", "bench"}
+_HEAVY = {"train", "eval", "reproduce"}
 
 
 def _reexec_with_malloc_tuning(argv: Sequence[str]) -> None:

@@ -1,0 +1,349 @@
+"""reslab's speed beside what a PyTorch user writes by hand, measured in one invocation.
+
+    python benchmarks/run.py                    # every case on the real data (../shared)
+    python benchmarks/run.py --cases cifar,inference
+    python benchmarks/run.py --quick            # tiny generated data, a few steps (tests)
+
+Each measurement runs in a fresh subprocess, one after the other, so that neither side
+inherits the other's allocator state, threads or caches: the baseline with the default
+allocator, reslab's path the way `reslab train` runs it (with its glibc malloc tuning).
+Figures are printed and appended as JSON lines to --out.
+
+Cases (issue "Speed"): 1 CIFAR training end to end, 2 ImageFolder training,
+3 inference, 4 ResNet-1202 training-step memory, 5 time to accuracy (read from runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent / ".." / "shared" / "datasets"
+MALLOC = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
+
+
+# ---------------------------------------------------------------------------- workers
+
+
+def matmul_peak(n: int = 4096, reps: int = 5) -> float:
+    """fp32 GFLOP/s of an n x n matmul: the machine's practical ceiling."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def train_flops_per_image(model: torch.nn.Module, size: int) -> float:
+    """FLOPs of forward + backward for one image, counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(2, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 2
+
+
+def baseline_train(model_name: str, dataset, steps: int, batch: int, size: int) -> float:
+    """Eager NCHW model, per-sample Dataset in a 2-worker DataLoader: images/s."""
+    from torch.utils.data import DataLoader
+
+    from reslab import create_model
+
+    model = create_model(model_name, num_classes=10)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    loader = DataLoader(dataset, batch, shuffle=True, num_workers=2, drop_last=True,
+                        persistent_workers=True)  # fmt: skip
+    warm = max(2, steps // 4)
+    it = iter(loader)
+    t, n = 0.0, 0
+    for i in range(warm + steps):
+        if i == warm:
+            t, n = time.perf_counter(), 0
+        try:
+            x, y = next(it)
+        except StopIteration:
+            it = iter(loader)
+            x, y = next(it)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        n += len(y)
+    return n / (time.perf_counter() - t)
+
+
+def reslab_train(model_name: str, dataset: str, data_dir: str, steps: int, batch: int,
+                 size: int | None, compile: bool = False) -> float:  # fmt: skip
+    """`reslab.train` itself: steady-state images/s of its second logging interval."""
+    from reslab.config import make_config
+    from reslab.train.loop import train
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = make_config(
+            "cifar-paper", model=model_name, dataset=dataset, data_dir=data_dir, out=out,
+            batch_size=batch, iterations=2 * steps, log_every=steps, eval_every=10**9,
+            checkpoint_every=10**9, val_size=0, image_size=size, progress=False,
+            compile=compile, milestones=(),
+        )  # fmt: skip
+        train(cfg)
+        recs = [json.loads(r) for r in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in recs if r["kind"] == "train"][-1]["images_per_s"]
+
+
+def cifar_dataset(data_dir: str):
+    """The baseline's per-sample dataset over the same decoded images reslab uses."""
+    sys.path.insert(0, str(HERE))
+    from data_pipeline import NaiveCifar
+
+    from reslab.data import build_data
+
+    loader = build_data("cifar10", data_dir, batch_size=128, val_size=0).train
+    return NaiveCifar(loader.x.cpu(), loader.y.cpu())
+
+
+def folder_dataset(data_dir: str, size: int):
+    sys.path.insert(0, str(HERE))
+    from data_pipeline import NaiveFolder
+
+    from reslab.data import build_data
+
+    ds = build_data("imagefolder", data_dir, batch_size=8, val_size=0, image_size=size,
+                    workers=0).train.loader.dataset  # fmt: skip
+    return NaiveFolder([str(p) for p in ds.paths], ds.labels.tolist(), size)
+
+
+def inference_latency(model_name: str, variant: str, batch: int, reps: int, size: int) -> float:
+    """Median seconds per call of one batch at `size` px."""
+    from reslab import create_model
+    from reslab.inference import export, optimize_for_inference
+
+    model = create_model(model_name).eval()
+    x = torch.randn(batch, 3, size, size)
+    if variant == "eager":
+
+        def run():  # noqa: E306
+            with torch.no_grad():
+                model(x)
+    elif variant.startswith("reslab"):
+        mode = variant.split(":")[1] if ":" in variant else "auto"
+        fast = optimize_for_inference(model, x[:1], mode=mode)
+        xc = x.contiguous(memory_format=torch.channels_last)
+
+        def run():
+            with torch.no_grad():
+                fast(xc)
+    else:  # onnxruntime on reslab's export
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export(model, "onnx", Path(tmp) / "m.onnx")
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = os.cpu_count() or 1
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        name, xn = sess.get_inputs()[0].name, x.numpy()
+
+        def run():
+            sess.run(None, {name: xn})
+
+    for _ in range(3):
+        run()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def step_memory(checkpointing: bool, batch: int, n: int) -> float:
+    """Peak RSS (MiB) of one ResNet-(6n+2) training step at 32 px."""
+    import resource
+
+    from reslab import create_model
+
+    model = create_model("resnet20", n=n, grad_checkpointing=checkpointing)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(case: str, variant: str, params: dict) -> dict:
+    torch.manual_seed(0)
+    p = params
+    if case == "peak":
+        return {"gflops": matmul_peak(p.get("n", 4096))}
+    if case == "cifar":
+        if variant == "baseline":
+            ds = cifar_dataset(p["data_dir"])
+            ips = baseline_train(p["model"], ds, p["steps"], p["batch"], 32)
+        else:
+            ips = reslab_train(p["model"], "cifar10", p["data_dir"], p["steps"], p["batch"],
+                               None, compile=variant == "reslab+compile")  # fmt: skip
+        from reslab import create_model
+
+        flops = train_flops_per_image(create_model(p["model"]), 32)
+        return {"images_per_s": ips, "train_gflop_per_image": flops / 1e9}
+    if case == "folder":
+        if variant == "baseline":
+            ds = folder_dataset(p["data_dir"], p["size"])
+            ips = baseline_train(p["model"], ds, p["steps"], p["batch"], p["size"])
+        else:
+            ips = reslab_train(p["model"], "imagefolder", p["data_dir"], p["steps"], p["batch"],
+                               p["size"])  # fmt: skip
+        return {"images_per_s": ips}
+    if case == "inference":
+        return {"seconds": inference_latency(p["model"], variant, p["batch"], p["reps"], p["size"])}
+    if case == "memory":
+        return {"peak_rss_mb": step_memory(variant == "checkpointing", p["batch"], p["n"])}
+    raise ValueError(f"unknown case {case!r}")
+
+
+# ---------------------------------------------------------------------------- driver
+
+
+def measure(case: str, variant: str, params: dict, malloc: bool) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    if malloc:
+        env["GLIBC_TUNABLES"] = MALLOC
+    cmd = [sys.executable, __file__, "--worker", case, variant, json.dumps(params)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def side_by_side(title: str, rows: list[tuple[str, dict]], key: str, higher: bool, unit: str):
+    base = rows[0][1].get(key)
+    print(f"\n{title}")
+    for name, res in rows:
+        if key not in res:
+            print(f"  {name:<28} failed: {res.get('error')}")
+            continue
+        ratio = (res[key] / base if higher else base / res[key]) if base else float("nan")
+        print(f"  {name:<28} {res[key]:>12,.4g} {unit:<8} {ratio:6.2f}x baseline")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--quick", action="store_true", help="tiny generated data, a few steps")
+    ap.add_argument("--cases", default="cifar,folder,inference,memory,tta")
+    ap.add_argument("--cifar", default=str(SHARED / "cifar10-train-jpeg.tar.gz"))
+    ap.add_argument("--imagefolder", default=str(SHARED / "imagenette-224-train.tar"))
+    ap.add_argument("--steps", type=int, default=30, help="timed training steps per case")
+    ap.add_argument("--tta-runs", nargs="*", default=[], help="run folders for time-to-accuracy")
+    ap.add_argument("--out", help="append results as JSON lines to this file")
+    args = ap.parse_args()
+    if args.worker:
+        case, variant, params = args.worker
+        print(json.dumps(worker(case, variant, json.loads(params))))
+        return
+
+    cases = set(args.cases.split(","))
+    results: list[dict] = []
+    tmp = tempfile.TemporaryDirectory()
+    os.environ.setdefault("RESLAB_CACHE", str(Path(tmp.name) / "cache"))
+    cifar, folder, steps = args.cifar, args.imagefolder, args.steps
+    if args.quick:
+        from reslab.data.synthetic import make_cifar_archive, make_image_folder
+
+        make_cifar_archive(Path(tmp.name) / "c" / "tiny.tar.gz", 600, 0)
+        make_image_folder(Path(tmp.name) / "f", ["a", "b"], 24, (160, 120))
+        cifar, folder, steps = str(Path(tmp.name) / "c"), str(Path(tmp.name) / "f"), 2
+    print(f"reslab benchmark, {platform.processor() or platform.machine()}, {os.cpu_count()} "
+          f"CPUs, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M')}")  # fmt: skip
+
+    def record(case: str, name: str, params: dict, res: dict) -> dict:
+        results.append({"case": case, "variant": name, **params, **res})
+        return res
+
+    peak = measure("peak", "", {"n": 512 if args.quick else 4096}, malloc=False)["gflops"]
+    print(f"fp32 matmul peak: {peak:.0f} GFLOP/s")
+    record("peak", "matmul", {}, {"gflops": peak})
+
+    if "cifar" in cases:
+        for model in ("resnet20", "resnet56"):
+            p = {
+                "model": model,
+                "data_dir": cifar,
+                "steps": steps,
+                "batch": 32 if args.quick else 128,
+            }
+            rows = [(v, record("cifar", v, p, measure("cifar", v, p, malloc=v != "baseline")))
+                    for v in ("baseline", "reslab")]  # fmt: skip
+            side_by_side(f"1. CIFAR training end to end, {model}, batch {p['batch']}", rows,
+                         "images_per_s", True, "img/s")  # fmt: skip
+            for name, res in rows:
+                if "images_per_s" in res:
+                    frac = res["images_per_s"] * res["train_gflop_per_image"] / peak
+                    res["fraction_of_peak"] = frac
+                    print(f"  {name:<28} model FLOP/s = {frac:.0%} of the matmul peak")
+
+    if "folder" in cases:
+        for model, size in (("resnet18", 128), ("resnet50", 224)):
+            p = {"model": model, "data_dir": folder, "steps": max(2, steps // 3),
+                 "batch": 8 if args.quick else 32, "size": 64 if args.quick else size}  # fmt: skip
+            rows = [(v, record("folder", v, p, measure("folder", v, p, malloc=v != "baseline")))
+                    for v in ("baseline", "reslab")]  # fmt: skip
+            side_by_side(f"2. ImageFolder training, {model} at {p['size']} px, batch {p['batch']}",
+                         rows, "images_per_s", True, "img/s")  # fmt: skip
+
+    if "inference" in cases:
+        # torch.compile takes minutes to warm up: measured in full runs, not --quick.
+        variants = (
+            ["eager", "reslab"] + ([] if args.quick else ["reslab:compile"]) + ["onnxruntime"]
+        )
+        size = 64 if args.quick else 224
+        shapes = ((1, 3), (4, 2)) if args.quick else ((1, 30), (32, 5))
+        for model in ("resnet18",) if args.quick else ("resnet18", "resnet50"):
+            for batch, reps in shapes:
+                p = {"model": model, "batch": batch, "reps": reps, "size": size}
+                rows = [(v, record("inference", v, p, measure("inference", v, p, malloc=v != "eager")))
+                        for v in variants]  # fmt: skip
+                side_by_side(f"3. inference {model} {size} px, batch {batch} (median s per batch)",
+                             rows, "seconds", False, "s")  # fmt: skip
+
+    if "memory" in cases:
+        p = {"batch": 8, "n": 3} if args.quick else {"batch": 128, "n": 200}
+        rows = [(v, record("memory", v, p, measure("memory", v, p, malloc=True)))
+                for v in ("no-checkpointing", "checkpointing")]  # fmt: skip
+        side_by_side(f"4. peak RSS, one ResNet-{6 * p['n'] + 2} training step, batch {p['batch']}",
+                     rows, "peak_rss_mb", False, "MiB")  # fmt: skip
+
+    if "tta" in cases and args.tta_runs:
+        print("\n5. time to accuracy (validation accuracy against training wall time)")
+        for run in args.tta_runs:
+            recs = [json.loads(r) for r in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+            evals = [r for r in recs if r["kind"] == "eval"]
+            cfg = json.loads((Path(run) / "config.json").read_text())
+            print(f"  {run} ({cfg['model']}, {cfg['recipe']}):")
+            for r in evals:
+                print(f"    {r['wall'] / 60:6.1f} min  step {r['step']:>6}  "
+                      f"val accuracy {100 - r['top1_error']:.2f}%")  # fmt: skip
+            record("tta", cfg["recipe"], {"run": run}, {"evals": evals})
+
+    if args.out:
+        with open(args.out, "a") as f:
+            for r in results:
+                f.write(json.dumps(r) + "\n")
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

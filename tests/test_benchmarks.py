@@ -1,0 +1,32 @@
+"""The benchmark's --quick mode runs every case end to end, so the script never rots."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "bench.jsonl"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout
+    for heading in ("1. CIFAR training", "2. ImageFolder training", "3. inference", "4. peak RSS"):
+        assert heading in text
+    assert "failed" not in text, text
+    rows = [json.loads(r) for r in out.read_text().splitlines()]
+    cifar = [r for r in rows if r["case"] == "cifar"]
+    assert {r["variant"] for r in cifar} == {"baseline", "reslab"}
+    assert all(r["images_per_s"] > 0 and r["train_gflop_per_image"] > 0 for r in cifar)
+    mem = {r["variant"]: r["peak_rss_mb"] for r in rows if r["case"] == "memory"}
+    assert set(mem) == {"no-checkpointing", "checkpointing"}
