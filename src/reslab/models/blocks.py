@@ -70,7 +70,24 @@ def make_shortcut(option: str, in_planes: int, out_planes: int, stride: int) -> 
     return nn.Sequential(conv1x1(in_planes, out_planes, stride), nn.BatchNorm2d(out_planes))
 
 
-class BasicBlock(nn.Module):
+class _Block(nn.Module):
+    """What every block shares: the shortcut, and y = relu(F(x) + shortcut(x)) (eq. 1-2)."""
+
+    relu: nn.ReLU
+
+    def _set_shortcut(self, option: str, in_planes: int, out_planes: int, stride: int) -> None:
+        self.downsample = make_shortcut(option, in_planes, out_planes, stride)
+        self.residual = option != "none"
+
+    def merge(self, out: Tensor, x: Tensor) -> Tensor:
+        """Add the shortcut (residual nets only), then the block's last ReLU."""
+        if self.residual:
+            identity = x if self.downsample is None else self.downsample(x)
+            out = out + identity
+        return self.relu(out)
+
+
+class BasicBlock(_Block):
     """Two 3x3 layers (Figure 5 left): ResNet-18/34 and the CIFAR networks."""
 
     expansion = 1
@@ -84,27 +101,21 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = make_shortcut(shortcut, in_planes, planes, stride)
-        self.residual = shortcut != "none"
+        self._set_shortcut(shortcut, in_planes, planes, stride)
 
     def last_bn(self) -> nn.BatchNorm2d:
         return self.bn2
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x
         out = self.conv1(x)
         out = self.bn1(out)
         out = self.relu(out)
         out = self.conv2(out)
         out = self.bn2(out)
-        if self.residual:
-            if self.downsample is not None:
-                identity = self.downsample(x)
-            out = out + identity
-        return self.relu(out)
+        return self.merge(out, x)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_Block):
     """1x1 reduce, 3x3, 1x1 restore (Figure 5 right): ResNet-50/101/152.
 
     Departure from the paper: by default the stride sits on the 3x3 conv, as in
@@ -134,14 +145,12 @@ class Bottleneck(nn.Module):
         self.conv3 = conv1x1(planes, out_planes)
         self.bn3 = nn.BatchNorm2d(out_planes)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = make_shortcut(shortcut, in_planes, out_planes, stride)
-        self.residual = shortcut != "none"
+        self._set_shortcut(shortcut, in_planes, out_planes, stride)
 
     def last_bn(self) -> nn.BatchNorm2d:
         return self.bn3
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x
         out = self.conv1(x)
         out = self.bn1(out)
         out = self.relu(out)
@@ -150,11 +159,7 @@ class Bottleneck(nn.Module):
         out = self.relu(out)
         out = self.conv3(out)
         out = self.bn3(out)
-        if self.residual:
-            if self.downsample is not None:
-                identity = self.downsample(x)
-            out = out + identity
-        return self.relu(out)
+        return self.merge(out, x)
 
 
 BLOCKS: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
