@@ -16,7 +16,7 @@ from torch import nn
 
 import reslab
 from reslab.cli import main
-from reslab.data.synthetic import make_cifar_archive, make_image_folder
+from reslab.data.synthetic import make_image_folder
 from reslab.reproduce import experiments
 from reslab.reproduce.responses import layer_responses, response_layers
 
@@ -25,16 +25,12 @@ FIGURES = {"degradation": ["curves.png"], "imagenet-degradation": ["curves.png"]
            "responses": ["responses.png"]}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("cifar")
-    make_cifar_archive(root / "tiny.tar.gz", n_train=256, n_test=64)
-    return root
+pytestmark = pytest.mark.usefixtures("cache")
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RESLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture
+def data(tiny_cifar: Path) -> Path:
+    return tiny_cifar
 
 
 def check_report(folder: Path, figures: list[str]) -> str:

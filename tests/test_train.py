@@ -15,23 +15,12 @@ import pytest
 import torch
 
 from reslab.config import make_config
-from reslab.data.synthetic import make_cifar_archive
 from reslab.evaluate import evaluate, topk_errors
 from reslab.train import checkpoint as ckpt_io
 from reslab.train.loop import TrainingDiverged, train
 from reslab.train.recipes import ScheduleState, learning_rate, observe_train_error
 
-
-@pytest.fixture(scope="module")
-def tiny_cifar(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("cifar")
-    make_cifar_archive(root / "tiny-cifar.tar.gz", n_train=320, n_test=64)
-    return root
-
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RESLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+pytestmark = pytest.mark.usefixtures("cache")
 
 
 def tiny_config(data_dir: Path, out: Path, **kw):
@@ -118,16 +107,7 @@ def test_resume_is_bit_identical(tiny_cifar: Path, tmp_path: Path) -> None:
 def test_sigkill_then_resume(tiny_cifar: Path, tmp_path: Path) -> None:
     """A training process killed with SIGKILL mid-run resumes and matches a clean run."""
     cfg = tiny_config(tiny_cifar, tmp_path / "killed", iterations=40, checkpoint_every=2)
-    cfg_path = tmp_path / "cfg.json"
-    cfg_path.write_text(json.dumps(cfg.to_dict()))
-    code = (
-        "import json, sys, time; from reslab.train.loop import train; from reslab.config import make_config;"
-        "d = json.load(open(sys.argv[1])); r = d.pop('recipe');"
-        "import reslab.train.loop as L; orig = L.F.cross_entropy\n"
-        "def slow(*a, **k):\n    time.sleep(0.05); return orig(*a, **k)\n"
-        "L.F.cross_entropy = slow; train(make_config(r, **d))"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(cfg_path)], env=os.environ.copy())
+    proc = spawn_training(cfg, tmp_path, slow=True)
     last = tmp_path / "killed" / "checkpoints" / "last.pt"
     deadline = time.time() + 120
     while time.time() < deadline and not (last.exists() and _step(last) >= 6):
@@ -142,6 +122,27 @@ def test_sigkill_then_resume(tiny_cifar: Path, tmp_path: Path) -> None:
     for a, b in zip(clean.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
     assert records(tmp_path / "clean") == records(tmp_path / "killed")
+
+
+def spawn_training(cfg, tmp_path: Path, slow: bool = False) -> subprocess.Popen:
+    """Train `cfg` in a child process, to be signalled; it exits 0 if it ends interrupted.
+
+    slow=True adds 50 ms per step so a test can catch the run in the middle."""
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(cfg.to_dict()))
+    code = (
+        "import json, sys, time\n"
+        "import reslab.train.loop as L\n"
+        "from reslab.config import make_config\n"
+        "if sys.argv[2] == 'slow':\n"
+        "    ce = L.F.cross_entropy\n"
+        "    L.F.cross_entropy = lambda *a, **k: (time.sleep(0.05), ce(*a, **k))[1]\n"
+        "d = json.load(open(sys.argv[1])); recipe = d.pop('recipe')\n"
+        "res = L.train(make_config(recipe, **d))\n"
+        "sys.exit(0 if res.status == 'interrupted' else 3)\n"
+    )
+    argv = [sys.executable, "-c", code, str(cfg_path), "slow" if slow else "fast"]
+    return subprocess.Popen(argv, env=os.environ.copy())
 
 
 def _step(path: Path) -> int:
@@ -263,17 +264,12 @@ def test_finetune_from_weights_with_new_head(tiny_cifar: Path, tmp_path: Path) -
 def test_sigterm_saves_and_exits_cleanly(tiny_cifar: Path, tmp_path: Path) -> None:
     run = tmp_path / "term"
     cfg = tiny_config(tiny_cifar, run, iterations=1000, checkpoint_every=1000)
-    cfg_path = tmp_path / "cfg.json"
-    cfg_path.write_text(json.dumps(cfg.to_dict()))
-    code = (
-        "import json, sys; from reslab.train.loop import train; from reslab.config import make_config;"
-        "d = json.load(open(sys.argv[1])); r = d.pop('recipe'); res = train(make_config(r, **d));"
-        "sys.exit(0 if res.status == 'interrupted' else 3)"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(cfg_path)], env=os.environ.copy())
+    proc = spawn_training(cfg, tmp_path)
     deadline = time.time() + 120
     metrics = run / "metrics.jsonl"
-    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+    while time.time() < deadline and not (
+        metrics.exists() and metrics.read_text().count("\n") >= 3
+    ):
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
