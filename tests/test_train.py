@@ -201,8 +201,10 @@ def test_truncated_checkpoint_falls_back(tiny_cifar: Path, tmp_path: Path) -> No
 def test_nan_guard_keeps_last_good_checkpoint(tiny_cifar: Path, tmp_path: Path) -> None:
     run = tmp_path / "nan"
     with pytest.raises(TrainingDiverged, match="loss became"):
-        train(tiny_config(tiny_cifar, run, lr=1e30, milestones=()))
+        train(tiny_config(tiny_cifar, run, lr=1e30, milestones=(), checkpoint_every=1))
     assert not (run / "summary.json").exists()
+    state, _ = ckpt_io.load_resumable(run)  # the last good checkpoint is still there
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
 def test_eval_numbers_hand_checked() -> None:
@@ -275,3 +277,15 @@ def test_sigterm_saves_and_exits_cleanly(tiny_cifar: Path, tmp_path: Path) -> No
     assert proc.wait(timeout=60) == 0
     state, _ = ckpt_io.load_resumable(run)
     assert 0 < state["step"] < 1000
+
+
+def test_eval_ten_crop_and_multiscale(tiny_cifar: Path, tmp_path: Path) -> None:
+    from reslab.evaluate_run import evaluate_run
+
+    run = train(tiny_config(tiny_cifar, tmp_path / "run", iterations=3)).run_dir
+    center = evaluate_run(run, split="test")
+    ten = evaluate_run(run, split="test", ten_crop=True)
+    multi = evaluate_run(run, split="test", scales=[224, 256, 320], flip=True)
+    assert center["n"] == ten["n"] == multi["n"] == 64
+    assert ten["view"] == "ten-crop" and multi["view"] == "scales-224-256-320-flip"
+    assert len({center["loss"], ten["loss"], multi["loss"]}) == 3  # really different views

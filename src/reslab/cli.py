@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .errors import ReslabError
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ReslabError) as e:
         # Library errors are written for people: show the message, not a traceback.
         print(f"reslab {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ from torch import nn
 
 from .. import distributed
 from ..config import TrainConfig, make_config, save_config
+from ..errors import ReslabError
 from ..evaluate import evaluate
 from ..models import create_model, get_spec
 from . import checkpoint as ckpt_io
@@ -47,7 +48,7 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(ReslabError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
