@@ -172,6 +172,12 @@ def optimize_for_inference(
             if mode == "jit":
                 fast = torch.jit.freeze(torch.jit.trace(folded, x, check_trace=False))
             else:
+                import torch._inductor.config as inductor_config
+
+                # Freezing treats the weights as constants: inductor folds them and prepacks
+                # convolutions for oneDNN. It only applies to graphs compiled without
+                # gradients, so training compiles in this process are not affected.
+                inductor_config.freezing = True
                 fast = torch.compile(folded)
             # A backend that runs but computes something else must not slip through.
             want, got = folded(x), fast(x)
