@@ -33,6 +33,7 @@ class TrainConfig:
     workers: int = 2  # JPEG decoding processes
     limit: int | None = None  # use only this many training images (smoke runs)
     download: bool = False  # fetch the official CIFAR archive (MD5-checked) if absent
+    strict: bool = False  # unreadable images are an error (default: skipped, one warning)
     # --- optimisation ---
     recipe: str = "cifar-paper"
     batch_size: int = 128  # images per step, all processes together

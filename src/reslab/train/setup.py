@@ -63,6 +63,7 @@ def load_data(cfg: TrainConfig, device: torch.device, dist_info: DistInfo) -> Da
         channels_last=channels_last,
         limit=cfg.limit,
         download=cfg.download,
+        strict=cfg.strict,
     )
 
 
