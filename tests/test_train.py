@@ -289,3 +289,19 @@ def test_eval_ten_crop_and_multiscale(tiny_cifar: Path, tmp_path: Path) -> None:
     assert center["n"] == ten["n"] == multi["n"] == 64
     assert ten["view"] == "ten-crop" and multi["view"] == "scales-224-256-320-flip"
     assert len({center["loss"], ten["loss"], multi["loss"]}) == 3  # really different views
+
+
+def test_eval_plain_weights_file(tiny_cifar: Path, tmp_path: Path, capsys) -> None:
+    """`reslab eval WEIGHTS --dataset --data-dir`: a state dict with no run behind it."""
+    from reslab import create_model
+    from reslab.cli import main
+    from reslab.weights import save_torchvision
+
+    weights = save_torchvision(create_model("resnet20"), tmp_path / "r20.pth")
+    out = tmp_path / "eval.json"
+    argv = ["eval", str(weights), "--dataset", "cifar10", "--data-dir", str(tiny_cifar),
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads(out.read_text())["n"] == 64
+    assert main([*argv[:2], "--data-dir", str(tiny_cifar)]) == 2  # no dataset: a clear error
+    assert "--dataset" in capsys.readouterr().err

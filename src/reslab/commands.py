@@ -46,25 +46,29 @@ def _parse_tuple(kind: type):
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (--batch-size, --lr, --amp/--no-amp, ...)."""
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-")]
+        if f.name == "init":  # `--weights PATH`, as for create_model(weights=PATH)
+            flags.append("--weights")
         kind, is_tuple = _field_type(f)
         helptext = _HELP.get(
             f.name, f"default: {f.default if f.default is not dataclasses.MISSING else '{}'}"
         )
         if kind is bool:
             parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=None, help=helptext
+                *flags, action=argparse.BooleanOptionalAction, default=None, help=helptext
             )
         elif is_tuple:
             parser.add_argument(
-                flag, type=_parse_tuple(kind), default=None, metavar="A,B", help=helptext
+                *flags, type=_parse_tuple(kind), default=None, metavar="A,B", help=helptext
             )
         elif f.name == "model_args":
-            parser.add_argument(flag, type=json.loads, default=None, metavar="JSON", help=helptext)
+            parser.add_argument(
+                *flags, type=json.loads, default=None, metavar="JSON", help=helptext
+            )
         elif f.name == "recipe":
-            parser.add_argument(flag, choices=list(RECIPES), default=None, help="named preset")
+            parser.add_argument(*flags, choices=list(RECIPES), default=None, help="named preset")
         else:
-            parser.add_argument(flag, type=kind, default=None, help=helptext)
+            parser.add_argument(*flags, type=kind, default=None, help=helptext)
 
 
 def config_overrides(args: argparse.Namespace) -> dict:
@@ -101,7 +105,7 @@ def _eval(args: argparse.Namespace) -> int:
     res = evaluate_run(
         args.model, data_dir=args.data_dir, dataset=args.dataset, split=args.split,
         ten_crop=args.ten_crop, scales=scales, flip=args.flip, batch_size=args.batch_size,
-        device=args.device,
+        device=args.device, arch=args.arch,
     )  # fmt: skip
     print(
         f"{args.split}: top-1 error {res['top1_error']:.2f}%  top-5 error "
@@ -123,13 +127,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder exactly")
-    p.add_argument("--stop-after", type=int, metavar="STEP",
-                   help="save a checkpoint and stop at this step (resume later with --resume)")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="STEP",
+        help="save a checkpoint and stop at this step (resume later with --resume)",
+    )
     add_config_flags(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="top-1/top-5 error of a trained network")
-    p.add_argument("model", help="run folder or checkpoint file")
+    p.add_argument("model", help="run folder, checkpoint, or torchvision/timm weights file")
+    p.add_argument("--arch", help="architecture of a plain weights file (default: inferred)")
     p.add_argument("--data-dir", help="dataset folder (default: the run's)")
     p.add_argument("--dataset", help="dataset name (default: the run's)")
     p.add_argument("--split", default="test", choices=["test", "val", "train"])

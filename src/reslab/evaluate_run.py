@@ -10,7 +10,8 @@ import torch
 
 from .data import build_data
 from .evaluate import evaluate
-from .train.checkpoint import model_from_checkpoint, resolve
+from .inference import load_model
+from .train.checkpoint import resolve
 from .train.setup import pick_device
 
 
@@ -25,26 +26,36 @@ def evaluate_run(
     flip: bool = False,
     batch_size: int = 200,
     device: str = "auto",
+    arch: str | None = None,
 ) -> dict[str, Any]:
-    """Top-1/top-5 error (%) of a trained network; the data defaults to the run's own."""
+    """Top-1/top-5 error (%) of a run, reslab checkpoint or torchvision/timm weights file.
+
+    The data defaults to the run's own; a plain weights file needs dataset and data_dir.
+    """
     dev = pick_device(device)
-    model, ckpt = model_from_checkpoint(model_path, dev)
-    model = model.to(memory_format=torch.channels_last)
-    cfg = ckpt.get("config", {})
+    loaded = load_model(model_path, arch)
+    model = loaded.model.to(dev, memory_format=torch.channels_last)
+    cfg = loaded.config
     dataset = dataset or cfg.get("dataset")
     data_dir = data_dir or cfg.get("data_dir")
     if not dataset or not data_dir:
-        raise ValueError(f"{model_path}: say --dataset and --data-dir (the checkpoint does not)")
+        raise ValueError(f"{model_path}: say --dataset and --data-dir (the file does not)")
     data = build_data(
         dataset, os.path.expanduser(data_dir), batch_size=batch_size, eval_batch_size=batch_size,
-        val_size=cfg.get("val_size", 5000), split_seed=cfg.get("split_seed", 0),
-        image_size=ckpt.get("image_size"), normalize=cfg.get("normalize", "pixel-mean"),
-        workers=cfg.get("workers", 2), device=dev, channels_last=True,
+        val_size=cfg.get("val_size", 0 if split == "test" else 5000),
+        split_seed=cfg.get("split_seed", 0), image_size=loaded.image_size,
+        normalize=cfg.get("normalize", "channel"), workers=cfg.get("workers", 2), device=dev,
+        channels_last=True,
     )  # fmt: skip
-    if data.classes != ckpt.get("classes", data.classes):
+    if loaded.recorded_classes and data.classes != loaded.classes:
         raise ValueError(
-            f"{model_path}: the model was trained on classes {ckpt['classes'][:5]}..., "
+            f"{model_path}: the model was trained on classes {loaded.classes[:5]}..., "
             f"but {data_dir} has {data.classes[:5]}..."
+        )
+    if len(data.classes) > len(loaded.classes):
+        raise ValueError(
+            f"{model_path}: a {len(loaded.classes)}-way classifier cannot be scored on "
+            f"{len(data.classes)} classes in {data_dir}"
         )
     if scales:
         loaders = [data.eval_loader(split, "full", s).epoch(0) for s in scales]

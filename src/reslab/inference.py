@@ -13,7 +13,7 @@ import json
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ class Loaded:
     normalization: dict[str, Any]  # see reslab.data.augment.Normalizer.to_dict
     image_size: int  # centre crop, pixels; the shorter side is first resized to 256/224 of it
     name: str
+    config: dict[str, Any] = field(default_factory=dict)  # a reslab run's config, else {}
+    recorded_classes: bool = False  # classes came from the checkpoint, not a default list
 
 
 # ---------------------------------------------------------------------------- loading
@@ -93,7 +95,8 @@ def load_model(model_or_path: nn.Module | str | Path, arch: str | None = None) -
         ckpt.get("image_size")
         or (IMAGENET_IMAGE_SIZE if model.spec.family == "imagenet" else model.spec.input_size)
     )
-    return Loaded(model.eval(), classes, norm, size, model.spec.name)
+    return Loaded(model.eval(), classes, norm, size, model.spec.name,
+                  dict(ckpt.get("config") or {}), bool(ckpt.get("classes")))  # fmt: skip
 
 
 def _plain_args(state: dict[str, Tensor], arch: str | None, file: Path) -> dict[str, Any]:

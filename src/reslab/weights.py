@@ -71,7 +71,7 @@ def read_weights(path: str | Path) -> WeightsFile:
         extra = {
             k: v
             for k, v in obj.items()
-            if k in ("model_args", "classes", "normalization", "image_size")
+            if k in ("model_args", "classes", "normalization", "image_size", "config")
         }
     for key in _WRAPPERS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):

@@ -43,7 +43,11 @@ class CheckpointError(ValueError):
 def versions() -> dict[str, str]:
     from .. import __version__
 
-    return {"reslab": __version__, "torch": str(torch.__version__), "python": platform.python_version()}
+    return {
+        "reslab": __version__,
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+    }
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
