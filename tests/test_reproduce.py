@@ -28,7 +28,7 @@ FIGURES = {"degradation": ["curves.png"], "imagenet-degradation": ["curves.png"]
 pytestmark = pytest.mark.usefixtures("cache")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def data(tiny_cifar: Path) -> Path:
     return tiny_cifar
 
