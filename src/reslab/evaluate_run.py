@@ -8,11 +8,30 @@ from typing import Any
 
 import torch
 
-from .data import build_data
+from .data import Data, build_data
 from .evaluate import evaluate
 from .inference import load_model
 from .train.checkpoint import resolve
 from .train.setup import pick_device
+
+
+def run_data(
+    cfg: dict[str, Any],
+    image_size: int | None,
+    dataset: str,
+    data_dir: str,
+    batch_size: int = 200,
+    device: torch.device | str = "cpu",
+    split: str = "val",
+) -> Data:
+    """The data a run was trained on, split exactly as in training (same val_size, seed, limit)."""
+    return build_data(
+        dataset, os.path.expanduser(data_dir), batch_size=batch_size, eval_batch_size=batch_size,
+        val_size=cfg.get("val_size", 0 if split == "test" else 5000),
+        split_seed=cfg.get("split_seed", 0), limit=cfg.get("limit"), image_size=image_size,
+        normalize=cfg.get("normalize", "channel"), workers=cfg.get("workers", 2), device=device,
+        channels_last=True,
+    )  # fmt: skip
 
 
 def evaluate_run(
@@ -40,13 +59,7 @@ def evaluate_run(
     data_dir = data_dir or cfg.get("data_dir")
     if not dataset or not data_dir:
         raise ValueError(f"{model_path}: say --dataset and --data-dir (the file does not)")
-    data = build_data(
-        dataset, os.path.expanduser(data_dir), batch_size=batch_size, eval_batch_size=batch_size,
-        val_size=cfg.get("val_size", 0 if split == "test" else 5000),
-        split_seed=cfg.get("split_seed", 0), image_size=loaded.image_size,
-        normalize=cfg.get("normalize", "channel"), workers=cfg.get("workers", 2), device=dev,
-        channels_last=True,
-    )  # fmt: skip
+    data = run_data(cfg, loaded.image_size, dataset, data_dir, batch_size, dev, split)
     if loaded.recorded_classes and data.classes != loaded.classes:
         raise ValueError(
             f"{model_path}: the model was trained on classes {loaded.classes[:5]}..., "

@@ -18,7 +18,6 @@ at test time.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Iterable
@@ -93,23 +92,17 @@ def layer_responses(model: nn.Module, batches: Iterable[Any]) -> list[float]:
     return [m.std() for m in moments]
 
 
-def _val_batches(ckpt: dict[str, Any], data_dir: str | None, cache: dict) -> tuple[Any, str]:
+def _val_batches(loaded: Any, data_dir: str | None, cache: dict) -> tuple[Any, str]:
     """The run's own validation split, built as evaluate_run does (cached per data set)."""
-    from ..data import build_data
+    from ..evaluate_run import run_data
 
-    cfg = ckpt.get("config", {})
+    cfg = loaded.config
     data_dir = data_dir or cfg.get("data_dir")
     if not cfg.get("dataset") or not data_dir:
         raise ValueError("the checkpoint does not say its data: pass data_dir")
-    args = dict(
-        dataset=cfg["dataset"], data_dir=os.path.expanduser(data_dir),
-        val_size=cfg.get("val_size", 5000), split_seed=cfg.get("split_seed", 0),
-        limit=cfg.get("limit"), image_size=ckpt.get("image_size"),
-        normalize=cfg.get("normalize", "pixel-mean"), workers=cfg.get("workers", 2),
-    )  # fmt: skip
-    key = json.dumps(args, sort_keys=True, default=str)
+    key = json.dumps([cfg, loaded.image_size, data_dir], sort_keys=True, default=str)
     if key not in cache:
-        cache[key] = build_data(batch_size=128, eval_batch_size=128, **args)
+        cache[key] = run_data(cfg, loaded.image_size, cfg["dataset"], data_dir, 128)
     data = cache[key]
     # A run trained with val_size=0 has no held-out split: fall back to the test split.
     split = "val" if data.val is not None else "test"
@@ -124,7 +117,7 @@ def run_responses(
 ) -> Path:
     """Responses of every run under RUNS_DIR/runs/ (a degradation experiment) into
     OUT/responses.json as {run name: [std per layer]}; returns OUT (default RUNS_DIR)."""
-    from ..train.checkpoint import model_from_checkpoint
+    from ..inference import load_model
     from .experiments import provenance
 
     runs_dir = Path(runs_dir)
@@ -138,8 +131,9 @@ def run_responses(
     cache: dict = {}
     responses, splits = {}, set()
     for run in run_dirs:
-        model, ckpt = model_from_checkpoint(run)
-        batches, split = _val_batches(ckpt, data_dir, cache)
+        loaded = load_model(run)
+        model = loaded.model
+        batches, split = _val_batches(loaded, data_dir, cache)
         responses[run.name] = layer_responses(model, batches)
         splits.add(split)
         print(f"[responses] {run.name}: {len(responses[run.name])} layers", flush=True)

@@ -141,19 +141,3 @@ def load_resumable(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
             errors.append(str(e))
     detail = "; ".join(errors) if errors else "no checkpoint files"
     raise CheckpointError(f"cannot resume {run_dir}: {detail}")
-
-
-def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
-    """(model in eval mode, checkpoint dict) from a run folder or checkpoint file."""
-    from ..models import create_model
-
-    file = resolve(path)
-    ckpt = load_checkpoint(file)
-    args = dict(ckpt["model_args"])
-    args.pop("grad_checkpointing", None)
-    model = create_model(**args)
-    try:
-        model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{file}: weights do not fit {args['name']}: {e}") from None
-    return model.to(device).eval(), ckpt
