@@ -51,14 +51,6 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def broadcast_object(obj: object, info: DistInfo) -> object:
-    if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 class _AllReduceSum(torch.autograd.Function):
     """Sum over processes; the gradient of a sum is the sum of the gradients."""
 
@@ -131,7 +123,6 @@ __all__ = [
     "CPUSyncBatchNorm",
     "DistInfo",
     "all_reduce_mean",
-    "broadcast_object",
     "cleanup",
     "convert_sync_batchnorm",
     "from_env",

@@ -27,7 +27,7 @@ from .. import distributed
 from ..config import TrainConfig, make_config, save_config
 from ..errors import ReslabError
 from ..evaluate import evaluate
-from ..models import create_model, get_spec
+from ..models import get_spec
 from . import checkpoint as ckpt_io
 from .recipes import (
     ScheduleState,
@@ -372,4 +372,4 @@ def train(
     return TrainResult(run_dir, status, step, summary, model)
 
 
-__all__ = ["TrainResult", "TrainingDiverged", "create_model", "train"]
+__all__ = ["TrainResult", "TrainingDiverged", "train"]
