@@ -57,13 +57,14 @@ def train_flops_per_image(model: torch.nn.Module, size: int) -> float:
     return counter.get_total_flops() / 2
 
 
-def baseline_train(model_name: str, dataset, steps: int, batch: int, size: int) -> float:
-    """Eager NCHW model, per-sample Dataset in a 2-worker DataLoader: images/s."""
+def baseline_train(model_name: str, dataset, steps: int, batch: int, size: int,
+                   device: str = "cpu") -> float:  # fmt: skip
+    """Eager NCHW fp32 model, per-sample Dataset in a 2-worker DataLoader: images/s."""
     from torch.utils.data import DataLoader
 
     from reslab import create_model
 
-    model = create_model(model_name, num_classes=10)
+    model = create_model(model_name, num_classes=10).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     loader = DataLoader(dataset, batch, shuffle=True, num_workers=2, drop_last=True,
                         persistent_workers=True)  # fmt: skip
@@ -78,26 +79,29 @@ def baseline_train(model_name: str, dataset, steps: int, batch: int, size: int) 
         except StopIteration:
             it = iter(loader)
             x, y = next(it)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         n += len(y)
+    loss.item()  # wait for the device
     return n / (time.perf_counter() - t)
 
 
 def reslab_train(model_name: str, dataset: str, data_dir: str, steps: int, batch: int,
-                 size: int | None, compile: bool = False) -> float:  # fmt: skip
+                 size: int | None, compile: bool = False, device: str = "cpu"
+                 ) -> float:  # fmt: skip
     """`reslab.train` itself: steady-state images/s of its second logging interval."""
     from reslab.config import make_config
-    from reslab.train.loop import train
+    from reslab.training.loop import train
 
     with tempfile.TemporaryDirectory() as out:
         cfg = make_config(
             "cifar-paper", model=model_name, dataset=dataset, data_dir=data_dir, out=out,
             batch_size=batch, iterations=2 * steps, log_every=steps, eval_every=10**9,
             checkpoint_every=10**9, val_size=0, image_size=size, progress=False,
-            compile=compile, milestones=(),
+            compile=compile, milestones=(), device=device,
         )  # fmt: skip
         train(cfg)
         recs = [json.loads(r) for r in (Path(out) / "metrics.jsonl").read_text().splitlines()]
@@ -191,10 +195,11 @@ def worker(case: str, variant: str, params: dict) -> dict:
     if case == "cifar":
         if variant == "baseline":
             ds = cifar_dataset(p["data_dir"])
-            ips = baseline_train(p["model"], ds, p["steps"], p["batch"], 32)
+            ips = baseline_train(p["model"], ds, p["steps"], p["batch"], 32, p["device"])
         else:
             ips = reslab_train(p["model"], "cifar10", p["data_dir"], p["steps"], p["batch"],
-                               None, compile=variant == "reslab+compile")  # fmt: skip
+                               None, compile=variant == "reslab+compile",
+                               device=p["device"])  # fmt: skip
         from reslab import create_model
 
         flops = train_flops_per_image(create_model(p["model"]), 32)
@@ -249,6 +254,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30, help="timed training steps per case")
     ap.add_argument("--tta-runs", nargs="*", default=[], help="run folders for time-to-accuracy")
     ap.add_argument("--out", help="append results as JSON lines to this file")
+    ap.add_argument("--device", default="cpu", help="cifar case: train on this device (cuda)")
+    ap.add_argument("--compile", action="store_true", help="cifar case: add reslab+compile")
     args = ap.parse_args()
     if args.worker:
         case, variant, params = args.worker
@@ -284,13 +291,15 @@ def main() -> None:
                 "data_dir": cifar,
                 "steps": steps,
                 "batch": 32 if args.quick else 128,
+                "device": args.device,
             }
+            variants = ("baseline", "reslab") + (("reslab+compile",) if args.compile else ())
             rows = [(v, record("cifar", v, p, measure("cifar", v, p, malloc=v != "baseline")))
-                    for v in ("baseline", "reslab")]  # fmt: skip
+                    for v in variants]  # fmt: skip
             side_by_side(f"1. CIFAR training end to end, {model}, batch {p['batch']}", rows,
                          "images_per_s", True, "img/s")  # fmt: skip
             for name, res in rows:
-                if "images_per_s" in res:
+                if "images_per_s" in res and args.device == "cpu":
                     frac = res["images_per_s"] * res["train_gflop_per_image"] / peak
                     res["fraction_of_peak"] = frac
                     print(f"  {name:<28} model FLOP/s = {frac:.0%} of the matmul peak")

@@ -16,9 +16,9 @@ import torch
 
 from reslab.config import make_config
 from reslab.evaluate import evaluate, topk_errors
-from reslab.train import checkpoint as ckpt_io
-from reslab.train.loop import TrainingDiverged, train
-from reslab.train.recipes import ScheduleState, learning_rate, observe_train_error
+from reslab.training import checkpoint as ckpt_io
+from reslab.training.loop import TrainingDiverged, train
+from reslab.training.recipes import ScheduleState, learning_rate, observe_train_error
 
 pytestmark = pytest.mark.usefixtures("cache")
 
@@ -132,7 +132,7 @@ def spawn_training(cfg, tmp_path: Path, slow: bool = False) -> subprocess.Popen:
     cfg_path.write_text(json.dumps(cfg.to_dict()))
     code = (
         "import json, sys, time\n"
-        "import reslab.train.loop as L\n"
+        "import reslab.training.loop as L\n"
         "from reslab.config import make_config\n"
         "if sys.argv[2] == 'slow':\n"
         "    ce = L.F.cross_entropy\n"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from reslab.models import create_model
-from reslab.train.checkpoint import CheckpointError
+from reslab.training.checkpoint import CheckpointError
 from reslab.weights import (
     imagenet_classes,
     infer_architecture,
@@ -107,12 +107,16 @@ def test_wrong_architecture_lists_keys(tmp_path):
 
 
 def test_infer_architecture():
-    for name in ("resnet20", "resnet56", "resnet18", "resnet50", "plain18"):
+    for name in ("resnet20", "resnet56", "resnet18", "resnet50", "plain18", "fastresnet"):
         state = create_model(name, num_classes=7).state_dict()
         assert infer_architecture(state) == (name, {"num_classes": 7})
     state = create_model("resnet18", shortcut="C").state_dict()
     assert infer_architecture(state) == ("resnet18", {"num_classes": 1000, "shortcut": "C"})
     assert infer_architecture({"x": torch.zeros(1)}) is None
+    # A file no registered net matches: every family is tried, none raises.
+    assert (
+        infer_architecture({"fc.weight": torch.zeros(3, 5), "conv9.weight": torch.zeros(1)}) is None
+    )
 
 
 class _Evil:

@@ -17,8 +17,9 @@ __version__ = "0.1.0"
 
 # Heavier parts load on first use so `import reslab` stays quick.
 _LAZY = {
-    "train": ("reslab.train.loop", "train"),
+    "train": ("reslab.training.loop", "train"),
     "TrainConfig": ("reslab.config", "TrainConfig"),
+    "make_config": ("reslab.config", "make_config"),
     "evaluate": ("reslab.evaluate", "evaluate"),
     "optimize_for_inference": ("reslab.inference", "optimize_for_inference"),
     "predict": ("reslab.inference", "predict"),

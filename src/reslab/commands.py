@@ -81,7 +81,7 @@ def config_overrides(args: argparse.Namespace) -> dict:
 
 def _train(args: argparse.Namespace) -> int:
     from .config import make_config
-    from .train.loop import train
+    from .training.loop import train
 
     overrides = config_overrides(args)
     if args.resume:

@@ -11,8 +11,8 @@ import torch
 from .data import Data, build_data
 from .evaluate import evaluate
 from .inference import load_model
-from .train.checkpoint import resolve
-from .train.setup import pick_device
+from .training.checkpoint import resolve
+from .training.setup import pick_device
 
 
 def run_data(
@@ -30,7 +30,7 @@ def run_data(
         val_size=cfg.get("val_size", 0 if split == "test" else 5000),
         split_seed=cfg.get("split_seed", 0), limit=cfg.get("limit"), image_size=image_size,
         normalize=cfg.get("normalize", "channel"), workers=cfg.get("workers", 2), device=device,
-        channels_last=True,
+        channels_last=True, crop_pad=cfg.get("crop_pad"),  # 10-crop translates by this much
     )  # fmt: skip
 
 

@@ -64,7 +64,7 @@ def load_model(model_or_path: nn.Module | str | Path, arch: str | None = None) -
     with such weights. Run folders and reslab checkpoints use what they recorded.
     """
     from .models import create_model
-    from .train.checkpoint import resolve
+    from .training.checkpoint import resolve
 
     if isinstance(model_or_path, nn.Module):
         model = model_or_path
@@ -138,10 +138,20 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
                 isinstance(conv, nn.Conv2d)
                 and isinstance(bn, nn.BatchNorm2d)
                 and bn.track_running_stats
+                and (_positive_scale(bn) or not _pool_between(module))
             ):
                 setattr(module, conv_name, fuse_conv_bn_eval(conv.eval(), bn.eval()))
                 setattr(module, bn_name, nn.Identity())
     return model
+
+
+def _pool_between(module: nn.Module) -> bool:
+    return getattr(module, "max_pool_between_conv_and_bn", False)
+
+
+def _positive_scale(bn: nn.BatchNorm2d) -> bool:
+    """max(s*x + t) = s*max(x) + t only for s > 0: the fold may cross a max-pool then."""
+    return bn.weight is None or bool((bn.weight > 0).all())
 
 
 def optimize_for_inference(

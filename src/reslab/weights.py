@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .train.checkpoint import FORMAT, CheckpointError, atomic_save, load_file
+from .training.checkpoint import FORMAT, CheckpointError, atomic_save, load_file
 
 # The evaluation transform that comes with torchvision's ImageNet weights: shorter
 # side to 256, centre crop 224, then per-channel statistics on [0, 1] RGB.
@@ -218,7 +218,7 @@ def infer_architecture(state: dict[str, Tensor]) -> tuple[str, dict[str, Any]] |
     Residual nets are tried before their plain twins: a CIFAR option-A ResNet and
     its plain net have the same parameters, and the residual one is the usual file.
     """
-    from .models import list_models
+    from .models import get_spec, list_models
 
     if "fc.weight" not in state:
         return None
@@ -230,8 +230,10 @@ def infer_architecture(state: dict[str, Tensor]) -> tuple[str, dict[str, Any]] |
     names = sorted(list_models(), key=lambda n: n.startswith("plain"))
     for shortcut in _SHORTCUT_TRIES:
         for name in names:
-            if shortcut is not None and name.startswith("plain"):
-                continue
+            if shortcut is not None and (
+                name.startswith("plain") or get_spec(name).family == "fast"
+            ):
+                continue  # no shortcut to change
             if _signature(name, shortcut) == want:
                 kwargs: dict[str, Any] = {"num_classes": int(state["fc.weight"].shape[0])}
                 if shortcut is not None:

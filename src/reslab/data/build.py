@@ -102,6 +102,8 @@ def build_data(
     world_size: int = 1,
     channels_last: bool = False,
     limit: int | None = None,  # first `limit` training images after a seeded shuffle
+    crop_pad: int | None = None,  # CIFAR random-crop padding, px; None: image_size / 8
+    cutout: int = 0,  # CIFAR: side of a random square set to the mean colour, px; 0: off
 ) -> Data:
     kind = KINDS.get(dataset.lower())
     if kind is None:
@@ -110,6 +112,9 @@ def build_data(
         raise DatasetError(f"unknown normalize={normalize!r}; use 'pixel-mean' or 'channel'")
     if augment not in ("paper", "rrc", "none") or (augment == "rrc" and kind == "memory"):
         raise DatasetError(f"augment={augment!r} is not available for {dataset}")
+    for key, value in (("crop_pad", crop_pad), ("cutout", cutout or None)):
+        if value is not None and (kind != "memory" or value < 0):
+            raise DatasetError(f"{key}={value} needs a CIFAR dataset and a value >= 0")
     if not 0 <= rank < world_size:
         raise DatasetError(f"rank {rank} outside world_size {world_size}")
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
@@ -122,7 +127,8 @@ def build_data(
         src = load_cifar(
             dataset.lower(), Path(data_dir), cache, download_ok=download, strict=strict
         )
-        return _memory_data(src, image_size or 32, normalize, **common)
+        return _memory_data(src, image_size or 32, normalize, crop_pad=crop_pad, cutout=cutout,
+                            **common)  # fmt: skip
     root = find_tree(Path(data_dir), cache)
     return _folder_data(index_tree(root), image_size or 224, normalize, workers=workers, **common)
 
@@ -134,13 +140,14 @@ def _resize(x: torch.Tensor | None, size: int) -> torch.Tensor | None:
     return y.round().clamp(0, 255).to(torch.uint8)
 
 
-def _memory_data(src, image_size, normalize, *, device, eval_batch_size, augment, **kw) -> Data:
+def _memory_data(src, image_size, normalize, *, device, eval_batch_size, augment, crop_pad,
+                 cutout, **kw) -> Data:  # fmt: skip
     tr, va = split_indices(len(src.train_x), kw["val_size"], kw["split_seed"], kw["limit"])
     x = _resize(src.train_x, image_size).to(device)
     y = src.train_y.to(device)
     test_x = _resize(src.test_x, image_size)
     norm = Normalizer.fit(normalize, x[torch.from_numpy(tr).to(device)].cpu()).to(device)
-    pad = image_size // 8  # 4 pixels at 32, as in sec. 4.2
+    pad = image_size // 8 if crop_pad is None else crop_pad  # 4 px at 32, as in sec. 4.2
     tri, vai = torch.from_numpy(tr).to(device), torch.from_numpy(va).to(device)
     parts = {"train": (x[tri], y[tri]), "val": (x[vai], y[vai]) if len(va) else None}
     if test_x is not None:
@@ -148,7 +155,7 @@ def _memory_data(src, image_size, normalize, *, device, eval_batch_size, augment
     train = MemoryLoader(
         *parts["train"], norm, batch_size=kw["batch_size"], train=True, seed=kw["seed"],
         pad=pad, rank=kw["rank"], world_size=kw["world_size"],
-        channels_last=kw["channels_last"], augment=augment != "none",
+        channels_last=kw["channels_last"], augment=augment != "none", cutout=cutout,
     )  # fmt: skip
 
     def make_eval(split: str, view: str, scale: int | None) -> Loader | None:

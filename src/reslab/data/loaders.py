@@ -58,7 +58,9 @@ class Loader:
 class MemoryLoader(Loader):
     """A uint8 dataset resident on the training device, augmented a whole batch at a time.
 
-    train=True: shuffled, random crop (zero padding `pad`) and flip, drop_last.
+    train=True: shuffled, random crop (zero padding `pad`) and flip, drop_last;
+    with `cutout` > 0 also a cutout x cutout square set to the mean colour (DeVries &
+    Taylor 2017; beyond the paper).
     Each epoch draws its permutation and the crop/flip parameters for every
     sample up front, so a global batch's parameters are a slice of them.
     """
@@ -79,9 +81,10 @@ class MemoryLoader(Loader):
         view: str = "center",
         scale: int | None = None,
         augment: bool = True,
+        cutout: int = 0,
     ) -> None:
         self.x, self.y, self.norm = x, y, normalizer
-        self.augment = augment
+        self.augment, self.cutout = augment, cutout
         self.batch_size, self.train, self.seed, self.pad = batch_size, train, seed, pad
         self.lo, self.hi = shard_bounds(batch_size, rank, world_size) if train else (0, batch_size)
         self.channels_last, self.view, self.scale = channels_last, view, scale
@@ -113,13 +116,30 @@ class MemoryLoader(Loader):
         oy = torch.from_numpy(rng.integers(0, 2 * self.pad + 1, n)).to(dev)
         ox = torch.from_numpy(rng.integers(0, 2 * self.pad + 1, n)).to(dev)
         flip = torch.from_numpy(rng.random(n) < 0.5).to(dev)
+        h, w = self.x.shape[-2:]
+        if self.cutout:  # drawn after the crops, so runs without cutout keep their stream
+            cy = torch.from_numpy(rng.integers(0, h, n)).to(dev)
+            cx = torch.from_numpy(rng.integers(0, w, n)).to(dev)
         for t in range(start, len(self)):
             sl = slice(t * b + self.lo, t * b + self.hi)
             idx = perm[sl]
             xb = self.norm(self.x[idx])
             if self.augment:
                 xb = crop_flip(xb, oy[sl], ox[sl], flip[sl], self.pad)
+            if self.augment and self.cutout:
+                xb = cutout(xb, cy[sl], cx[sl], self.cutout)
             yield _finish(xb, self.channels_last), self.y[idx]
+
+
+def cutout(x: Tensor, cy: Tensor, cx: Tensor, size: int) -> Tensor:
+    """Zero (the mean colour) a size x size square centred at (cy, cx) in each image;
+    squares may hang over the edge. x (B, C, H, W) normalised; cy, cx (B,)."""
+    h, w = x.shape[-2:]
+    top, left = cy - size // 2, cx - size // 2  # (B,)
+    rows = torch.arange(h, device=x.device)[None, :] - top[:, None]  # (B, H)
+    cols = torch.arange(w, device=x.device)[None, :] - left[:, None]  # (B, W)
+    inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None]
+    return x.masked_fill(inside[:, None], 0.0)  # (B, C, H, W)
 
 
 # ---------------------------------------------------------------------------- JPEG folders

@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from .fast import FastResNet
 from .resnet import ResNet
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str  # "cifar" (section 4.2) or "imagenet" (Table 1)
+    family: str  # "cifar" (section 4.2), "imagenet" (Table 1) or "fast" (models/fast.py)
     block: str  # "basic" | "bottleneck"
     depths: tuple[int, ...]  # blocks per stage
     widths: tuple[int, ...]  # base filters per stage
@@ -29,9 +30,13 @@ class ModelSpec:
     def layers(self) -> int:
         """Weighted layers as the paper counts them: convs on the main path + fc."""
         per_block = 2 if self.block == "basic" else 3
+        if self.family == "fast":  # whitening conv, one conv per stage, the blocks, fc
+            return 2 + len(self.depths) + per_block * sum(self.depths)
         return per_block * sum(self.depths) + 2
 
     def builder_kwargs(self) -> dict[str, object]:
+        if self.family == "fast":
+            return {"widths": self.widths, "depths": self.depths, "num_classes": self.num_classes}
         return {
             "block": self.block,
             "depths": self.depths,
@@ -111,6 +116,22 @@ for _depth, (_block, _depths, _gflops, _err) in _IMAGENET.items():
         )
 
 
+# Beyond the paper: wide, shallow residual nets for fast CIFAR training (models/fast.py).
+register(
+    ModelSpec(
+        name="fastresnet",
+        family="fast",
+        block="basic",
+        depths=(1, 1, 1),
+        widths=(32, 128, 128),
+        shortcut="A",
+        num_classes=10,
+        input_size=32,
+        stem_width=24,
+    )
+)
+
+
 def list_models() -> list[str]:
     """Registered model names, CIFAR family first, each family by depth."""
     return list(_REGISTRY)
@@ -134,6 +155,7 @@ OVERRIDES = {
     "stride_in_1x1": "bottleneck: the paper's stride on the first 1x1 (default: torchvision's v1.5)",
     "zero_init_residual": "zero-init each branch's last BN scale (beyond the paper)",
     "grad_checkpointing": "recompute activations in backward to save memory",
+    "head_scale": "fastresnet: multiply the logits by this factor",
 }
 
 
@@ -158,20 +180,35 @@ def create_model(
         kwargs["num_classes"] = int(num_classes)
     if shortcut is not None:
         kwargs["shortcut"] = shortcut
+    if spec.family == "fast":
+        return _finish(FastResNet, spec, kwargs, overrides, build_args, weights)
     if "n" in overrides:
         kwargs["depths"] = (int(overrides.pop("n")),) * len(spec.depths)
+    return _finish(ResNet, spec, kwargs, overrides, build_args, weights)
+
+
+def _finish(
+    builder: type[nn.Module],
+    spec: ModelSpec,
+    kwargs: dict[str, object],
+    overrides: dict[str, object],
+    build_args: dict[str, object],
+    weights: object,
+) -> nn.Module:
     mult = float(overrides.pop("width_mult", 1.0))
     grad_ckpt = bool(overrides.pop("grad_checkpointing", False))
     kwargs.update(overrides)
     if mult != 1.0:
         kwargs["widths"] = tuple(max(1, round(w * mult)) for w in kwargs["widths"])
-        kwargs["stem_width"] = max(1, round(spec.stem_width * mult))
+        if "stem_width" in kwargs:
+            kwargs["stem_width"] = max(1, round(spec.stem_width * mult))
     try:
-        model = ResNet(**kwargs)
-    except TypeError as e:  # e.g. depths given as an int
-        raise ValueError(f"bad override for {name!r}: {e}") from None
+        model = builder(**kwargs)
+    except TypeError as e:  # e.g. depths given as an int, or an option this family lacks
+        raise ValueError(f"bad override for {spec.name!r}: {e}") from None
     model.set_grad_checkpointing(grad_ckpt)
-    changed = {k: kwargs[k] for k in ("block", "depths", "widths", "shortcut", "num_classes")}
+    changed = {k: kwargs[k] for k in ("block", "depths", "widths", "shortcut", "num_classes")
+               if k in kwargs}  # fmt: skip
     model.spec = dataclasses.replace(spec, **changed)
     model.build_args = build_args
     if weights is not None:

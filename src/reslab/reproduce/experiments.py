@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import make_config
-from ..train.loop import train
+from ..training.loop import train
 
 
 @dataclass(frozen=True)

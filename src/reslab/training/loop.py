@@ -178,6 +178,10 @@ def train(
         save_config(cfg, run_dir / "config.json")
 
     model, model_args = build_model(cfg, len(data.classes), device, dist_info, state is None)
+    if state is None and cfg.init is None and hasattr(model, "init_from_data"):
+        # Data-dependent init (fastresnet's whitening stem) from the first training batch;
+        # under DDP, rank 0's result reaches every rank when DDP broadcasts the weights.
+        model.init_from_data(next(data.train.epoch(0))[0])
     optimizer = build_optimizer(cfg, model)
     schedule = ScheduleState()
     step, best_error = 0, math.inf
@@ -245,7 +249,7 @@ def train(
             return None
         split = "val" if data.val is not None else "test"
         with torch.autocast(device.type, amp_dtype, enabled=amp):
-            res = evaluate(model, loader.epoch(0))
+            res = evaluate(model, loader.epoch(0), flip=cfg.eval_flip)
         record = {"kind": "eval", "split": split, "step": step, "epoch": step / per_epoch}
         return {**record, **res, "wall": time.time() - t0 + wall_before}
 
@@ -358,7 +362,7 @@ def train(
     if device.type == "cuda":
         summary["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     if status == "finished" and data.test is not None and data.val is not None:
-        summary["test"] = evaluate(model, data.test.epoch(0))
+        summary["test"] = evaluate(model, data.test.epoch(0), flip=cfg.eval_flip)
     if main:
         last_eval = [
             json.loads(r)

@@ -64,6 +64,8 @@ def load_data(cfg: TrainConfig, device: torch.device, dist_info: DistInfo) -> Da
         limit=cfg.limit,
         download=cfg.download,
         strict=cfg.strict,
+        crop_pad=cfg.crop_pad,
+        cutout=cfg.cutout,
     )
 
 
@@ -113,7 +115,8 @@ def read_state_dict(source: str) -> dict[str, torch.Tensor]:
 
 def freeze(model: nn.Module, stages: int) -> None:
     """Freeze the stem and the first `stages` stages (weights and BN statistics)."""
-    parts: list[nn.Module] = [model.conv1, model.bn1, *model.stages()[:stages]]
+    stem = [getattr(model, n) for n in ("conv1", "bn1", "whiten") if hasattr(model, n)]
+    parts: list[nn.Module] = [*stem, *model.stages()[:stages]]
     for part in parts:
         for p in part.parameters():
             p.requires_grad_(False)
