@@ -145,7 +145,8 @@ def inference_latency(model_name: str, variant: str, batch: int, reps: int, size
     elif variant.startswith("reslab"):
         mode = variant.split(":")[1] if ":" in variant else "auto"
         fast = optimize_for_inference(model, x[:1], mode=mode)
-        xc = x.contiguous(memory_format=torch.channels_last)
+        # Each mode's own layout: the jit graph is NCHW, the others channels-last.
+        xc = x if mode == "jit" else x.contiguous(memory_format=torch.channels_last)
 
         def run():
             with torch.no_grad():
@@ -316,7 +317,9 @@ def main() -> None:
     if "inference" in cases:
         # torch.compile takes minutes to warm up: measured in full runs, not --quick.
         variants = (
-            ["eager", "reslab"] + ([] if args.quick else ["reslab:compile"]) + ["onnxruntime"]
+            ["eager", "reslab", "reslab:jit"]
+            + ([] if args.quick else ["reslab:compile"])
+            + ["onnxruntime"]
         )
         size = 224  # the exported ONNX graph has a fixed 224 px input (dynamic batch)
         shapes = ((1, 3), (2, 2)) if args.quick else ((1, 30), (32, 5))
