@@ -108,6 +108,55 @@ def reslab_train(model_name: str, dataset: str, data_dir: str, steps: int, batch
     return [r for r in recs if r["kind"] == "train"][-1]["images_per_s"]
 
 
+def graphed_train(model_name: str, data_dir: str, steps: int, batch: int) -> float:
+    """reslab's data, model and bf16 autocast on CUDA, with forward, backward and the SGD
+    step captured once as a CUDA graph and replayed (the PyTorch "whole network capture"
+    recipe): one launch per step instead of hundreds. Benchmark only: the graph bakes in a
+    constant learning rate, so `reslab train` does not use it."""
+    from reslab import create_model
+    from reslab.data import build_data
+
+    dev = torch.device("cuda")
+    data = build_data("cifar10", data_dir, batch_size=batch, val_size=0, device=dev,
+                      channels_last=True).train  # fmt: skip
+    model = create_model(model_name, num_classes=10).to(dev, memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    batches = (b for e in range(10**6) for b in data.epoch(e))
+    static_x, static_y = (t.clone() for t in next(batches))
+
+    def step() -> torch.Tensor:
+        with torch.autocast("cuda", torch.bfloat16, cache_enabled=False):
+            loss = torch.nn.functional.cross_entropy(model(static_x), static_y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up: creates momentum buffers, picks kernels
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        static_loss = step()
+    warm = max(2, steps // 4)
+    t, n = 0.0, 0
+    for i in range(warm + steps):
+        if i == warm:
+            torch.cuda.synchronize()
+            t, n = time.perf_counter(), 0
+        x, y = next(batches)
+        static_x.copy_(x)
+        static_y.copy_(y)
+        graph.replay()
+        n += len(y)
+    static_loss.item()  # wait for the device
+    return n / (time.perf_counter() - t)
+
+
 def cifar_dataset(data_dir: str):
     """The baseline's per-sample dataset over the same decoded images reslab uses."""
     sys.path.insert(0, str(HERE))
@@ -145,7 +194,8 @@ def inference_latency(model_name: str, variant: str, batch: int, reps: int, size
     elif variant.startswith("reslab"):
         mode = variant.split(":")[1] if ":" in variant else "auto"
         fast = optimize_for_inference(model, x[:1], mode=mode)
-        # Each mode's own layout: the jit graph is NCHW, the others channels-last.
+        # Each mode's own layout: the jit graph is NCHW, the others channels-last
+        # ("reslab" is the default, mode "auto": "onednn" on CPU).
         xc = x if mode == "jit" else x.contiguous(memory_format=torch.channels_last)
 
         def run():
@@ -197,6 +247,8 @@ def worker(case: str, variant: str, params: dict) -> dict:
         if variant == "baseline":
             ds = cifar_dataset(p["data_dir"])
             ips = baseline_train(p["model"], ds, p["steps"], p["batch"], 32, p["device"])
+        elif variant == "reslab+cudagraph":
+            ips = graphed_train(p["model"], p["data_dir"], p["steps"], p["batch"])
         else:
             ips = reslab_train(p["model"], "cifar10", p["data_dir"], p["steps"], p["batch"],
                                None, compile=variant == "reslab+compile",
@@ -295,6 +347,7 @@ def main() -> None:
                 "device": args.device,
             }
             variants = ("baseline", "reslab") + (("reslab+compile",) if args.compile else ())
+            variants += ("reslab+cudagraph",) if args.device == "cuda" else ()
             rows = [(v, record("cifar", v, p, measure("cifar", v, p, malloc=v != "baseline")))
                     for v in variants]  # fmt: skip
             side_by_side(f"1. CIFAR training end to end, {model}, batch {p['batch']}", rows,
@@ -317,7 +370,7 @@ def main() -> None:
     if "inference" in cases:
         # torch.compile takes minutes to warm up: measured in full runs, not --quick.
         variants = (
-            ["eager", "reslab", "reslab:jit"]
+            ["eager", "reslab", "reslab:fold", "reslab:jit"]
             + ([] if args.quick else ["reslab:compile"])
             + ["onnxruntime"]
         )

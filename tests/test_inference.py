@@ -14,6 +14,7 @@ import reslab.inference as inference
 from reslab.cli import main
 from reslab.data.augment import center_view
 from reslab.inference import (
+    OneDNNGraph,
     center_crop,
     export,
     optimize_for_inference,
@@ -55,7 +56,7 @@ def r20_file(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["resnet20", "resnet18", "resnet50"])
-@pytest.mark.parametrize("mode", ["fold", "jit"])
+@pytest.mark.parametrize("mode", ["fold", "onednn", "jit"])
 def test_optimize_same_outputs(name, mode):
     model = _randomised(name)
     s = 32 if name == "resnet20" else 64
@@ -69,6 +70,18 @@ def test_optimize_same_outputs(name, mode):
         assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
         assert fast.conv1.bias is not None
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # original untouched
+
+
+def test_auto_is_onednn_on_cpu_and_leaves_the_global_switch_alone():
+    model = _randomised("resnet20")
+    before = torch._C._jit_llga_enabled()
+    fast = optimize_for_inference(model, example_input=torch.randn(1, 3, 32, 32))
+    assert isinstance(fast, OneDNNGraph)
+    x = torch.randn(4, 3, 32, 32)  # a new batch size: re-profiled, same answer
+    with torch.no_grad():
+        for _ in range(3):
+            torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
+    assert torch._C._jit_llga_enabled() == before
 
 
 def test_optimize_falls_back_instead_of_failing():

@@ -33,11 +33,11 @@ from .weights import (
 )
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
-MODES = ("auto", "fold", "jit", "compile")
-# mode="auto" is folded eager. Measured on a shared 2-core CPU, 1 thread, resnet18 at
-# 224 px: eager 46 / fold 35 / jit 34 ms at batch 1, 1282 / 878 / 876 ms at batch 32.
-# The frozen trace is no faster, so the plain module (forward_features intact) wins.
-AUTO_MODE = "fold"
+MODES = ("auto", "fold", "onednn", "jit", "compile")
+# mode="auto" is "onednn" on CPU and "fold" elsewhere. Measured on this 2-core CPU at
+# 224 px, median ms, round-robin in one process (docs/benchmarks.md has the full runs):
+# resnet18 batch 1: ONNX Runtime 12.96 / onednn 13.46 / compile 15.48 / jit 17.65;
+# resnet50 batch 1: 30.34 / 31.46 / 35.57; resnet50 batch 32: 855 / 890 / 927.
 
 
 @dataclass
@@ -154,33 +154,64 @@ def _positive_scale(bn: nn.BatchNorm2d) -> bool:
     return bn.weight is None or bool((bn.weight > 0).all())
 
 
+class OneDNNGraph(nn.Module):
+    """A frozen TorchScript trace run with oneDNN Graph fusion (LLGA) switched on.
+
+    The switch is process-wide in PyTorch, so it is turned on only for the length of each
+    call (TorchScript fuses when it optimises a graph for a new input shape, during a
+    call): other TorchScript modules in the process are left as they were. `eager` is
+    the folded module the trace was taken from (forward_features etc.).
+    """
+
+    def __init__(self, folded: nn.Module, example: Tensor) -> None:
+        super().__init__()
+        self.eager = folded
+        with warnings.catch_warnings():  # TorchScript is deprecated from torch 2.13; if it
+            warnings.simplefilter("ignore", DeprecationWarning)  # goes, we fall back to fold
+            self.graph = torch.jit.freeze(torch.jit.trace(folded, example, check_trace=False))
+        for _ in range(3):  # the profiling executor fuses on the second call of a shape
+            self(example)
+
+    def forward(self, x: Tensor) -> Tensor:
+        before = torch._C._jit_llga_enabled()
+        torch.jit.enable_onednn_fusion(True)
+        try:
+            return self.graph(x.contiguous(memory_format=torch.channels_last))
+        finally:
+            torch.jit.enable_onednn_fusion(before)
+
+
 def optimize_for_inference(
     model: nn.Module, example_input: Tensor | None = None, mode: str = "auto"
 ) -> nn.Module:
     """A copy of `model` for fast inference with the same outputs as `model.eval()`.
 
     Always: eval mode, batch norm folded into the convolutions, no gradients, channels-last
-    weights ("fold", the "auto" choice: ~1.3-1.5x faster than eager on CPU for resnet18).
-    mode "jit" then traces and freezes it to TorchScript, with oneDNN-prepacked
-    convolutions (NCHW; fastest at batch 32 without compiling, see docs/benchmarks.md);
-    "compile" wraps it in torch.compile (slow first call; needs a C++ compiler on CPU);
-    Any failure falls back to folded eager,
-    with a warning: this function never raises for a valid model.
+    weights ("fold": ~1.3-1.7x faster than eager on CPU for resnet18).
+    mode "onednn" (the "auto" choice on CPU; "fold" on other devices) then traces and
+    freezes it to TorchScript and runs it through oneDNN Graph, which fuses each
+    conv(+add)(+ReLU) into one compiled partition: the fastest path measured on CPU, within
+    a few percent of ONNX Runtime (docs/benchmarks.md). A new input shape re-profiles:
+    its first two calls are slow. "jit" instead applies TorchScript's
+    optimize_for_inference (oneDNN-prepacked convolutions, NCHW); "compile" wraps the
+    folded net in torch.compile (slow first call; needs a C++ compiler on CPU).
+    Any failure falls back to folded eager, with a warning: this function never raises
+    for a valid model.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    mode = AUTO_MODE if mode == "auto" else mode
     folded = fold_batchnorm(copy.deepcopy(model).eval())
     folded.requires_grad_(False)
     folded = folded.to(memory_format=torch.channels_last)
+    device = next(folded.parameters()).device
+    if mode == "auto":
+        mode = "onednn" if device.type == "cpu" else "fold"
     if mode == "fold":
         return folded
     if example_input is None:
         size = int(getattr(getattr(model, "spec", None), "input_size", IMAGENET_IMAGE_SIZE))
         example_input = torch.randn(1, 3, size, size)
-    x = example_input.to(next(folded.parameters()).device).contiguous(
-        memory_format=torch.channels_last
-    )
+    x = example_input.to(device).contiguous(memory_format=torch.channels_last)
     try:
         with torch.no_grad():  # not inference_mode: its tensors cannot be frozen into a graph
             if mode == "jit":
@@ -190,6 +221,8 @@ def optimize_for_inference(
                 x = x.contiguous()
                 traced = torch.jit.freeze(torch.jit.trace(folded, x, check_trace=False))
                 fast = torch.jit.optimize_for_inference(traced)
+            elif mode == "onednn":
+                fast = OneDNNGraph(folded, x)
             else:
                 import torch._inductor.config as inductor_config
 
