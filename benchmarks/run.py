@@ -7,6 +7,8 @@
 Each measurement runs in a fresh subprocess, one after the other, so that neither side
 inherits the other's allocator state, threads or caches: the baseline with the default
 allocator, reslab's path the way `reslab train` runs it (with its glibc malloc tuning).
+Inference variants, whose differences are a few percent, each keep a process of their
+own and are timed in interleaved rounds, so that drift of a shared machine hits all alike.
 Figures are printed and appended as JSON lines to --out.
 
 Cases (issue "Speed"): 1 CIFAR training end to end, 2 ImageFolder training,
@@ -179,8 +181,8 @@ def folder_dataset(data_dir: str, size: int):
     return NaiveFolder([str(p) for p in ds.paths], ds.labels.tolist(), size)
 
 
-def inference_latency(model_name: str, variant: str, batch: int, reps: int, size: int) -> float:
-    """Median seconds per call of one batch at `size` px."""
+def inference_runner(model_name: str, variant: str, batch: int, size: int):
+    """A function that classifies one batch at `size` px the way `variant` does."""
     from reslab import create_model
     from reslab.inference import export, optimize_for_inference
 
@@ -216,12 +218,55 @@ def inference_latency(model_name: str, variant: str, batch: int, reps: int, size
 
     for _ in range(3):
         run()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return run
+
+
+def serve_inference(params: dict, variant: str) -> None:
+    """Worker side of `inference_rounds`: build, say "ready", then time `reps` calls per
+    line read from stdin, answering each with one JSON list of seconds."""
+    run = inference_runner(params["model"], variant, params["batch"], params["size"])
+    print("ready", flush=True)
+    for line in sys.stdin:
+        times = []
+        for _ in range(int(line)):
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+        print(json.dumps(times), flush=True)
+
+
+def inference_rounds(variants: list[str], params: dict, rounds: int) -> dict[str, dict]:
+    """Median seconds per batch of each variant, each in its own process (the eager
+    baseline with the default allocator), timed in interleaved rounds: one variant at a
+    time, `reps` calls each, round after round. On a shared machine whose speed drifts,
+    this keeps the comparison fair where back-to-back runs would not."""
+    procs = {}
+    for v in variants:
+        env = {k: val for k, val in os.environ.items() if k != "GLIBC_TUNABLES"}
+        if v != "eager":
+            env["GLIBC_TUNABLES"] = MALLOC
+        cmd = [sys.executable, __file__, "--serve", "inference", v, json.dumps(params)]
+        procs[v] = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)  # fmt: skip
+    times: dict[str, list[float]] = {}
+    failed: dict[str, dict] = {}
+    for v, proc in procs.items():  # all build at once; timing starts when all are ready
+        if proc.stdout.readline().strip() == "ready":
+            times[v] = []
+        else:
+            proc.stdin.close()
+            failed[v] = {"error": proc.stderr.read().strip().splitlines()[-1:]}
+    for _ in range(rounds):
+        for v in times:
+            procs[v].stdin.write(f"{params['reps']}\n")
+            procs[v].stdin.flush()
+            times[v] += json.loads(procs[v].stdout.readline())
+    for v in times:
+        procs[v].stdin.close()
+    for proc in procs.values():
+        proc.wait()
+    res = {v: {"seconds": statistics.median(t), "calls": len(t)} for v, t in times.items()}
+    return {v: res.get(v) or failed[v] for v in variants}
 
 
 def step_memory(checkpointing: bool, batch: int, n: int) -> float:
@@ -265,8 +310,6 @@ def worker(case: str, variant: str, params: dict) -> dict:
             ips = reslab_train(p["model"], "imagefolder", p["data_dir"], p["steps"], p["batch"],
                                p["size"])  # fmt: skip
         return {"images_per_s": ips}
-    if case == "inference":
-        return {"seconds": inference_latency(p["model"], variant, p["batch"], p["reps"], p["size"])}
     if case == "memory":
         return {"peak_rss_mb": step_memory(variant == "checkpointing", p["batch"], p["n"])}
     raise ValueError(f"unknown case {case!r}")
@@ -300,6 +343,7 @@ def side_by_side(title: str, rows: list[tuple[str, dict]], key: str, higher: boo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="tiny generated data, a few steps")
     ap.add_argument("--cases", default="cifar,folder,inference,memory,tta")
     ap.add_argument("--cifar", default=str(SHARED / "cifar10-train-jpeg.tar.gz"))
@@ -310,6 +354,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cifar case: train on this device (cuda)")
     ap.add_argument("--compile", action="store_true", help="cifar case: add reslab+compile")
     args = ap.parse_args()
+    if args.serve:
+        serve_inference(json.loads(args.serve[2]), args.serve[1])
+        return
     if args.worker:
         case, variant, params = args.worker
         print(json.dumps(worker(case, variant, json.loads(params))))
@@ -375,11 +422,13 @@ def main() -> None:
             + ["onnxruntime"]
         )
         size = 224  # the exported ONNX graph has a fixed 224 px input (dynamic batch)
-        shapes = ((1, 3), (2, 2)) if args.quick else ((1, 30), (32, 5))
+        # (batch, calls per variant per round, rounds)
+        shapes = ((1, 3, 1), (2, 2, 1)) if args.quick else ((1, 10, 6), (32, 2, 5))
         for model in ("resnet18",) if args.quick else ("resnet18", "resnet50"):
-            for batch, reps in shapes:
+            for batch, reps, rounds in shapes:
                 p = {"model": model, "batch": batch, "reps": reps, "size": size}
-                rows = [(v, record("inference", v, p, measure("inference", v, p, malloc=v != "eager")))
+                res = inference_rounds(variants, p, rounds)
+                rows = [(v, record("inference", v, {**p, "rounds": rounds}, res[v]))
                         for v in variants]  # fmt: skip
                 side_by_side(f"3. inference {model} {size} px, batch {batch} (median s per batch)",
                              rows, "seconds", False, "s")  # fmt: skip
