@@ -17,6 +17,7 @@ import torch
 from reslab.config import make_config
 from reslab.evaluate import evaluate, topk_errors
 from reslab.training import checkpoint as ckpt_io
+from reslab.training import loop
 from reslab.training.loop import TrainingDiverged, train
 from reslab.training.recipes import ScheduleState, learning_rate, observe_train_error
 
@@ -205,6 +206,25 @@ def test_nan_guard_keeps_last_good_checkpoint(tiny_cifar: Path, tmp_path: Path) 
     assert not (run / "summary.json").exists()
     state, _ = ckpt_io.load_resumable(run)  # the last good checkpoint is still there
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_gpu_style_deferred_loss_reads_log_the_same(tiny_cifar, tmp_path, monkeypatch) -> None:
+    # On a GPU the loop reads the loss back only at log/eval/checkpoint boundaries; force
+    # that path on the CPU: the metrics must not change, and divergence is still caught.
+    train(tiny_config(tiny_cifar, tmp_path / "every"))
+    monkeypatch.setattr(loop, "sync_every_step", lambda *a: False)
+    train(tiny_config(tiny_cifar, tmp_path / "deferred"))
+    want, got = records(tmp_path / "every"), records(tmp_path / "deferred")
+    assert [r["step"] for r in got] == [r["step"] for r in want]
+    for a, b in zip(got, want):
+        assert a.keys() == b.keys()
+        for k in a:
+            want_k = pytest.approx(b[k], rel=1e-5) if isinstance(b[k], float) else b[k]
+            assert a[k] == want_k, k
+    cfg = tiny_config(tiny_cifar, tmp_path / "nan", lr=1e30, milestones=(), log_every=4,
+                      eval_every=100, checkpoint_every=100)  # fmt: skip
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at steps \d+-\d+"):
+        train(cfg)
 
 
 def test_eval_numbers_hand_checked() -> None:
