@@ -12,7 +12,6 @@ import json
 import math
 import os
 import random
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +35,8 @@ from .recipes import (
     observe_val_error,
     resolve_recipe,
 )
+from .runstate import MetricsLog, StopFlag, peak_rss_mb, rng_state, set_rng_state
 from .setup import build_model, build_optimizer, load_data, pick_device, set_threads
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (Linux/macOS), in MiB."""
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 class TrainingDiverged(ReslabError, RuntimeError):
@@ -59,81 +50,6 @@ class TrainResult:
     step: int
     summary: dict[str, Any]
     model: nn.Module
-
-
-class _Stop:
-    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the next step and exits."""
-
-    def __init__(self) -> None:
-        self.requested: str | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _Stop:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        self.requested = signal.Signals(signum).name
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-def _rng_state() -> dict[str, Any]:
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": list(np.random.get_state()[1].tolist()),
-        "numpy_pos": int(np.random.get_state()[2]),
-        "python": repr(random.getstate()),
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import ast
-
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"]))
-    random.setstate(ast.literal_eval(state["python"]))
-
-
-class MetricsLog:
-    """Append-only JSONL; on resume, records after the checkpoint's step are dropped."""
-
-    def __init__(self, path: Path, enabled: bool, resume_step: int | None, tensorboard: bool):
-        self.path, self.enabled = path, enabled
-        self.tb = None
-        if not enabled:
-            return
-        if resume_step is not None and path.exists():
-            keep = [
-                line
-                for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
-            ]
-            path.write_text("".join(line + "\n" for line in keep))
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise ValueError(
-                    "--tensorboard needs the tensorboard package: pip install tensorboard"
-                ) from None
-            self.tb = SummaryWriter(str(path.parent / "tensorboard"))
-
-    def write(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.tb is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "step":
-                    self.tb.add_scalar(f"{record['kind']}/{key}", value, record["step"])
 
 
 def sync_every_step(device: torch.device, cfg: TrainConfig, schedule: ScheduleState) -> bool:
@@ -199,7 +115,7 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         schedule = ScheduleState.from_dict(state["schedule"])
         step, best_error, acc = state["step"], state["best"], state["interval"]
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         if main:
             print(f"resuming {run_dir} at step {step} from {state_path}")
 
@@ -240,7 +156,7 @@ def train(
         payload.update(
             optimizer=optimizer.state_dict(),
             schedule=schedule.to_dict(),
-            rng=_rng_state(),
+            rng=rng_state(),
             interval=dict(acc),
             epoch=step // per_epoch,
             wall=time.time() - t0 + wall_before,
@@ -284,7 +200,7 @@ def train(
             or (stop_after is not None and step >= stop_after)
         )
 
-    with _Stop() as stop:
+    with StopFlag() as stop:
         while step < total:
             if epoch != step // per_epoch:  # first step, resume, or new epoch
                 epoch = step // per_epoch

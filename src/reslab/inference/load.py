@@ -1,0 +1,99 @@
+"""Load a network for use: a module, a run folder, a reslab checkpoint or a plain
+state dict (torchvision/timm/.safetensors) whose architecture is inferred from its
+parameter names and shapes. Plain 1000-class files get the ImageNet class names and
+the evaluation transform that comes with torchvision's weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..weights import (
+    IMAGENET_IMAGE_SIZE,
+    IMAGENET_NORMALIZATION,
+    imagenet_classes,
+    infer_architecture,
+    load_state_dict_checked,
+    read_weights,
+)
+
+
+@dataclass
+class Loaded:
+    """A network in eval mode and what is needed to feed it a new image."""
+
+    model: nn.Module
+    classes: list[str]
+    normalization: dict[str, Any]  # see reslab.data.augment.Normalizer.to_dict
+    image_size: int  # centre crop, pixels; the shorter side is first resized to 256/224 of it
+    name: str
+    config: dict[str, Any] = field(default_factory=dict)  # a reslab run's config, else {}
+    recorded_classes: bool = False  # classes came from the checkpoint, not a default list
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_model(model_or_path: nn.Module | str | Path, arch: str | None = None) -> Loaded:
+    """A model with its classes and preprocessing, from a module, run folder or weights file.
+
+    A bare module or plain state dict carries no preprocessing: it gets the ImageNet
+    transform (and, with 1000 classes, the ImageNet names), the only one published
+    with such weights. Run folders and reslab checkpoints use what they recorded.
+    """
+    from .models import create_model
+    from .training.checkpoint import resolve
+
+    if isinstance(model_or_path, nn.Module):
+        model = model_or_path
+        spec = getattr(model, "spec", None)
+        k = int(getattr(spec, "num_classes", 0) or getattr(model, "num_classes", 0))
+        size = int(getattr(spec, "input_size", IMAGENET_IMAGE_SIZE))
+        return Loaded(model.eval(), _default_classes(k), dict(IMAGENET_NORMALIZATION), size,
+                      getattr(spec, "name", type(model).__name__))  # fmt: skip
+    file = resolve(model_or_path)
+    weights = read_weights(file)
+    ckpt = weights.checkpoint
+    if ckpt.get("model_args"):  # a reslab checkpoint knows how it was built and fed
+        args = dict(ckpt["model_args"])
+        args.pop("grad_checkpointing", None)
+        model = create_model(**args)
+    else:
+        args = _plain_args(weights.state_dict, arch, file)
+        model = create_model(**args)
+    load_state_dict_checked(model, weights.state_dict, file)
+    k = model.spec.num_classes
+    classes = list(ckpt.get("classes") or _default_classes(k))
+    if len(classes) != k:
+        raise ValueError(f"{file}: {len(classes)} class names for a {k}-way classifier")
+    # A plain state dict carries no preprocessing: the ImageNet transform is the only
+    # one published with such weights, so it is the one we assume.
+    norm = ckpt.get("normalization") or dict(IMAGENET_NORMALIZATION)
+    size = int(
+        ckpt.get("image_size")
+        or (IMAGENET_IMAGE_SIZE if model.spec.family == "imagenet" else model.spec.input_size)
+    )
+    return Loaded(model.eval(), classes, norm, size, model.spec.name,
+                  dict(ckpt.get("config") or {}), bool(ckpt.get("classes")))  # fmt: skip
+
+
+def _plain_args(state: dict[str, Tensor], arch: str | None, file: Path) -> dict[str, Any]:
+    k = int(state["fc.weight"].shape[0]) if "fc.weight" in state else None
+    if arch is not None:
+        return {"name": arch, "num_classes": k}
+    guess = infer_architecture(state)
+    if guess is None:
+        raise ValueError(
+            f"{file}: cannot tell which registered network these weights are for; pass arch=NAME (--arch)"
+        )
+    return {"name": guess[0], **guess[1]}
+
+
+def _default_classes(k: int) -> list[str]:
+    return imagenet_classes() if k == 1000 else [f"class_{i}" for i in range(k)]
+
+
+# ---------------------------------------------------------------------------- optimisation
