@@ -10,132 +10,15 @@ claims only what they show.
 
 from __future__ import annotations
 
-import json
 import math
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .figures import Panel, plot_curves, plot_responses
+from .runs import RUN_NAME, Run, depth, infer_experiment, load_runs, read_json, seed_groups
+
 # Table 3, ImageNet ResNet-34, 10-crop validation error (%): top-1, top-5.
 PAPER_TABLE3 = {"A": (25.03, 7.76), "B": (24.52, 7.46), "C": (24.19, 7.40)}
-_NAME = re.compile(r"^(?P<model>[a-z]+\d+)(?:-(?P<shortcut>[A-Z]|none))?-s(?P<seed>\d+)$")
-
-
-@dataclass
-class Run:
-    name: str
-    model: str
-    shortcut: str | None
-    seed: int
-    config: dict[str, Any] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
-    train: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl "train" records
-    val: list[dict[str, Any]] = field(default_factory=list)  # "eval" records on val
-    params: float | None = None  # millions
-
-    @property
-    def plain(self) -> bool:
-        return self.model.startswith("plain") or self.shortcut == "none"
-
-    @property
-    def layers(self) -> int | None:
-        from ..models import get_spec
-
-        try:
-            return get_spec(self.model).layers
-        except ValueError:
-            return None
-
-    @property
-    def final_train(self) -> float | None:
-        """Training error (%) at the end: the mean of the last 3 logged intervals."""
-        last = [r["error"] for r in self.train[-3:] if "error" in r]
-        return sum(last) / len(last) if last else None
-
-    @property
-    def final_val(self) -> float | None:
-        rec = self.summary.get("final_eval") or (self.val[-1] if self.val else {})
-        return rec.get("top1_error")
-
-    @property
-    def best_val(self) -> float | None:
-        errs = [r["top1_error"] for r in self.val]
-        return self.summary.get("best_val_top1_error", min(errs) if errs else None)
-
-    @property
-    def val_n(self) -> int:
-        rec = self.summary.get("final_eval") or (self.val[-1] if self.val else {})
-        return int(rec.get("n", 0))
-
-
-def _json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _params(run_dir: Path, model: str, shortcut: str | None) -> float | None:
-    """Millions of parameters, from the checkpoint's build arguments if there is one
-    (an ImageFolder run's fc has its own class count), built on the meta device."""
-    import torch
-
-    from ..models import create_model
-
-    args: dict[str, Any] = {"name": model, "shortcut": shortcut}
-    for name in ("last.pt", "best.pt"):
-        path = run_dir / "checkpoints" / name
-        if path.is_file():
-            try:
-                ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-                args = dict(ckpt["model_args"])
-                break
-            except Exception:  # an unreadable checkpoint: fall back to the registry
-                continue
-    args.pop("weights", None)
-    try:
-        with torch.device("meta"):
-            net = create_model(**args)
-    except (ValueError, TypeError):
-        return None
-    return sum(p.numel() for p in net.parameters()) / 1e6
-
-
-def load_runs(folder: str | Path) -> list[Run]:
-    """Every run folder under FOLDER/runs/, sorted by name."""
-    runs = []
-    for d in sorted(Path(folder).glob("runs/*")):
-        cfg = _json(d / "config.json") or {}
-        m = _NAME.match(d.name)
-        model = cfg.get("model") or (m["model"] if m else None)
-        if model is None or not (d / "metrics.jsonl").is_file():
-            continue
-        shortcut = cfg.get("shortcut", m["shortcut"] if m else None)
-        seed = int(cfg.get("seed", m["seed"] if m else 0))
-        run = Run(d.name, model, shortcut, seed, cfg, _json(d / "summary.json") or {})
-        for line in (d / "metrics.jsonl").read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a kill
-                continue
-            if rec.get("kind") == "train":
-                run.train.append(rec)
-            elif rec.get("kind") == "eval" and rec.get("split") == "val":
-                run.val.append(rec)
-        run.params = _params(d, model, shortcut)
-        runs.append(run)
-    return runs
-
-
-def infer_experiment(runs: list[Run], has_responses: bool) -> str:
-    """The experiment a folder without experiment.json most likely holds."""
-    models = {r.model for r in runs}
-    if not runs:
-        return "responses" if has_responses else "unknown"
-    if any(m.startswith("resnet1202") for m in models):
-        return "very-deep"
-    if len(models) == 1 and len({r.shortcut for r in runs}) > 1:
-        return "shortcuts"
-    family = "imagenet-" if any(m in ("plain18", "plain34", "resnet18", "resnet34") for m in models) else ""  # fmt: skip
-    return family + "degradation"
 
 
 # --- numbers -------------------------------------------------------------------------
@@ -173,24 +56,6 @@ def _differs(a: float, b: float, n: int) -> bool:
     return abs(a - b) > math.hypot(_noise(a, n), _noise(b, n))
 
 
-def _groups(runs: list[Run]) -> dict[str, list[Run]]:
-    """Runs that differ only in their seed, keyed by the run name without "-s<seed>"."""
-    groups: dict[str, list[Run]] = {}
-    for r in runs:
-        groups.setdefault(re.sub(r"-s\d+$", "", r.name), []).append(r)
-    return groups
-
-
-def _family_free(name: str) -> str:
-    """ "plain32-A-s0" -> "32-A": what a colour stands for across plain and residual."""
-    return re.sub(r"-s\d+$", "", re.sub(r"^(plain|resnet)", "", name))
-
-
-def _depth(model: str) -> int:
-    m = re.search(r"\d+", model)
-    return int(m[0]) if m else 0
-
-
 def _paper(model: str) -> tuple[str, float | None]:
     from ..models import get_spec
 
@@ -202,84 +67,6 @@ def _paper(model: str) -> tuple[str, float | None]:
         if key in err:
             return label, err[key]
     return "", None
-
-
-# --- figures -------------------------------------------------------------------------
-
-
-def _figure(ncols: int, width: float = 5.5):
-    """A matplotlib Figure without pyplot (no global state, Agg by default for PNG)."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as e:
-        raise ImportError(
-            "reslab report draws its figures with matplotlib: pip install 'reslab[plot]'"
-        ) from e
-    fig = Figure(figsize=(width * ncols, 4.2), layout="constrained")
-    return fig, fig.subplots(1, ncols, squeeze=False)[0]
-
-
-def _colours(keys: list[Any]) -> dict[Any, str]:
-    """One colour per key (a depth, an option), the same in every panel."""
-    palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
-               "tab:pink", "tab:gray", "tab:olive", "tab:cyan"]  # fmt: skip
-    return {k: palette[i % len(palette)] for i, k in enumerate(sorted(set(keys)))}
-
-
-def _mean_curve(runs: list[Run], attr: str, key: str) -> tuple[list[int], list[float]]:
-    """Mean over seeds at the steps every seed logged."""
-    per_step: dict[int, list[float]] = {}
-    for r in runs:
-        for rec in getattr(r, attr):
-            if key in rec:
-                per_step.setdefault(int(rec["step"]), []).append(float(rec[key]))
-    steps = sorted(s for s, v in per_step.items() if len(v) == len(runs))
-    return steps, [sum(per_step[s]) / len(runs) for s in steps]
-
-
-Panel = tuple[str, list[tuple[str, Any, list[Run]]]]  # title, [(label, colour key, runs)]
-
-
-def plot_curves(panels: list[Panel], path: Path) -> Path:
-    """Figure 6/4 layout: per panel, training error dashed thin and validation error
-    bold solid, one colour per label, against iterations."""
-    from matplotlib.lines import Line2D
-
-    fig, axes = _figure(len(panels))
-    colour = _colours([c for _, lines in panels for _, c, _ in lines])
-    for ax, (title, lines) in zip(axes, panels):
-        for label, key, runs in lines:
-            c = colour[key]
-            ax.plot(*_mean_curve(runs, "train", "error"), "--", color=c, lw=0.8, alpha=0.8)
-            ax.plot(*_mean_curve(runs, "val", "top1_error"), "-", color=c, lw=2.2, label=label)
-        style = [Line2D([], [], color="k", ls="--", lw=0.8, label="train"),
-                 Line2D([], [], color="k", lw=2.2, label="val")]  # fmt: skip
-        handles, _ = ax.get_legend_handles_labels()
-        ax.legend(handles=handles + style, fontsize=8)
-        ax.set(title=title, xlabel="iterations", ylabel="error (%)")
-        ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def plot_responses(responses: dict[str, list[float]], path: Path) -> Path:
-    """Figure 7 layout: std per layer in layer order (left) and sorted (right)."""
-    fig, (ax1, ax2) = _figure(2)
-    # Colour per depth (plain20 and resnet20 share one); other variants get their own.
-    key = {n: (_depth(_family_free(n)), _family_free(n)) for n in responses}
-    colour = _colours(list(key.values()))
-    for name, stds in responses.items():
-        style = dict(color=colour[key[name]], lw=1.4, label=name,
-                     ls="--" if name.startswith("plain") else "-")  # fmt: skip
-        ax1.plot(range(1, len(stds) + 1), stds, **style)
-        ax2.plot(range(1, len(stds) + 1), sorted(stds, reverse=True), **style)
-    ax1.set(title="layer index (original)", xlabel="layer index", ylabel="std")
-    ax2.set(title="layer index (sorted by magnitude)", xlabel="layer index", ylabel="std")
-    for ax in (ax1, ax2):
-        ax.legend(fontsize=7, ncol=2)
-        ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110)
-    return path
 
 
 # --- markdown ------------------------------------------------------------------------
@@ -365,10 +152,8 @@ def _summary_table(runs: list[Run]) -> list[str]:
     header = ["model", "layers", "params (M)", "final train error (%)", "final val top-1 (%)",
               "best val top-1 (%)", "paper top-1 (%), full schedule"]  # fmt: skip
     rows = []
-    groups = _groups(runs)
-    for key in sorted(
-        groups, key=lambda k: (not groups[k][0].plain, _depth(groups[k][0].model), k)
-    ):
+    groups = seed_groups(runs)
+    for key in sorted(groups, key=lambda k: (not groups[k][0].plain, depth(groups[k][0].model), k)):
         g = groups[key]
         row = _row(g)
         try:
@@ -386,8 +171,8 @@ def _read_degradation(runs: list[Run]) -> list[str]:
     by_model: dict[str, list[Run]] = {}
     for r in runs:
         by_model.setdefault(r.model, []).append(r)
-    plain = sorted((m for m in by_model if by_model[m][0].plain), key=_depth)
-    res = sorted((m for m in by_model if not by_model[m][0].plain), key=_depth)
+    plain = sorted((m for m in by_model if by_model[m][0].plain), key=depth)
+    res = sorted((m for m in by_model if not by_model[m][0].plain), key=depth)
     batch = int(runs[0].config.get("batch_size", 128))
     train_n = 3 * batch  # the last 3 logged intervals' batches, at least
     val_n = min(r.val_n for r in runs) or 1
@@ -415,7 +200,7 @@ def _read_degradation(runs: list[Run]) -> list[str]:
             md.append(f"Residual nets: deeper is not better at this budget ({b} vs {a}: {gap}).")
         else:
             md.append(f"Residual nets: {b} and {a} are within sampling noise ({gap}).")
-    pairs = [(d, f"plain{d}", f"resnet{d}") for d in sorted({_depth(m) for m in by_model})]
+    pairs = [(d, f"plain{d}", f"resnet{d}") for d in sorted({depth(m) for m in by_model})]
     pairs = [(d, p, q) for d, p, q in pairs if tr.get(p) is not None and tr.get(q) is not None]
     if pairs:
         wins = [d for d, p, q in pairs if tr[q] < tr[p]]
@@ -429,7 +214,7 @@ def _read_degradation(runs: list[Run]) -> list[str]:
 def _shortcuts(runs: list[Run]) -> list[str]:
     header = ["option", "model", "params (M)", "final train error (%)", "final val top-1 (%)",
               "final val top-5 (%)", "best val top-1 (%)"]  # fmt: skip
-    groups = _groups(runs)
+    groups = seed_groups(runs)
     opts = sorted(groups, key=lambda k: (groups[k][0].shortcut or "", k))
     rows = []
     for key in opts:
@@ -495,11 +280,11 @@ def _very_deep(runs: list[Run]) -> list[str]:
 def _read_responses(responses: dict[str, list[float]]) -> list[str]:
     per_model: dict[str, list[float]] = {}
     for name, stds in responses.items():
-        m = _NAME.match(name)
+        m = RUN_NAME.match(name)
         per_model.setdefault(m["model"] if m else name, []).append(sum(stds) / len(stds))
     avg = {k: sum(v) / len(v) for k, v in per_model.items()}
     md = []
-    depths = sorted({_depth(k) for k in avg})
+    depths = sorted({depth(k) for k in avg})
     pairs = [(d, avg[f"plain{d}"], avg[f"resnet{d}"]) for d in depths
              if f"plain{d}" in avg and f"resnet{d}" in avg]  # fmt: skip
     if pairs:
@@ -508,7 +293,7 @@ def _read_responses(responses: dict[str, list[float]]) -> list[str]:
         md.append(f"Mean response std, residual vs plain: {detail}. The residual net's responses "
                   f"are smaller at {len(smaller)} of {len(pairs)} depths (the paper: ResNets "
                   "have generally smaller responses than their plain counterparts).")  # fmt: skip
-    res = sorted((k for k in avg if k.startswith("resnet")), key=_depth)
+    res = sorted((k for k in avg if k.startswith("resnet")), key=depth)
     if len(res) >= 2:
         a, b = res[0], res[-1]
         verdict = "smaller" if avg[b] < avg[a] else "not smaller"
@@ -524,9 +309,9 @@ def write_report(folder: str | Path) -> Path:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such experiment folder")
-    meta = _json(folder / "experiment.json") or {}
+    meta = read_json(folder / "experiment.json") or {}
     runs = load_runs(folder)
-    responses = _json(folder / "responses.json")
+    responses = read_json(folder / "responses.json")
     name = meta.get("experiment") or infer_experiment(runs, responses is not None)
     if not runs and not responses:
         raise FileNotFoundError(f"{folder}: no runs/*/metrics.jsonl and no responses.json")
@@ -534,15 +319,15 @@ def write_report(folder: str | Path) -> Path:
     if runs:
         if name in ("degradation", "imagenet-degradation"):
             panels: list[Panel] = [
-                (title, [(f"{_depth(k)}-layer", _depth(k), g) for k, g in
-                         sorted(_groups(runs).items(), key=lambda kv: _depth(kv[0]))
+                (title, [(f"{depth(k)}-layer", depth(k), g) for k, g in
+                         sorted(seed_groups(runs).items(), key=lambda kv: depth(kv[0]))
                          if g[0].plain == plain])
                 for title, plain in (("plain", True), ("ResNet", False))
             ]  # fmt: skip
             caption = ("Training error (dashed thin) and validation error (bold) against "
                        "iterations; plain networks left, residual networks right.")  # fmt: skip
         else:
-            panels = [(name, [(k, k, g) for k, g in _groups(runs).items()])]
+            panels = [(name, [(k, k, g) for k, g in seed_groups(runs).items()])]
             caption = "Training error (dashed thin) and validation error (bold) against iterations."
         plot_curves(panels, folder / "curves.png")
         md += ["## Training curves", "", "![training curves](curves.png)", "", caption, ""]

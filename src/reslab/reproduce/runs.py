@@ -1,0 +1,146 @@
+"""The runs of an experiment folder, read back from their files: FOLDER/runs/NAME/
+{config.json, metrics.jsonl, summary.json}, and what their names say."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RUN_NAME = re.compile(r"^(?P<model>[a-z]+\d+)(?:-(?P<shortcut>[A-Z]|none))?-s(?P<seed>\d+)$")
+
+
+@dataclass
+class Run:
+    name: str
+    model: str
+    shortcut: str | None
+    seed: int
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    train: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl "train" records
+    val: list[dict[str, Any]] = field(default_factory=list)  # "eval" records on val
+    params: float | None = None  # millions
+
+    @property
+    def plain(self) -> bool:
+        return self.model.startswith("plain") or self.shortcut == "none"
+
+    @property
+    def layers(self) -> int | None:
+        from ..models import get_spec
+
+        try:
+            return get_spec(self.model).layers
+        except ValueError:
+            return None
+
+    @property
+    def final_train(self) -> float | None:
+        """Training error (%) at the end: the mean of the last 3 logged intervals."""
+        last = [r["error"] for r in self.train[-3:] if "error" in r]
+        return sum(last) / len(last) if last else None
+
+    @property
+    def final_val(self) -> float | None:
+        rec = self.summary.get("final_eval") or (self.val[-1] if self.val else {})
+        return rec.get("top1_error")
+
+    @property
+    def best_val(self) -> float | None:
+        errs = [r["top1_error"] for r in self.val]
+        return self.summary.get("best_val_top1_error", min(errs) if errs else None)
+
+    @property
+    def val_n(self) -> int:
+        rec = self.summary.get("final_eval") or (self.val[-1] if self.val else {})
+        return int(rec.get("n", 0))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _params(run_dir: Path, model: str, shortcut: str | None) -> float | None:
+    """Millions of parameters, from the checkpoint's build arguments if there is one
+    (an ImageFolder run's fc has its own class count), built on the meta device."""
+    import torch
+
+    from ..models import create_model
+
+    args: dict[str, Any] = {"name": model, "shortcut": shortcut}
+    for name in ("last.pt", "best.pt"):
+        path = run_dir / "checkpoints" / name
+        if path.is_file():
+            try:
+                ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                args = dict(ckpt["model_args"])
+                break
+            except Exception:  # an unreadable checkpoint: fall back to the registry
+                continue
+    args.pop("weights", None)
+    try:
+        with torch.device("meta"):
+            net = create_model(**args)
+    except (ValueError, TypeError):
+        return None
+    return sum(p.numel() for p in net.parameters()) / 1e6
+
+
+def load_runs(folder: str | Path) -> list[Run]:
+    """Every run folder under FOLDER/runs/, sorted by name."""
+    runs = []
+    for d in sorted(Path(folder).glob("runs/*")):
+        cfg = read_json(d / "config.json") or {}
+        m = RUN_NAME.match(d.name)
+        model = cfg.get("model") or (m["model"] if m else None)
+        if model is None or not (d / "metrics.jsonl").is_file():
+            continue
+        shortcut = cfg.get("shortcut", m["shortcut"] if m else None)
+        seed = int(cfg.get("seed", m["seed"] if m else 0))
+        run = Run(d.name, model, shortcut, seed, cfg, read_json(d / "summary.json") or {})
+        for line in (d / "metrics.jsonl").read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+            if rec.get("kind") == "train":
+                run.train.append(rec)
+            elif rec.get("kind") == "eval" and rec.get("split") == "val":
+                run.val.append(rec)
+        run.params = _params(d, model, shortcut)
+        runs.append(run)
+    return runs
+
+
+def infer_experiment(runs: list[Run], has_responses: bool) -> str:
+    """The experiment a folder without experiment.json most likely holds."""
+    models = {r.model for r in runs}
+    if not runs:
+        return "responses" if has_responses else "unknown"
+    if any(m.startswith("resnet1202") for m in models):
+        return "very-deep"
+    if len(models) == 1 and len({r.shortcut for r in runs}) > 1:
+        return "shortcuts"
+    family = "imagenet-" if any(m in ("plain18", "plain34", "resnet18", "resnet34") for m in models) else ""  # fmt: skip
+    return family + "degradation"
+
+
+def seed_groups(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs that differ only in their seed, keyed by the run name without "-s<seed>"."""
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(re.sub(r"-s\d+$", "", r.name), []).append(r)
+    return groups
+
+
+def family_free(name: str) -> str:
+    """ "plain32-A-s0" -> "32-A": what a colour stands for across plain and residual."""
+    return re.sub(r"-s\d+$", "", re.sub(r"^(plain|resnet)", "", name))
+
+
+def depth(model: str) -> int:
+    m = re.search(r"\d+", model)
+    return int(m[0]) if m else 0
