@@ -44,8 +44,8 @@ def load_model(model_or_path: nn.Module | str | Path, arch: str | None = None) -
     transform (and, with 1000 classes, the ImageNet names), the only one published
     with such weights. Run folders and reslab checkpoints use what they recorded.
     """
-    from .models import create_model
-    from .training.checkpoint import resolve
+    from ..models import create_model
+    from ..training.checkpoint import resolve
 
     if isinstance(model_or_path, nn.Module):
         model = model_or_path
