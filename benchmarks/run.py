@@ -92,8 +92,8 @@ def baseline_train(model_name: str, dataset, steps: int, batch: int, size: int,
 
 
 def reslab_train(model_name: str, dataset: str, data_dir: str, steps: int, batch: int,
-                 size: int | None, compile: bool = False, device: str = "cpu"
-                 ) -> float:  # fmt: skip
+                 size: int | None, compile: bool = False, device: str = "cpu",
+                 cuda_graphs: bool = False) -> float:  # fmt: skip
     """`reslab.train` itself: steady-state images/s of its second logging interval."""
     from reslab.config import make_config
     from reslab.training.loop import train
@@ -103,7 +103,7 @@ def reslab_train(model_name: str, dataset: str, data_dir: str, steps: int, batch
             "cifar-paper", model=model_name, dataset=dataset, data_dir=data_dir, out=out,
             batch_size=batch, iterations=2 * steps, log_every=steps, eval_every=10**9,
             checkpoint_every=10**9, val_size=0, image_size=size, progress=False,
-            compile=compile, milestones=(), device=device,
+            compile=compile, milestones=(), device=device, cuda_graphs=cuda_graphs,
         )  # fmt: skip
         train(cfg)
         recs = [json.loads(r) for r in (Path(out) / "metrics.jsonl").read_text().splitlines()]
@@ -297,7 +297,7 @@ def worker(case: str, variant: str, params: dict) -> dict:
         else:
             ips = reslab_train(p["model"], "cifar10", p["data_dir"], p["steps"], p["batch"],
                                None, compile=variant == "reslab+compile",
-                               device=p["device"])  # fmt: skip
+                               device=p["device"], cuda_graphs=variant == "reslab --cuda-graphs")  # fmt: skip
         from reslab import create_model
 
         flops = train_flops_per_image(create_model(p["model"]), 32)
@@ -394,7 +394,9 @@ def main() -> None:
                 "device": args.device,
             }
             variants = ("baseline", "reslab") + (("reslab+compile",) if args.compile else ())
-            variants += ("reslab+cudagraph",) if args.device == "cuda" else ()
+            variants += (
+                ("reslab --cuda-graphs", "reslab+cudagraph") if args.device == "cuda" else ()
+            )
             rows = [(v, record("cifar", v, p, measure("cifar", v, p, malloc=v != "baseline")))
                     for v in variants]  # fmt: skip
             side_by_side(f"1. CIFAR training end to end, {model}, batch {p['batch']}", rows,

@@ -227,6 +227,14 @@ def test_gpu_style_deferred_loss_reads_log_the_same(tiny_cifar, tmp_path, monkey
         train(cfg)
 
 
+def test_cuda_graphs_is_refused_clearly_where_it_cannot_run(tiny_cifar, tmp_path) -> None:
+    with pytest.raises(ValueError, match="exclude each other"):
+        make_config("cifar-paper", cuda_graphs=True, compile=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="needs a CUDA device"):
+            train(tiny_config(tiny_cifar, tmp_path / "g", cuda_graphs=True))
+
+
 def test_eval_numbers_hand_checked() -> None:
     scores = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.3, 0.5]])
     labels = torch.tensor([0, 1, 1, 0])

@@ -65,6 +65,7 @@ class TrainConfig:
     amp: bool | None = None  # mixed precision; None: on for CUDA
     channels_last: bool | None = None  # None: on (measured faster on CPU and GPU)
     compile: bool = False  # torch.compile the training step
+    cuda_graphs: bool = False  # CUDA: replay forward+backward as CUDA graphs (beyond the paper)
     threads: int | None = None  # CPU threads; None: all cores
     deterministic: bool = False  # bit-exact runs and resumes (CPU)
     sync_bn: bool = False  # DDP: SyncBatchNorm
@@ -176,6 +177,8 @@ def _check(cfg: TrainConfig) -> None:
         raise ValueError(f"scale must be in (0, 1000], got {cfg.scale}")
     if cfg.lr <= 0:
         raise ValueError(f"lr must be > 0, got {cfg.lr}")
+    if cfg.cuda_graphs and cfg.compile:
+        raise ValueError("cuda_graphs and compile exclude each other: choose one")
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:

@@ -60,6 +60,21 @@ def sync_every_step(device: torch.device, cfg: TrainConfig, schedule: ScheduleSt
     return device.type == "cpu" or warming
 
 
+def graphed(model: nn.Module, loader: Any, device: torch.device, ddp: bool, amp: bool):
+    """The model's forward and backward captured as CUDA graphs and replayed each step
+    (torch.cuda.make_graphed_callables): a few launches a step instead of hundreds, for
+    small nets whose GPU steps are bound by the host. Loss and optimizer stay eager. The
+    capture's warm-up runs three forward/backward passes on the first batch, which move
+    batch norm's running statistics a little; the weights are not touched."""
+    if device.type != "cuda":
+        raise ValueError(f"cuda_graphs needs a CUDA device; this run is on {device}")
+    if ddp:
+        raise ValueError("cuda_graphs is not supported with DDP (torchrun) yet")
+    sample = next(loader.epoch(0))[0]  # the shape every training batch has (drop_last)
+    with torch.autocast("cuda", torch.bfloat16, enabled=amp, cache_enabled=False):
+        return torch.cuda.make_graphed_callables(model, (sample,))
+
+
 def train(
     config: TrainConfig | dict[str, Any] | None = None,
     resume: str | Path | None = None,
@@ -132,6 +147,8 @@ def train(
     log = MetricsLog(run_dir / "metrics.jsonl", main, step if state else None, cfg.tensorboard)
     amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
     amp_dtype = torch.bfloat16
+    if cfg.cuda_graphs:
+        train_model = graphed(model, data.train, device, dist_info.enabled, amp)
 
     def save(kind: str) -> None:
         if not main:
@@ -211,7 +228,10 @@ def train(
                 group["lr"] = lr
 
             # --- the batch's path: forward, loss, backward, update ---
-            with torch.autocast(device.type, amp_dtype, enabled=amp):
+            # (autocast's weight-cast cache cannot live across CUDA graph replays)
+            with torch.autocast(
+                device.type, amp_dtype, enabled=amp, cache_enabled=not cfg.cuda_graphs
+            ):
                 logits = train_model(x)  # (B, K)
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
