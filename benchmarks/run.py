@@ -242,12 +242,9 @@ def inference_rounds(variants: list[str], params: dict, rounds: int) -> dict[str
     this keeps the comparison fair where back-to-back runs would not."""
     procs = {}
     for v in variants:
-        env = {k: val for k, val in os.environ.items() if k != "GLIBC_TUNABLES"}
-        if v != "eager":
-            env["GLIBC_TUNABLES"] = MALLOC
         cmd = [sys.executable, __file__, "--serve", "inference", v, json.dumps(params)]
-        procs[v] = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)  # fmt: skip
+        procs[v] = subprocess.Popen(cmd, env=worker_env(malloc=v != "eager"), stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     times: dict[str, list[float]] = {}
     failed: dict[str, dict] = {}
     for v, proc in procs.items():  # all build at once; timing starts when all are ready
@@ -318,12 +315,18 @@ def worker(case: str, variant: str, params: dict) -> dict:
 # ---------------------------------------------------------------------------- driver
 
 
-def measure(case: str, variant: str, params: dict, malloc: bool) -> dict:
+def worker_env(malloc: bool) -> dict[str, str]:
+    """This process's environment for a worker: with reslab's glibc malloc tuning, or
+    with the default allocator (what a hand-written baseline gets)."""
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     if malloc:
         env["GLIBC_TUNABLES"] = MALLOC
+    return env
+
+
+def measure(case: str, variant: str, params: dict, malloc: bool) -> dict:
     cmd = [sys.executable, __file__, "--worker", case, variant, json.dumps(params)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=worker_env(malloc), capture_output=True, text=True)
     if proc.returncode != 0:
         return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
