@@ -54,6 +54,15 @@ def _positive_scale(bn: nn.BatchNorm2d) -> bool:
     return bn.weight is None or bool((bn.weight > 0).all())
 
 
+def frozen_trace(module: nn.Module, example: Tensor) -> torch.jit.ScriptModule:
+    """`module` traced on `example` and frozen (weights as constants): the start of both
+    TorchScript modes. TorchScript is deprecated from torch 2.13; its warnings are
+    silenced here, and if it goes, optimize_for_inference falls back to fold."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.freeze(torch.jit.trace(module, example, check_trace=False))
+
+
 class OneDNNGraph(nn.Module):
     """A frozen TorchScript trace run with oneDNN Graph fusion (LLGA) switched on.
 
@@ -66,9 +75,7 @@ class OneDNNGraph(nn.Module):
     def __init__(self, folded: nn.Module, example: Tensor) -> None:
         super().__init__()
         self.eager = folded
-        with warnings.catch_warnings():  # TorchScript is deprecated from torch 2.13; if it
-            warnings.simplefilter("ignore", DeprecationWarning)  # goes, we fall back to fold
-            self.graph = torch.jit.freeze(torch.jit.trace(folded, example, check_trace=False))
+        self.graph = frozen_trace(folded, example)
         for _ in range(3):  # the profiling executor fuses on the second call of a shape
             self(example)
 
@@ -119,8 +126,7 @@ def optimize_for_inference(
                 # prepacks convolutions for oneDNN, runs faster on NCHW than channels-last.
                 folded = folded.to(memory_format=torch.contiguous_format)
                 x = x.contiguous()
-                traced = torch.jit.freeze(torch.jit.trace(folded, x, check_trace=False))
-                fast = torch.jit.optimize_for_inference(traced)
+                fast = torch.jit.optimize_for_inference(frozen_trace(folded, x))
             elif mode == "onednn":
                 fast = OneDNNGraph(folded, x)
             else:
