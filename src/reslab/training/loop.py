@@ -8,6 +8,7 @@ RUN/summary.json         final errors, wall time, images/s
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from .. import distributed
 from ..config import TrainConfig, make_config, save_config
@@ -60,17 +61,21 @@ def sync_every_step(device: torch.device, cfg: TrainConfig, schedule: ScheduleSt
     return device.type == "cpu" or warming
 
 
-def graphed(model: nn.Module, loader: Any, device: torch.device, ddp: bool, amp: bool):
-    """The model's forward and backward captured as CUDA graphs and replayed each step
-    (torch.cuda.make_graphed_callables): a few launches a step instead of hundreds, for
-    small nets whose GPU steps are bound by the host. Loss and optimizer stay eager. The
-    capture's warm-up runs three forward/backward passes on the first batch, which move
-    batch norm's running statistics a little; the weights are not touched."""
+def check_cuda_graphs(device: torch.device, ddp: bool) -> None:
+    """cuda_graphs is refused before anything is written where it cannot run."""
     if device.type != "cuda":
         raise ValueError(f"cuda_graphs needs a CUDA device; this run is on {device}")
     if ddp:
         raise ValueError("cuda_graphs is not supported with DDP (torchrun) yet")
-    sample = next(loader.epoch(0))[0]  # the shape every training batch has (drop_last)
+
+
+def graphed(model: nn.Module, sample: Tensor, amp: bool):
+    """The model's forward and backward captured as CUDA graphs and replayed each step
+    (torch.cuda.make_graphed_callables): a few launches a step instead of hundreds, for
+    small nets whose GPU steps are bound by the host. Loss and optimizer stay eager.
+    `sample` is a training batch (every one has its shape: drop_last). The capture's
+    warm-up runs three forward/backward passes on it, which move batch norm's running
+    statistics a little; the weights are not touched."""
     with torch.autocast("cuda", torch.bfloat16, enabled=amp, cache_enabled=False):
         return torch.cuda.make_graphed_callables(model, (sample,))
 
@@ -100,6 +105,8 @@ def train(
     device = pick_device(cfg.device)
     dist_info = distributed.setup(device)
     set_threads(cfg.threads, dist_info)
+    if cfg.cuda_graphs:
+        check_cuda_graphs(device, dist_info.enabled)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
@@ -117,10 +124,11 @@ def train(
         save_config(cfg, run_dir / "config.json")
 
     model, model_args = build_model(cfg, len(data.classes), device, dist_info, state is None)
+    first_images = functools.cache(lambda: next(data.train.epoch(0))[0])  # read once, if asked
     if state is None and cfg.init is None and hasattr(model, "init_from_data"):
         # Data-dependent init (fastresnet's whitening stem) from the first training batch;
         # under DDP, rank 0's result reaches every rank when DDP broadcasts the weights.
-        model.init_from_data(next(data.train.epoch(0))[0])
+        model.init_from_data(first_images())
     optimizer = build_optimizer(cfg, model)
     schedule = ScheduleState()
     step, best_error = 0, math.inf
@@ -148,7 +156,7 @@ def train(
     amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
     amp_dtype = torch.bfloat16
     if cfg.cuda_graphs:
-        train_model = graphed(model, data.train, device, dist_info.enabled, amp)
+        train_model = graphed(model, first_images(), amp)
 
     def save(kind: str) -> None:
         if not main:
