@@ -147,6 +147,24 @@ def test_augmentation_statistics() -> None:
     assert 0.45 < flipped < 0.55
 
 
+def _mirrored(loader: MemoryLoader, epoch: int) -> torch.Tensor:
+    """(N,) bool by image index: was the image mirrored in this epoch?"""
+    out = torch.zeros(loader.num_samples, dtype=torch.bool)
+    for x, y in loader.epoch(epoch):
+        out[y] = x[:, 0, :, :16].float().mean((1, 2)) > x[:, 0, :, 16:].float().mean((1, 2))
+    return out
+
+
+def test_alternate_flip_mirrors_each_image_every_other_epoch() -> None:
+    loader = _raw_loader(pad=0, alternate_flip=True)
+    epochs = [_mirrored(loader, e) for e in range(4)]
+    assert 0.45 < epochs[0].float().mean().item() < 0.55  # a fair coin once per image...
+    for a, b in zip(epochs, epochs[1:]):
+        assert torch.equal(a, ~b)  # ...then mirrored in exactly the other epochs
+    coins = [_mirrored(_raw_loader(pad=0), e) for e in range(2)]
+    assert not torch.equal(coins[0], ~coins[1])  # the default draws a coin every epoch
+
+
 def test_determinism_resume_and_sharding() -> None:
     full = _raw_loader()
     a, b = list(full.epoch(2)), list(full.epoch(2))

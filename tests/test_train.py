@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from reslab.config import make_config
-from reslab.evaluate import evaluate, topk_errors
+from reslab.evaluate import class_scores, evaluate, topk_errors
 from reslab.training import checkpoint as ckpt_io
 from reslab.training import loop
 from reslab.training.loop import TrainingDiverged, train
@@ -259,6 +259,28 @@ def test_evaluate_ten_crop_and_scales_average() -> None:
     assert evaluate(Fixed(), [(x[:, 0], y)])["top1_error"] == 50.0  # view 1 alone: image 0 wrong
 
 
+def test_shifted_views_weigh_a_half_and_two_quarters() -> None:
+    class Pixel(torch.nn.Module):
+        def forward(self, x):  # class 1 exactly when pixel (1, 1) is positive
+            return torch.stack([torch.zeros(len(x)), 100 * x[:, 0, 1, 1]], 1)
+
+    x = -torch.ones(1, 1, 4, 4)  # the zero padding says class 0
+    x[0, 0, 1, 1] = 1.0  # the untranslated view says class 1
+
+    def one(x: torch.Tensor, shift: int) -> torch.Tensor:  # the score of class 1
+        return class_scores(Pixel(), [(x, torch.tensor([1]))], shift=shift)[0][0, 1]
+
+    assert one(x, 0).item() == pytest.approx(1.0)
+    # shift 1 also reads pixel (0, 0) (image moved down-right) and (2, 2) (up-left)
+    assert one(x, 1).item() == pytest.approx(0.5)
+    x[0, 0, 2, 2] = 1.0
+    assert one(x, 1).item() == pytest.approx(0.75)
+    x[0, 0, 0, 0] = 1.0
+    assert one(x, 1).item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="shift"):
+        one(x, 4)
+
+
 def test_cli_train_and_eval(tiny_cifar: Path, tmp_path: Path, capsys) -> None:
     from reslab.cli import main
 
@@ -267,8 +289,8 @@ def test_cli_train_and_eval(tiny_cifar: Path, tmp_path: Path, capsys) -> None:
             "--data-dir", str(tiny_cifar), "--out", str(run), "--iterations", "4",
             "--batch-size", "32", "--val-size", "64", "--eval-every", "2", "--no-progress"]  # fmt: skip
     assert main(argv) == 0
-    assert main(["eval", str(run), "--split", "test", "--flip"]) == 0
-    out = json.loads((run / "eval-test-center-flip.json").read_text())
+    assert main(["eval", str(run), "--split", "test", "--flip", "--shift", "2"]) == 0
+    out = json.loads((run / "eval-test-center-flip-shift2.json").read_text())
     assert out["n"] == 64 and 0 <= out["top1_error"] <= 100
     assert main(["eval", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().err

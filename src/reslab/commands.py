@@ -104,7 +104,8 @@ def _eval(args: argparse.Namespace) -> int:
     scales = [int(s) for s in args.scales.split(",")] if args.scales else None
     res = evaluate_run(
         args.model, data_dir=args.data_dir, dataset=args.dataset, split=args.split,
-        ten_crop=args.ten_crop, scales=scales, flip=args.flip, batch_size=args.batch_size,
+        ten_crop=args.ten_crop, scales=scales, flip=args.flip, shift=args.shift,
+        batch_size=args.batch_size,
         device=args.device, arch=args.arch,
     )  # fmt: skip
     print(
@@ -147,6 +148,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--scales", help="fully-convolutional multi-scale test, e.g. 224,256,384,480,640"
     )
     p.add_argument("--flip", action="store_true", help="also average horizontally flipped views")
+    p.add_argument(
+        "--shift",
+        type=int,
+        default=0,
+        metavar="PX",
+        help="also average views translated by PX pixels both ways (airbench's test-time shifts)",
+    )
     p.add_argument("--batch-size", type=int, default=200)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="JSON file to write (default: RUN/eval-SPLIT-VIEW.json)")

@@ -32,6 +32,7 @@ class TrainConfig:
     augment: str = "paper"  # "paper" | "rrc" | "none"
     crop_pad: int | None = None  # CIFAR random-crop padding, px; None: image_size / 8 (4 at 32)
     cutout: int = 0  # CIFAR: a random square of this side (px) set to the mean colour; 0: off
+    alternate_flip: bool = False  # CIFAR: mirror each image in every other epoch (airbench)
     workers: int = 2  # JPEG decoding processes
     limit: int | None = None  # use only this many training images (smoke runs)
     download: bool = False  # fetch the official CIFAR archive (MD5-checked) if absent
@@ -60,6 +61,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     eval_batch_size: int = 500
     eval_flip: bool = False  # evaluation also scores mirrored images (test-time augmentation)
+    eval_shift: int = 0  # ...and images translated by this many px both ways (airbench's TTA)
     # --- system ---
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     amp: bool | None = None  # mixed precision; None: on for CUDA
@@ -123,9 +125,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         "model": "fastresnet",
         "batch_size": 512,
         "schedule": "onecycle",
-        "iterations": 2_490,
+        "iterations": 2_400,
         "milestones": (),
-        "warmup_iters": 498,
+        "warmup_iters": 480,
         "lr": 0.8,
         "weight_decay": 5e-4,
         "decay_norm_and_bias": False,
@@ -133,8 +135,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         "label_smoothing": 0.2,
         "normalize": "channel",
         "crop_pad": 2,
+        "alternate_flip": True,
         "eval_flip": True,
-        "eval_every": 830,
+        "eval_shift": 1,
+        "eval_every": 800,
         "log_every": 30,
         "checkpoint_every": 100,
     },

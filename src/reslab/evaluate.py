@@ -3,7 +3,8 @@
 Views (section 3.4 "Testing"): a centre crop; 10-crop (4 corners + centre and their
 flips, scores averaged); and fully-convolutional testing where whole images are
 resized to several scales ({224, 256, 384, 480, 640}) and the class scores of all
-scales are averaged. `flip=True` adds the mirror image of every view.
+scales are averaged. `flip=True` adds the mirror image of every view; `shift=s` adds
+copies translated by s px (beyond the paper: airbench's test-time augmentation).
 """
 
 from __future__ import annotations
@@ -15,24 +16,46 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def _softmax(model: nn.Module, x: Tensor, flip: bool) -> Tensor:
+    p = F.softmax(model(x).float(), dim=1)
+    if flip:
+        p = (p + F.softmax(model(x.flip(-1)).float(), dim=1)) / 2
+    return p
+
+
 @torch.no_grad()
 def class_scores(
-    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], flip: bool = False
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    flip: bool = False,
+    shift: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """Softmax scores (N, K) and labels (N,) over a loader's batches, in loader order.
 
     A batch of shape (B, V, C, H, W) holds V views per image (e.g. 10-crop); their
     softmax scores are averaged, as are those of the flipped copies with flip=True.
+    shift=s > 0 also scores every view translated by s px down-right and up-left
+    (zero padding: the mean colour of normalised inputs, as in training's random crops),
+    with their mirrors under flip=True. As in airbench (Jordan, 2024) the untranslated
+    scores weigh 1/2 and each translation 1/4.
     """
+    if shift < 0:
+        raise ValueError(f"shift must be >= 0 px, not {shift}")
     was_training = model.training
     model.eval()
     scores, labels = [], []
     for x, y in batches:
         views = x.shape[1] if x.dim() == 5 else 1
         x = x.flatten(0, 1) if x.dim() == 5 else x  # (B*V, C, H, W)
-        p = F.softmax(model(x).float(), dim=1)
-        if flip:
-            p = (p + F.softmax(model(x.flip(-1)).float(), dim=1)) / 2
+        p = _softmax(model, x, flip)
+        if shift:
+            h, w = x.shape[-2:]
+            if shift >= min(h, w):
+                raise ValueError(f"shift {shift} px needs images larger than {h}x{w}")
+            xp = F.pad(x, (shift,) * 4)
+            down = _softmax(model, xp[..., :h, :w], flip)
+            up = _softmax(model, xp[..., 2 * shift :, 2 * shift :], flip)
+            p = p / 2 + (down + up) / 4
         scores.append(p.view(-1, views, p.shape[1]).mean(1).cpu())
         labels.append(y.cpu())
     model.train(was_training)
@@ -58,6 +81,7 @@ def evaluate(
     model: nn.Module,
     *loaders: Iterable[tuple[Tensor, Tensor]],
     flip: bool = False,
+    shift: int = 0,
     ks: Sequence[int] = (1, 5),
 ) -> dict[str, float]:
     """Errors of `model` on a loader's batches, e.g. `evaluate(model, data.val.epoch(0))`.
@@ -67,7 +91,7 @@ def evaluate(
     """
     if not loaders:
         raise ValueError("evaluate needs at least one loader")
-    runs = [class_scores(model, batches, flip) for batches in loaders]
+    runs = [class_scores(model, batches, flip, shift) for batches in loaders]
     for _, labels in runs[1:]:
         if not torch.equal(labels, runs[0][1]):
             raise ValueError("multi-scale evaluation: the loaders list different images")

@@ -43,6 +43,7 @@ def evaluate_run(
     ten_crop: bool = False,
     scales: list[int] | None = None,
     flip: bool = False,
+    shift: int = 0,
     batch_size: int = 200,
     device: str = "auto",
     arch: str | None = None,
@@ -73,9 +74,9 @@ def evaluate_run(
     if scales:
         loaders = [data.eval_loader(split, "full", s).epoch(0) for s in scales]
         view = "scales-" + "-".join(map(str, scales))
-        res = evaluate(model, *loaders, flip=flip)
+        res = evaluate(model, *loaders, flip=flip, shift=shift)
     else:
         view = "ten-crop" if ten_crop else "center"
-        res = evaluate(model, data.eval_loader(split, view).epoch(0), flip=flip)
-    view += "-flip" if flip else ""
+        res = evaluate(model, data.eval_loader(split, view).epoch(0), flip=flip, shift=shift)
+    view += ("-flip" if flip else "") + (f"-shift{shift}" if shift else "")
     return {**res, "split": split, "view": view, "checkpoint": str(resolve(model_path))}

@@ -104,6 +104,7 @@ def build_data(
     limit: int | None = None,  # first `limit` training images after a seeded shuffle
     crop_pad: int | None = None,  # CIFAR random-crop padding, px; None: image_size / 8
     cutout: int = 0,  # CIFAR: side of a random square set to the mean colour, px; 0: off
+    alternate_flip: bool = False,  # CIFAR: mirror each image in every other epoch
 ) -> Data:
     kind = KINDS.get(dataset.lower())
     if kind is None:
@@ -115,6 +116,8 @@ def build_data(
     for key, value in (("crop_pad", crop_pad), ("cutout", cutout or None)):
         if value is not None and (kind != "memory" or value < 0):
             raise DatasetError(f"{key}={value} needs a CIFAR dataset and a value >= 0")
+    if alternate_flip and kind != "memory":
+        raise DatasetError(f"alternate_flip needs a CIFAR dataset, not {dataset}")
     if not 0 <= rank < world_size:
         raise DatasetError(f"rank {rank} outside world_size {world_size}")
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
@@ -128,7 +131,7 @@ def build_data(
             dataset.lower(), Path(data_dir), cache, download_ok=download, strict=strict
         )
         return _memory_data(src, image_size or 32, normalize, crop_pad=crop_pad, cutout=cutout,
-                            **common)  # fmt: skip
+                            alternate_flip=alternate_flip, **common)  # fmt: skip
     root = find_tree(Path(data_dir), cache)
     return _folder_data(index_tree(root), image_size or 224, normalize, workers=workers, **common)
 
@@ -141,7 +144,7 @@ def _resize(x: torch.Tensor | None, size: int) -> torch.Tensor | None:
 
 
 def _memory_data(src, image_size, normalize, *, device, eval_batch_size, augment, crop_pad,
-                 cutout, **kw) -> Data:  # fmt: skip
+                 cutout, alternate_flip, **kw) -> Data:  # fmt: skip
     tr, va = split_indices(len(src.train_x), kw["val_size"], kw["split_seed"], kw["limit"])
     x = _resize(src.train_x, image_size).to(device)
     y = src.train_y.to(device)
@@ -156,6 +159,7 @@ def _memory_data(src, image_size, normalize, *, device, eval_batch_size, augment
         *parts["train"], norm, batch_size=kw["batch_size"], train=True, seed=kw["seed"],
         pad=pad, rank=kw["rank"], world_size=kw["world_size"],
         channels_last=kw["channels_last"], augment=augment != "none", cutout=cutout,
+        alternate_flip=alternate_flip,
     )  # fmt: skip
 
     def make_eval(split: str, view: str, scale: int | None) -> Loader | None:

@@ -60,7 +60,9 @@ class MemoryLoader(Loader):
 
     train=True: shuffled, random crop (zero padding `pad`) and flip, drop_last;
     with `cutout` > 0 also a cutout x cutout square set to the mean colour (DeVries &
-    Taylor 2017; beyond the paper).
+    Taylor 2017; beyond the paper); with `alternate_flip` each image is mirrored in
+    every other epoch, starting from a random choice per image, rather than by a coin
+    in every epoch (airbench, Jordan 2024; beyond the paper).
     Each epoch draws its permutation and the crop/flip parameters for every
     sample up front, so a global batch's parameters are a slice of them.
     """
@@ -82,9 +84,10 @@ class MemoryLoader(Loader):
         scale: int | None = None,
         augment: bool = True,
         cutout: int = 0,
+        alternate_flip: bool = False,
     ) -> None:
         self.x, self.y, self.norm = x, y, normalizer
-        self.augment, self.cutout = augment, cutout
+        self.augment, self.cutout, self.alternate_flip = augment, cutout, alternate_flip
         self.batch_size, self.train, self.seed, self.pad = batch_size, train, seed, pad
         self.lo, self.hi = shard_bounds(batch_size, rank, world_size) if train else (0, batch_size)
         self.channels_last, self.view, self.scale = channels_last, view, scale
@@ -116,6 +119,9 @@ class MemoryLoader(Loader):
         oy = torch.from_numpy(rng.integers(0, 2 * self.pad + 1, n)).to(dev)
         ox = torch.from_numpy(rng.integers(0, 2 * self.pad + 1, n)).to(dev)
         flip = torch.from_numpy(rng.random(n) < 0.5).to(dev)
+        if self.alternate_flip:  # image i is mirrored in epochs of one parity: first[i] ^ odd
+            first = torch.from_numpy(epoch_rng(self.seed, 0, 1).random(n) < 0.5).to(dev)
+            flip = first[perm] ^ bool(epoch % 2)
         h, w = self.x.shape[-2:]
         if self.cutout:  # drawn after the crops, so runs without cutout keep their stream
             cy = torch.from_numpy(rng.integers(0, h, n)).to(dev)

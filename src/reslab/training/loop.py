@@ -198,7 +198,7 @@ def train(
             return None
         split = "val" if data.val is not None else "test"
         with torch.autocast(device.type, amp_dtype, enabled=amp):
-            res = evaluate(model, loader.epoch(0), flip=cfg.eval_flip)
+            res = evaluate(model, loader.epoch(0), flip=cfg.eval_flip, shift=cfg.eval_shift)
         record = {"kind": "eval", "split": split, "step": step, "epoch": step / per_epoch}
         return {**record, **res, "wall": time.time() - t0 + wall_before}
 
@@ -336,7 +336,9 @@ def train(
     if device.type == "cuda":
         summary["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     if status == "finished" and data.test is not None and data.val is not None:
-        summary["test"] = evaluate(model, data.test.epoch(0), flip=cfg.eval_flip)
+        summary["test"] = evaluate(
+            model, data.test.epoch(0), flip=cfg.eval_flip, shift=cfg.eval_shift
+        )
     if main:
         last_eval = [
             json.loads(r)

@@ -66,6 +66,7 @@ def load_data(cfg: TrainConfig, device: torch.device, dist_info: DistInfo) -> Da
         strict=cfg.strict,
         crop_pad=cfg.crop_pad,
         cutout=cfg.cutout,
+        alternate_flip=cfg.alternate_flip,
     )
 
 
