@@ -16,6 +16,7 @@ from reslab.config import make_config
 from reslab.data.loaders import cutout
 from reslab.inference import fold_batchnorm
 from reslab.models import create_model
+from reslab.training.ema import WeightEMA
 from reslab.training.loop import train
 
 
@@ -89,7 +90,7 @@ def test_speedrun_recipe_trains_resumes_and_reports_flip_tta(
     cfg = dict(
         recipe="cifar-speedrun", data_dir=str(tiny_cifar), batch_size=32, val_size=64,
         iterations=6, warmup_iters=2, eval_every=3, checkpoint_every=3, log_every=3,
-        eval_batch_size=64, model_args={"widths": [8, 16, 16]}, cutout=8,
+        eval_batch_size=64, model_args={"widths": [8, 16, 16]}, cutout=8, ema_decay=0.9,
         deterministic=True, progress=False, threads=1,
     )  # fmt: skip
     whole = train(make_config(**{**cfg, "out": str(tmp_path / "whole")}))
@@ -102,7 +103,29 @@ def test_speedrun_recipe_trains_resumes_and_reports_flip_tta(
     assert part.status == "stopped"
     resumed = train(resume=tmp_path / "part")
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # the averages, after a resume too
+    last = torch.load(tmp_path / "whole/checkpoints/last.pt", weights_only=True)
+    assert last["ema_updates"] == 6
+    assert torch.equal(last["model"]["fc.weight"], whole.model.state_dict()["fc.weight"])
+    assert not torch.equal(last["model"]["fc.weight"], last["train_model"]["fc.weight"])
+
+
+def test_weight_ema_averages_floats_and_copies_counters() -> None:
+    net = nn.BatchNorm1d(2)
+    ema = WeightEMA(net, decay=0.5)
+    start = net.weight.detach().clone()  # ones
+    with torch.no_grad():
+        net.weight.fill_(3.0)
+    net.num_batches_tracked.fill_(7)
+    ema.update()  # warm-up decay min(0.5, 2/11): the new weights count 9/11
+    torch.testing.assert_close(ema.model.weight, start + (3.0 - start) * 9 / 11)
+    assert ema.model.num_batches_tracked.item() == 7
+    for _ in range(50):
+        ema.update()
+    torch.testing.assert_close(ema.model.weight, torch.full((2,), 3.0))
+    assert not ema.model.weight.requires_grad and not ema.model.training
+    with pytest.raises(ValueError, match="ema_decay"):
+        WeightEMA(net, decay=1.0)
 
 
 def test_public_train_is_the_function_whatever_was_imported_first() -> None:

@@ -73,6 +73,8 @@ def test_unknown_config_key_is_an_error() -> None:
         make_config("cifar-paper", bach_size=3)
     with pytest.raises(ValueError, match="unknown recipe"):
         make_config("cifar-fastest")
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        make_config("cifar-paper", ema_decay=1.0)
 
 
 def test_train_end_to_end(tiny_cifar: Path, tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     decay_norm_and_bias: bool = True  # the paper decays every weight; modern recipes skip BN/bias
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0  # > 0: evaluate and save a moving average of the weights (timm's EMA)
     schedule: str = "step"  # step | cosine | onecycle | plateau
     iterations: int = 64_000  # total steps (the paper's CIFAR budget)
     milestones: tuple[int, ...] = (32_000, 48_000)  # step schedule: lr x gamma at each
@@ -181,6 +182,10 @@ def _check(cfg: TrainConfig) -> None:
         raise ValueError(f"scale must be in (0, 1000], got {cfg.scale}")
     if cfg.lr <= 0:
         raise ValueError(f"lr must be > 0, got {cfg.lr}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise ValueError(f"ema_decay must be in [0, 1) (0: no average), got {cfg.ema_decay}")
+    if cfg.eval_shift < 0:
+        raise ValueError(f"eval_shift must be >= 0 px, got {cfg.eval_shift}")
     if cfg.cuda_graphs and cfg.compile:
         raise ValueError("cuda_graphs and compile exclude each other: choose one")
 

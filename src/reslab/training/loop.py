@@ -29,6 +29,7 @@ from ..errors import ReslabError
 from ..evaluate import evaluate
 from ..models import get_spec
 from . import checkpoint as ckpt_io
+from .ema import WeightEMA
 from .recipes import (
     ScheduleState,
     learning_rate,
@@ -133,8 +134,14 @@ def train(
     schedule = ScheduleState()
     step, best_error = 0, math.inf
     acc = {"loss": 0.0, "wrong": 0, "seen": 0}  # running sums of the current log interval
+    # With an EMA, checkpoints keep the average as "model" (what eval, export and
+    # fine-tuning load) and the trained weights as "train_model" (what a resume needs).
+    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    eval_model = ema.model if ema is not None else model
     if state is not None:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.get("train_model", state["model"]))
+        if ema is not None and "ema_updates" in state:
+            ema.load_state_dict({"model": state["model"], "updates": state["ema_updates"]})
         optimizer.load_state_dict(state["optimizer"])
         schedule = ScheduleState.from_dict(state["schedule"])
         step, best_error, acc = state["step"], state["best"], state["interval"]
@@ -164,7 +171,7 @@ def train(
         payload = {
             "format": ckpt_io.FORMAT,
             "version": ckpt_io.VERSION,
-            "model": model.state_dict(),
+            "model": eval_model.state_dict(),
             "model_args": model_args,
             "classes": data.classes,
             "normalization": data.normalization,
@@ -178,6 +185,8 @@ def train(
         if kind == "best":
             ckpt_io.atomic_save(payload, folder / ckpt_io.BEST)
             return
+        if ema is not None:
+            payload.update(train_model=model.state_dict(), ema_updates=ema.updates)
         payload.update(
             optimizer=optimizer.state_dict(),
             schedule=schedule.to_dict(),
@@ -198,7 +207,7 @@ def train(
             return None
         split = "val" if data.val is not None else "test"
         with torch.autocast(device.type, amp_dtype, enabled=amp):
-            res = evaluate(model, loader.epoch(0), flip=cfg.eval_flip, shift=cfg.eval_shift)
+            res = evaluate(eval_model, loader.epoch(0), flip=cfg.eval_flip, shift=cfg.eval_shift)
         record = {"kind": "eval", "split": split, "step": step, "epoch": step / per_epoch}
         return {**record, **res, "wall": time.time() - t0 + wall_before}
 
@@ -245,6 +254,8 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                ema.update()
             step += 1
 
             # Running sums stay on the device; reading them back waits for the device,
@@ -337,7 +348,7 @@ def train(
         summary["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     if status == "finished" and data.test is not None and data.val is not None:
         summary["test"] = evaluate(
-            model, data.test.epoch(0), flip=cfg.eval_flip, shift=cfg.eval_shift
+            eval_model, data.test.epoch(0), flip=cfg.eval_flip, shift=cfg.eval_shift
         )
     if main:
         last_eval = [
@@ -349,7 +360,7 @@ def train(
             summary["final_eval"] = last_eval[-1]
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     distributed.cleanup()
-    return TrainResult(run_dir, status, step, summary, model)
+    return TrainResult(run_dir, status, step, summary, eval_model)
 
 
 __all__ = ["TrainResult", "TrainingDiverged", "train"]
