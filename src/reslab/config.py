@@ -134,6 +134,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "decay_norm_and_bias": False,
         "nesterov": True,
         "label_smoothing": 0.2,
+        "ema_decay": 0.99,
         "normalize": "channel",
         "crop_pad": 2,
         "alternate_flip": True,
