@@ -43,30 +43,23 @@ def set_threads(threads: int | None, dist_info: DistInfo) -> None:
     torch.set_num_threads(threads)
 
 
+# TrainConfig fields that build_data takes under the same name.
+DATA_FIELDS = (
+    "batch_size", "eval_batch_size", "val_size", "split_seed", "seed", "image_size",
+    "normalize", "augment", "workers", "limit", "download", "strict", "crop_pad", "cutout",
+    "alternate_flip",
+)  # fmt: skip
+
+
 def load_data(cfg: TrainConfig, device: torch.device, dist_info: DistInfo) -> Data:
-    channels_last = cfg.channels_last if cfg.channels_last is not None else True
     return build_data(
         cfg.dataset,
         os.path.expanduser(cfg.data_dir),
-        batch_size=cfg.batch_size,
-        eval_batch_size=cfg.eval_batch_size,
-        val_size=cfg.val_size,
-        split_seed=cfg.split_seed,
-        seed=cfg.seed,
-        image_size=cfg.image_size,
-        normalize=cfg.normalize,
-        augment=cfg.augment,
-        workers=cfg.workers,
         device=device,
         rank=dist_info.rank,
         world_size=dist_info.world_size,
-        channels_last=channels_last,
-        limit=cfg.limit,
-        download=cfg.download,
-        strict=cfg.strict,
-        crop_pad=cfg.crop_pad,
-        cutout=cfg.cutout,
-        alternate_flip=cfg.alternate_flip,
+        channels_last=cfg.channels_last if cfg.channels_last is not None else True,
+        **{name: getattr(cfg, name) for name in DATA_FIELDS},
     )
 
 
