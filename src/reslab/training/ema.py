@@ -44,12 +44,10 @@ class WeightEMA:
         for e, t in zip(self._ema_o, self._live_o):
             e.copy_(t)
 
-    def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.updates = int(state["updates"])
+    def load(self, weights: dict, updates: int) -> None:
+        """Restore an average saved as `weights` after `updates` updates (a resume)."""
+        self.model.load_state_dict(weights)
+        self.updates = int(updates)
 
 
 __all__ = ["WeightEMA"]

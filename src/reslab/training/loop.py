@@ -136,18 +136,20 @@ def train(
     acc = {"loss": 0.0, "wrong": 0, "seen": 0}  # running sums of the current log interval
     # With an EMA, checkpoints keep the average as "model" (what eval, export and
     # fine-tuning load) and the trained weights as "train_model" (what a resume needs).
-    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
-    eval_model = ema.model if ema is not None else model
     if state is not None:
         model.load_state_dict(state.get("train_model", state["model"]))
-        if ema is not None and "ema_updates" in state:
-            ema.load_state_dict({"model": state["model"], "updates": state["ema_updates"]})
         optimizer.load_state_dict(state["optimizer"])
         schedule = ScheduleState.from_dict(state["schedule"])
         step, best_error, acc = state["step"], state["best"], state["interval"]
         set_rng_state(state["rng"])
         if main:
             print(f"resuming {run_dir} at step {step} from {state_path}")
+    # Made after a resume's weights are in, so an average first asked for on resume
+    # starts from them, not from the fresh initialisation.
+    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    if ema is not None and state is not None and "ema_updates" in state:
+        ema.load(state["model"], state["ema_updates"])
+    eval_model = ema.model if ema is not None else model
 
     train_model: nn.Module = model
     if dist_info.enabled:
