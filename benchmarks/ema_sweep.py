@@ -63,9 +63,9 @@ def score(args: argparse.Namespace) -> None:
     except FileNotFoundError:
         pass
     model = loaded.model.to(memory_format=torch.channels_last)
+    views = data.eval_loader("val", "center")
     for name, state in weights.items():
         model.load_state_dict(state)
-        views = data.eval_loader("val", "center")
         tta = evaluate(model, views.epoch(0), flip=True, shift=1)
         centre = evaluate(model, views.epoch(0))
         print(

@@ -118,7 +118,7 @@ class MemoryLoader(Loader):
         perm = torch.from_numpy(rng.permutation(n)).to(dev)
         oy = torch.from_numpy(rng.integers(0, 2 * self.pad + 1, n)).to(dev)
         ox = torch.from_numpy(rng.integers(0, 2 * self.pad + 1, n)).to(dev)
-        flip = torch.from_numpy(rng.random(n) < 0.5).to(dev)
+        flip = torch.from_numpy(rng.random(n) < 0.5).to(dev)  # drawn always: keeps the stream
         if self.alternate_flip:  # image i is mirrored in epochs of one parity: first[i] ^ odd
             first = torch.from_numpy(epoch_rng(self.seed, 0, 1).random(n) < 0.5).to(dev)
             flip = first[perm] ^ bool(epoch % 2)
