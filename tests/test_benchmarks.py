@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +31,18 @@ def test_benchmark_quick(tmp_path: Path) -> None:
     assert all(r["images_per_s"] > 0 and r["train_gflop_per_image"] > 0 for r in cifar)
     mem = {r["variant"]: r["peak_rss_mb"] for r in rows if r["case"] == "memory"}
     assert set(mem) == {"no-checkpointing", "checkpointing"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (shutil.which("cc") or shutil.which("gcc")), reason="fused_bn.py needs a C compiler"
+)
+def test_fused_bn_experiment_quick() -> None:
+    """The fused batch-norm experiment builds, agrees with PyTorch and times both paths."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "fused_bn.py"), "--quick", "--models", "resnet20"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "largest relative error against PyTorch" in proc.stdout
+    assert "resnet20: PyTorch ops" in proc.stdout and "ratio" in proc.stdout
