@@ -46,3 +46,15 @@ def test_fused_bn_experiment_quick() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "largest relative error against PyTorch" in proc.stdout
     assert "resnet20: PyTorch ops" in proc.stdout and "ratio" in proc.stdout
+
+
+@pytest.mark.slow
+def test_compile_gain_runs_both_modes() -> None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "compile_gain.py"), "--models", "resnet20"]
+    cmd += ["--pairs", "1", "--batch", "4", "--seconds", "0.2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [r["mode"] for r in rows] == ["eager", "compile"]
+    assert all(r["images_per_s"] > 0 for r in rows)
+    assert "resnet20: compile / eager = " in proc.stdout

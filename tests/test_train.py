@@ -237,6 +237,68 @@ def test_cuda_graphs_is_refused_clearly_where_it_cannot_run(tiny_cifar, tmp_path
             train(tiny_config(tiny_cifar, tmp_path / "g", cuda_graphs=True))
 
 
+def test_compile_auto_only_where_measured_faster(monkeypatch) -> None:
+    from reslab.training import setup
+
+    monkeypatch.setattr(setup, "inductor_problem", lambda: None)
+    cpu = torch.device("cpu")
+
+    def decide(device=cpu, family="cifar", layers=20, ddp=False, **kw):
+        return setup.decide_compile(make_config("cifar-paper", **kw), device, family, layers, ddp)
+
+    on, why = decide()  # the paper's 64,000 steps of ResNet-20 on a CPU
+    assert on and "--no-compile" in why
+    assert decide(compile=False) == (False, "turned off")
+    assert decide(compile=True, iterations=10)[0]  # asked for: always
+    for off, reason in [
+        (decide(device=torch.device("cuda")), "cuda"),
+        (decide(family="fast", model="fastresnet"), "not a CIFAR net"),
+        (decide(layers=1202, model="resnet1202"), "not a CIFAR net"),
+        (decide(scale=0.01), "640 steps"),
+        (decide(deterministic=True), "deterministic"),
+        (decide(ddp=True), "DDP"),
+        (decide(model_args={"grad_checkpointing": True}), "checkpointing"),
+    ]:
+        assert off[0] is False and reason in off[1], off
+    monkeypatch.setattr(setup, "inductor_problem", lambda: "CppCompileError: no compiler")
+    with pytest.warns(UserWarning, match="training eagerly"):
+        off = decide()
+    assert off == (False, "torch.compile does not work here (CppCompileError: no compiler)")
+
+
+def test_failed_automatic_compile_falls_back_to_eager(tiny_cifar, tmp_path, monkeypatch) -> None:
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("inductor blew up\nlong C++ log")
+
+    monkeypatch.setattr(loop, "decide_compile", lambda cfg, *a: (cfg.compile is not False, ""))
+    monkeypatch.setattr(torch, "compile", lambda m: Broken())
+    eager = train(tiny_config(tiny_cifar, tmp_path / "eager", compile=False))
+    with pytest.warns(
+        UserWarning,
+        match=r"compile failed on the first step \(RuntimeError: "
+        r"inductor blew up\); training eagerly",
+    ):
+        auto = train(tiny_config(tiny_cifar, tmp_path / "auto"))
+    assert auto.status == "finished"
+    assert records(auto.run_dir) == records(eager.run_dir)  # the same run, step for step
+    with pytest.raises(RuntimeError, match="inductor blew up"):  # asked for: no fallback
+        train(tiny_config(tiny_cifar, tmp_path / "asked", compile=True))
+
+
+@pytest.mark.slow
+def test_compiled_training_saves_plain_weights(tiny_cifar: Path, tmp_path: Path) -> None:
+    """compile=True trains through the same loop; checkpoints keep the plain module's
+    parameter names, so eval, export and resume load them."""
+    cfg = tiny_config(tiny_cifar, tmp_path / "c", compile=True, deterministic=False, iterations=4)
+    result = train(cfg)
+    assert result.status == "finished"
+    ckpt = ckpt_io.load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
+    assert not any(k.startswith("_orig_mod") for k in ckpt["model"])
+    resumed = train(resume=result.run_dir, iterations=6)
+    assert resumed.status == "finished" and resumed.step == 6
+
+
 def test_eval_numbers_hand_checked() -> None:
     scores = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.3, 0.5]])
     labels = torch.tensor([0, 1, 1, 0])

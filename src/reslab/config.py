@@ -67,7 +67,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     amp: bool | None = None  # mixed precision; None: on for CUDA
     channels_last: bool | None = None  # None: on (measured faster on CPU and GPU)
-    compile: bool = False  # torch.compile the training step
+    compile: bool | None = None  # torch.compile the model; None: where measured faster
     cuda_graphs: bool = False  # CUDA: replay forward+backward as CUDA graphs (beyond the paper)
     threads: int | None = None  # CPU threads; None: all cores
     deterministic: bool = False  # bit-exact runs and resumes (CPU)

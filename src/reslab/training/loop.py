@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,16 @@ from .recipes import (
     resolve_recipe,
 )
 from .runstate import MetricsLog, StopFlag, peak_rss_mb, rng_state, set_rng_state
-from .setup import build_model, build_optimizer, load_data, pick_device, set_threads
+from .setup import (
+    build_model,
+    build_optimizer,
+    check_cuda_graphs,
+    decide_compile,
+    graphed,
+    load_data,
+    pick_device,
+    set_threads,
+)
 
 
 class TrainingDiverged(ReslabError, RuntimeError):
@@ -60,25 +70,6 @@ def sync_every_step(device: torch.device, cfg: TrainConfig, schedule: ScheduleSt
     error to fall below its threshold."""
     warming = cfg.warmup_lr is not None and schedule.warmup_done_at is None
     return device.type == "cpu" or warming
-
-
-def check_cuda_graphs(device: torch.device, ddp: bool) -> None:
-    """cuda_graphs is refused before anything is written where it cannot run."""
-    if device.type != "cuda":
-        raise ValueError(f"cuda_graphs needs a CUDA device; this run is on {device}")
-    if ddp:
-        raise ValueError("cuda_graphs is not supported with DDP (torchrun) yet")
-
-
-def graphed(model: nn.Module, sample: Tensor, amp: bool):
-    """The model's forward and backward captured as CUDA graphs and replayed each step
-    (torch.cuda.make_graphed_callables): a few launches a step instead of hundreds, for
-    small nets whose GPU steps are bound by the host. Loss and optimizer stay eager.
-    `sample` is a training batch (every one has its shape: drop_last). The capture's
-    warm-up runs three forward/backward passes on it, which move batch norm's running
-    statistics a little; the weights are not touched."""
-    with torch.autocast("cuda", torch.bfloat16, enabled=amp, cache_enabled=False):
-        return torch.cuda.make_graphed_callables(model, (sample,))
 
 
 def train(
@@ -154,8 +145,14 @@ def train(
     train_model: nn.Module = model
     if dist_info.enabled:
         train_model = nn.parallel.DistributedDataParallel(model)
-    if cfg.compile:
+    use_compile, why = decide_compile(cfg, device, spec.family, spec.layers, dist_info.enabled)
+    eager_model = train_model
+    if use_compile:
         train_model = torch.compile(train_model)
+    # An automatic compile that fails on the first step falls back to eager, once.
+    may_fall_back = use_compile and cfg.compile is None
+    if main and may_fall_back:
+        print(f"compile: on ({why})")
 
     total = cfg.scaled(cfg.iterations)
     log_every, eval_every = cfg.scaled(cfg.log_every), cfg.scaled(cfg.eval_every)
@@ -227,6 +224,15 @@ def train(
     pending = torch.zeros(2, device=device)  # loss sum, wrong count since the last read-back
     pending_from = 0  # first step in `pending` (0: none)
 
+    def forward_backward(net: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        # (autocast's weight-cast cache cannot live across CUDA graph replays)
+        with torch.autocast(device.type, amp_dtype, enabled=amp, cache_enabled=not cfg.cuda_graphs):
+            logits = net(x)  # (B, K)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return logits, loss
+
     def boundary(step: int) -> bool:  # a log, eval, checkpoint, last or stop_after step
         return (
             step % log_every == 0
@@ -247,14 +253,20 @@ def train(
                 group["lr"] = lr
 
             # --- the batch's path: forward, loss, backward, update ---
-            # (autocast's weight-cast cache cannot live across CUDA graph replays)
-            with torch.autocast(
-                device.type, amp_dtype, enabled=amp, cache_enabled=not cfg.cuda_graphs
-            ):
-                logits = train_model(x)  # (B, K)
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            try:
+                logits, loss = forward_backward(train_model, x, y)
+            except Exception as e:
+                if not may_fall_back:
+                    raise
+                first_line = (str(e).splitlines() or [""])[0][:300]
+                warnings.warn(
+                    f"torch.compile failed on the first step ({type(e).__name__}: "
+                    f"{first_line}); training eagerly",
+                    stacklevel=2,
+                )
+                train_model = eager_model
+                logits, loss = forward_backward(train_model, x, y)
+            may_fall_back = False
             optimizer.step()
             if ema is not None:
                 ema.update()
