@@ -24,26 +24,9 @@ MALLOC = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
 
 
 def measure(name: str, compiled: bool, steps: int, batch: int) -> dict:
-    import torch
-    import torch.nn.functional as F
+    from synthetic_step import cifar_step
 
-    from reslab import create_model
-
-    torch.manual_seed(0)
-    model = create_model(name, num_classes=10).to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(
-        model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4, foreach=True
-    )
-    run = torch.compile(model) if compiled else model
-    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
-
-    def step() -> None:
-        loss = F.cross_entropy(run(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    step = cifar_step(name, batch, compiled)
     start = time.perf_counter()
     step()
     first = time.perf_counter() - start

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from synthetic_step import cifar_step
 
-from reslab import create_model
 from reslab.models import blocks, resnet
 
 C_SOURCE = r"""
@@ -292,20 +292,7 @@ def kernel_times(batch: int, reps: int) -> None:
 
 
 def step_rates(name: str, batch: int, rounds: int, steps: int) -> tuple[float, float]:
-    torch.manual_seed(0)
-    model = create_model(name, num_classes=10).to(memory_format=CL)
-    opt = torch.optim.SGD(
-        model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4, foreach=True
-    )
-    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=CL)
-    y = torch.randint(0, 10, (batch,))
-
-    def step() -> None:
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    step = cifar_step(name, batch)
     rates: dict[bool, list[float]] = {False: [], True: []}
     for on in (False, True):
         use_fused(on)
