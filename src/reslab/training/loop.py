@@ -149,7 +149,8 @@ def train(
     eager_model = train_model
     if use_compile:
         train_model = torch.compile(train_model)
-    # An automatic compile that fails on the first step falls back to eager, once.
+    # An automatic compile that fails on the first step falls back to eager, once. (If
+    # it fails only in backward, that batch moves BN's running statistics twice.)
     may_fall_back = use_compile and cfg.compile is None
     if main and may_fall_back:
         print(f"compile: on ({why})")
