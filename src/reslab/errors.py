@@ -3,3 +3,10 @@
 
 class ReslabError(Exception):
     """Base of reslab's own failures that are not ValueErrors (bad input) or missing files."""
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """ "Type: first line of the message", for a warning about an error that was survived
+    (compiler errors can run to pages)."""
+    first = (str(e).splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first[:limit]}"

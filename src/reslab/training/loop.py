@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .. import distributed
 from ..config import TrainConfig, make_config, save_config
-from ..errors import ReslabError
+from ..errors import ReslabError, one_line
 from ..evaluate import evaluate
 from ..models import get_spec
 from . import checkpoint as ckpt_io
@@ -259,10 +259,8 @@ def train(
             except Exception as e:
                 if not may_fall_back:
                     raise
-                first_line = (str(e).splitlines() or [""])[0][:300]
                 warnings.warn(
-                    f"torch.compile failed on the first step ({type(e).__name__}: "
-                    f"{first_line}); training eagerly",
+                    f"torch.compile failed on the first step ({one_line(e)}); training eagerly",
                     stacklevel=2,
                 )
                 train_model = eager_model

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from ..config import TrainConfig
 from ..data import Data, build_data
 from ..distributed import DistInfo, convert_sync_batchnorm
+from ..errors import one_line
 from ..models import create_model
 
 
@@ -108,7 +109,7 @@ def inductor_problem() -> str | None:
         if not torch.equal(probe(torch.zeros(4)), torch.ones(4)):
             return "a test function gave wrong results"
     except Exception as e:  # any backend failure means: stay eager
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        return one_line(e, limit=200)
     return None
 
 
