@@ -117,12 +117,13 @@ RECIPES: dict[str, dict[str, Any]] = {
         "eval_every": 700,
     },
     # Beyond the paper, and beyond its networks: the fastest way found to 90% on a CPU
-    # (seeds 0 and 1: 90.26% and 90.34% validation accuracy, docs/benchmarks.md).
+    # (seeds 0-3: 90.26-90.42% validation accuracy, docs/benchmarks.md).
     # A wide, shallow residual net (models/fast.py) with the DAWNBench/airbench recipe:
     # batch 512, linear warm-up then linear decay to 0 ("onecycle"), Nesterov, label
     # smoothing 0.2, 2-px translations, alternating flips, a moving average of the
     # weights, evaluation with mirrored and 1-px shifted images too. 27.6 epochs of 45k
-    # images, 19.3-22.4 minutes on 2 CPU cores; the search is in docs/benchmarks.md.
+    # images, 19.3-25.2 minutes on 2 CPU cores (the machine's speed drifts); the search
+    # is in docs/benchmarks.md.
     "cifar-speedrun": {
         "model": "fastresnet",
         "batch_size": 512,
