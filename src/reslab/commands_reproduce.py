@@ -37,7 +37,11 @@ def add_reproduce_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "name", help="degradation | imagenet-degradation | shortcuts | responses | very-deep"
     )
-    p.add_argument("--budget", default="cpu", help="smoke | cpu | paper")
+    p.add_argument(
+        "--budget", default="cpu",
+        help="smoke | cpu (both halves of Figure 6, ~2 h on 2 cores) | cpu-plain-degradation "
+        "(52 min) | paper (the full schedule, a GPU job); default: cpu",
+    )  # fmt: skip
     p.add_argument("--data-dir", required=True, help="dataset folder")
     p.add_argument("--out", required=True, help="experiment folder (resumable)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: the budget's)")
