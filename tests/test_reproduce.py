@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,29 @@ def test_very_deep_and_shortcuts_tables_from_files(tmp_path: Path) -> None:
     assert main(["report", str(cuts)]) == 0
     text = check_report(cuts, FIGURES["shortcuts"])
     assert "ImageNet ResNet-34" in text and "cannot rank the options" in text
+
+
+# --- every committed report regenerates from the files committed beside it -----------
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+COMMITTED = sorted(p.parent for p in RESULTS.glob("*/experiment.json"))
+
+
+def _tables(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("|")]
+
+
+@pytest.mark.parametrize("folder", COMMITTED, ids=[p.name for p in COMMITTED])
+def test_committed_report_regenerates(folder: Path, tmp_path: Path) -> None:
+    """`reslab report` on a copy of each committed experiment writes the same tables."""
+    copy = tmp_path / folder.name
+    ignore = shutil.ignore_patterns("*.png", "report.md", "checkpoints")
+    shutil.copytree(folder, copy, ignore=ignore)
+    assert (copy / "runs").is_dir() or (copy / "responses.json").is_file(), (
+        f"{folder}: its per-run records (runs/*/metrics.jsonl, or responses.json) are not committed"
+    )
+    assert main(["report", str(copy)]) == 0
+    committed = (folder / "report.md").read_text()
+    regenerated = (copy / "report.md").read_text()
+    assert _tables(regenerated) == _tables(committed)
+    assert regenerated == committed  # the prose too: `reslab report FOLDER` and commit

@@ -51,6 +51,22 @@ def test_paper_schedule_milestones() -> None:
     assert learning_rate(short, 3199) == 0.1 and learning_rate(short, 3200) == pytest.approx(0.01)
 
 
+def test_linear_scaling_rule() -> None:
+    """The recipes' lr is per lr_base_batch images; another batch scales it; an explicit
+    lr is used as given (timm's --lr-base / --lr)."""
+    assert make_config("cifar-paper").peak_lr() == 0.1  # 0.1 per 128, batch 128
+    assert make_config("imagenet-paper").peak_lr() == 0.1  # 0.1 per 256, batch 256
+    assert make_config("imagenet-paper", batch_size=64).peak_lr() == pytest.approx(0.025)
+    assert make_config("cifar-paper", batch_size=512).peak_lr() == pytest.approx(0.4)
+    assert make_config("imagenet-paper", batch_size=64, lr=0.1).peak_lr() == 0.1
+    assert make_config("cifar-speedrun").peak_lr() == pytest.approx(0.8)
+    half = make_config("cifar-paper", batch_size=64, warmup_lr=0.01)
+    assert learning_rate(half, 0) == pytest.approx(0.005)  # the 110-layer warm-up scales too
+    assert learning_rate(half, 0, ScheduleState(warmup_done_at=5)) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="lr_base_batch must be >= 1"):
+        make_config("cifar-paper", lr_base_batch=0)
+
+
 def test_resnet110_warmup_switch() -> None:
     cfg = make_config("cifar-paper", warmup_lr=0.01)
     state = ScheduleState()
@@ -64,7 +80,9 @@ def test_resnet110_warmup_switch() -> None:
 def test_fast_recipe_labelled_and_cosine() -> None:
     cfg = make_config("cifar-fast")
     assert cfg.schedule == "cosine" and not cfg.decay_norm_and_bias
-    assert learning_rate(cfg, 0) < learning_rate(cfg, cfg.warmup_iters) == pytest.approx(cfg.lr)
+    assert (
+        learning_rate(cfg, 0) < learning_rate(cfg, cfg.warmup_iters) == pytest.approx(cfg.peak_lr())
+    )
     assert learning_rate(cfg, cfg.iterations - 1) < 1e-4
 
 
@@ -87,7 +105,8 @@ def test_train_end_to_end(tiny_cifar: Path, tmp_path: Path) -> None:
     assert [r["step"] for r in recs if r["kind"] == "train"] == [2, 4, 6, 8, 10, 12]
     assert [r["step"] for r in recs if r["kind"] == "eval"] == [4, 8, 12]
     lrs = [r["lr"] for r in recs if r["kind"] == "train"]  # lr of each interval's last step
-    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.01, 1e-3, 1e-3])
+    # the paper's 0.1 per 128 images, scaled linearly to this batch of 32
+    assert lrs == pytest.approx([0.025, 0.025, 0.025, 0.0025, 2.5e-4, 2.5e-4])
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["test"]["n"] == 64
     ckpt = ckpt_io.load_checkpoint(run / "checkpoints" / "last.pt")

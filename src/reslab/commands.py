@@ -101,7 +101,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from . import zoo
     from .evaluate_run import evaluate_run
+    from .training.checkpoint import atomic_write
 
     scales = [int(s) for s in args.scales.split(",")] if args.scales else None
     res = evaluate_run(
@@ -116,14 +118,35 @@ def _eval(args: argparse.Namespace) -> int:
     )
     out = Path(args.out) if args.out else None
     if out is None:
+        if zoo.is_name(args.model):  # shipped weights: no folder of the user's to write into
+            return 0
         src = Path(args.model)
         out = (src if src.is_dir() else src.parent) / f"eval-{args.split}-{res['view']}.json"
-    out.write_text(json.dumps(res, indent=2) + "\n")
+    atomic_write(out, (json.dumps(res, indent=2) + "\n").encode())
     print(f"wrote {out}")
     return 0
 
 
+def _weights(args: argparse.Namespace) -> int:
+    from . import zoo
+
+    entries = zoo.available(args.weights_dir)
+    if not entries:
+        print("no named weights found")
+    for name, w in sorted(entries.items()):
+        err = w.info.get("val_top1_error")
+        where = w.file if w.file.is_file() else (w.url or "missing")
+        print(f"{name:22s} {f'val top-1 error {err:.2f}%' if err is not None else '':26s} "
+              f"{where}  card: {w.card or '-'}")  # fmt: skip
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("weights", help="list the named weights (shipped and your own)")
+    p.add_argument("--weights-dir", help="a folder with your own manifest.json "
+                   "(default: $RESLAB_WEIGHTS_DIR)")  # fmt: skip
+    p.set_defaults(func=_weights)
+
     p = sub.add_parser(
         "train",
         help="train a network (the main job)",
@@ -140,7 +163,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="top-1/top-5 error of a trained network")
-    p.add_argument("model", help="run folder, checkpoint, or torchvision/timm weights file")
+    p.add_argument(
+        "model",
+        help="run folder, checkpoint, torchvision/timm weights file, or shipped weights by "
+        "name (e.g. cifar10:resnet56; `reslab weights` lists them)",
+    )
     p.add_argument("--arch", help="architecture of a plain weights file (default: inferred)")
     p.add_argument("--data-dir", help="dataset folder (default: the run's)")
     p.add_argument("--dataset", help="dataset name (default: the run's)")

@@ -40,7 +40,12 @@ class TrainConfig:
     # --- optimisation ---
     recipe: str = "cifar-paper"
     batch_size: int = 128  # images per step, all processes together
-    lr: float = 0.1  # peak learning rate at `batch_size`
+    # Peak learning rate. None: lr_base per lr_base_batch images, scaled linearly to
+    # batch_size (Goyal et al. 2017; timm's --lr-base): the paper's 0.1 is per 128 images
+    # on CIFAR and per 256 on ImageNet. A number given here is used as it is.
+    lr: float | None = None
+    lr_base: float = 0.1
+    lr_base_batch: int = 128
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4
@@ -80,6 +85,16 @@ class TrainConfig:
     def scaled(self, steps: int) -> int:
         return max(1, round(steps * self.scale))
 
+    def peak_lr(self) -> float:
+        """`lr` if given, else the linear scaling rule: lr_base x batch_size / lr_base_batch."""
+        if self.lr is not None:
+            return self.lr
+        return self.lr_base * self.batch_size / self.lr_base_batch
+
+    def lr_factor(self) -> float:
+        """peak_lr / lr_base: how the paper's ResNet-110 warm-up rate (0.01) scales too."""
+        return self.peak_lr() / self.lr_base
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -92,6 +107,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "imagenet-paper": {
         "dataset": "imagefolder",
         "batch_size": 256,
+        "lr_base_batch": 256,
         "schedule": "plateau",
         "iterations": 600_000,
         "milestones": (),
@@ -108,7 +124,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "iterations": 7_000,
         "milestones": (),
         "warmup_iters": 350,
-        "lr": 0.2,
+        "lr_base": 0.2,
         "weight_decay": 5e-4,
         "decay_norm_and_bias": False,
         "nesterov": True,
@@ -127,11 +143,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     "cifar-speedrun": {
         "model": "fastresnet",
         "batch_size": 512,
+        "lr_base_batch": 512,
         "schedule": "onecycle",
         "iterations": 2_400,
         "milestones": (),
         "warmup_iters": 480,
-        "lr": 0.8,
+        "lr_base": 0.8,
         "weight_decay": 5e-4,
         "decay_norm_and_bias": False,
         "nesterov": True,
@@ -183,8 +200,11 @@ def _check(cfg: TrainConfig) -> None:
             raise ValueError(f"{key} must be >= 1, got {getattr(cfg, key)}")
     if not 0 < cfg.scale <= 1000:
         raise ValueError(f"scale must be in (0, 1000], got {cfg.scale}")
-    if cfg.lr <= 0:
-        raise ValueError(f"lr must be > 0, got {cfg.lr}")
+    for key in ("lr", "lr_base"):
+        if getattr(cfg, key) is not None and not getattr(cfg, key) > 0:
+            raise ValueError(f"{key} must be > 0, got {getattr(cfg, key)}")
+    if cfg.lr_base_batch < 1:
+        raise ValueError(f"lr_base_batch must be >= 1, got {cfg.lr_base_batch}")
     if not 0 <= cfg.ema_decay < 1:
         raise ValueError(f"ema_decay must be in [0, 1) (0: no average), got {cfg.ema_decay}")
     if cfg.eval_shift < 0:

@@ -11,7 +11,6 @@ import torch
 from .data import Data, build_data
 from .evaluate import evaluate
 from .inference import load_model
-from .training.checkpoint import resolve
 from .training.setup import pick_device
 
 
@@ -23,6 +22,7 @@ def run_data(
     batch_size: int = 200,
     device: torch.device | str = "cpu",
     split: str = "val",
+    normalization: dict | None = None,
 ) -> Data:
     """The data a run was trained on, split exactly as in training (same val_size, seed, limit)."""
     return build_data(
@@ -31,6 +31,7 @@ def run_data(
         split_seed=cfg.get("split_seed", 0), limit=cfg.get("limit"), image_size=image_size,
         normalize=cfg.get("normalize", "channel"), workers=cfg.get("workers", 2), device=device,
         channels_last=True, crop_pad=cfg.get("crop_pad"),  # 10-crop translates by this much
+        normalization=normalization,
     )  # fmt: skip
 
 
@@ -60,7 +61,9 @@ def evaluate_run(
     data_dir = data_dir or cfg.get("data_dir")
     if not dataset or not data_dir:
         raise ValueError(f"{model_path}: say --dataset and --data-dir (the file does not)")
-    data = run_data(cfg, loaded.image_size, dataset, data_dir, batch_size, dev, split)
+    # The statistics the model was trained with, not ones refitted to this data.
+    data = run_data(cfg, loaded.image_size, dataset, data_dir, batch_size, dev, split,
+                    loaded.normalization)  # fmt: skip
     if loaded.recorded_classes and data.classes != loaded.classes:
         raise ValueError(
             f"{model_path}: the model was trained on classes {loaded.classes[:5]}..., "
@@ -79,4 +82,4 @@ def evaluate_run(
         view = "ten-crop" if ten_crop else "center"
         res = evaluate(model, data.eval_loader(split, view).epoch(0), flip=flip, shift=shift)
     view += ("-flip" if flip else "") + (f"-shift{shift}" if shift else "")
-    return {**res, "split": split, "view": view, "checkpoint": str(resolve(model_path))}
+    return {**res, "split": split, "view": view, "checkpoint": str(loaded.file)}

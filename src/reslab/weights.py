@@ -11,8 +11,7 @@ mis-shaped keys, and the fix when only the classifier differs.
 from __future__ import annotations
 
 import functools
-import os
-import tempfile
+import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .training.checkpoint import FORMAT, CheckpointError, atomic_save, load_file
+from .training.checkpoint import FORMAT, CheckpointError, atomic_save, atomic_write, load_file
 
 # The evaluation transform that comes with torchvision's ImageNet weights: shorter
 # side to 256, centre crop 224, then per-channel statistics on [0, 1] RGB.
@@ -35,6 +34,8 @@ IMAGENET_NORMALIZATION: dict[str, Any] = {
 }
 _WRAPPERS = ("state_dict", "model", "model_state_dict")  # keys trainers nest weights under
 _SHOW = 5  # keys listed per kind of mismatch
+META_KEY = "reslab"  # safetensors metadata: JSON of how the weights were built and fed
+_META_FIELDS = ("model_args", "classes", "normalization", "image_size", "config", "dataset")
 
 
 @functools.cache
@@ -64,15 +65,11 @@ def read_weights(path: str | Path) -> WeightsFile:
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
     if path.suffix == ".safetensors":
-        return WeightsFile(path, _read_safetensors(path))
+        return WeightsFile(path, *_read_safetensors(path))
     obj = load_file(path)
     extra: dict[str, Any] = {}
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        extra = {
-            k: v
-            for k, v in obj.items()
-            if k in ("model_args", "classes", "normalization", "image_size", "config")
-        }
+        extra = {k: v for k, v in obj.items() if k in _META_FIELDS}
     for key in _WRAPPERS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -94,17 +91,26 @@ def _strip(key: str) -> str:
     return key
 
 
-def _read_safetensors(path: Path) -> dict[str, Tensor]:
+def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The tensors, and what reslab recorded in the metadata (empty for foreign files)."""
     try:
+        from safetensors import safe_open
         from safetensors.torch import load_file as load_safetensors
     except ImportError:
         raise ImportError(
             f"{path}: reading .safetensors needs the safetensors package: pip install safetensors"
         ) from None
     try:
-        return load_safetensors(str(path), device="cpu")
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+        state = load_safetensors(str(path), device="cpu")
     except Exception as e:  # noqa: BLE001 - SafetensorError and friends: any failure is a bad file
         raise CheckpointError(f"{path}: not a readable safetensors file: {e}") from None
+    try:
+        meta = json.loads(raw) if raw else {}
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: metadata {META_KEY!r} is not valid JSON: {e}") from None
+    return state, {k: v for k, v in meta.items() if k in _META_FIELDS}
 
 
 def mismatch_report(model: nn.Module, state: dict[str, Tensor]) -> str:
@@ -169,28 +175,25 @@ def torchvision_state_dict(model: nn.Module) -> dict[str, Tensor]:
     return {_strip(k): v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
 
-def save_torchvision(model: nn.Module, path: str | Path) -> Path:
-    """Write a plain state dict (torch.save, or safetensors when path ends in .safetensors)."""
+def save_torchvision(
+    model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None
+) -> Path:
+    """Write a plain state dict (torch.save, or safetensors when path ends in .safetensors).
+
+    `meta` (JSON: model_args, classes, normalization, image_size, dataset) goes into the
+    safetensors metadata, so the file says how to build and feed the network."""
     path = Path(path)
     state = torchvision_state_dict(model)
     if path.suffix != ".safetensors":
         return atomic_save(state, path)
     try:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
     except ImportError:
         raise ImportError(
             "writing .safetensors needs the safetensors package: pip install safetensors"
         ) from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": "pt"})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    extra = {META_KEY: json.dumps(meta)} if meta else {}
+    return atomic_write(path, save(state, metadata={"format": "pt", **extra}))
 
 
 # ------------------------------------------------------------------ which network is this?

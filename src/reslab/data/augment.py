@@ -65,6 +65,19 @@ class Normalizer:
             raise ValueError(f"unknown normalize={kind!r}; use 'pixel-mean' or 'channel'")
         return cls(kind, mean, std)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Normalizer:
+        """The inverse of to_dict: the statistics a model was trained with."""
+        try:
+            kind, mean, std = d["kind"], torch.tensor(d["mean"]), torch.tensor(d["std"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"a normalization record needs kind, mean and std ({e})") from None
+        if kind not in ("pixel-mean", "channel") or mean.shape[0] != 3:
+            raise ValueError(
+                f"unusable normalization record: kind {kind!r}, mean {tuple(mean.shape)}"
+            )
+        return cls(kind, mean if mean.dim() == 3 else mean.reshape(3, 1, 1), std)
+
     def to(self, device: torch.device) -> Normalizer:
         return Normalizer(self.kind, self.mean.to(device), self.std.to(device))
 

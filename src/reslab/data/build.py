@@ -105,6 +105,7 @@ def build_data(
     crop_pad: int | None = None,  # CIFAR random-crop padding, px; None: image_size / 8
     cutout: int = 0,  # CIFAR: side of a random square set to the mean colour, px; 0: off
     alternate_flip: bool = False,  # CIFAR: mirror each image in every other epoch
+    normalization: dict | None = None,  # fixed statistics (a trained model's), not refitted
 ) -> Data:
     kind = KINDS.get(dataset.lower())
     if kind is None:
@@ -125,6 +126,7 @@ def build_data(
         batch_size=batch_size, eval_batch_size=eval_batch_size, val_size=val_size,
         split_seed=split_seed, seed=seed, augment=augment, device=torch.device(device),
         strict=strict, rank=rank, world_size=world_size, channels_last=channels_last, limit=limit,
+        fixed_norm=Normalizer.from_dict(normalization) if normalization else None,
     )  # fmt: skip
     if kind == "memory":
         src = load_cifar(
@@ -149,7 +151,11 @@ def _memory_data(src, image_size, normalize, *, device, eval_batch_size, augment
     x = _resize(src.train_x, image_size).to(device)
     y = src.train_y.to(device)
     test_x = _resize(src.test_x, image_size)
-    norm = Normalizer.fit(normalize, x[torch.from_numpy(tr).to(device)].cpu()).to(device)
+    norm = kw["fixed_norm"] or Normalizer.fit(normalize, x[torch.from_numpy(tr).to(device)].cpu())
+    norm = norm.to(device)
+    if norm.kind == "pixel-mean" and tuple(norm.mean.shape[-2:]) != (image_size, image_size):
+        raise DatasetError(f"the model's mean image is {tuple(norm.mean.shape)}, the data "
+                           f"{image_size}x{image_size} px")  # fmt: skip
     pad = image_size // 8 if crop_pad is None else crop_pad  # 4 px at 32, as in sec. 4.2
     tri, vai = torch.from_numpy(tr).to(device), torch.from_numpy(va).to(device)
     parts = {"train": (x[tri], y[tri]), "val": (x[vai], y[vai]) if len(va) else None}
@@ -200,9 +206,11 @@ def _folder_data(splits: dict[str, FolderIndex], image_size, normalize, *, worke
     if test is not None:
         sub["test"] = (test.paths, test.labels)
     # Per-channel ImageNet statistics whatever `normalize` says: see augment.Normalizer.
-    norm = Normalizer(
+    norm = kw["fixed_norm"] or Normalizer(
         "channel", torch.tensor(IMAGENET_MEAN).reshape(3, 1, 1), torch.tensor(IMAGENET_STD)
     )
+    if norm.kind != "channel":
+        raise DatasetError("ImageFolder data takes per-channel statistics, not a mean image")
     if augment == "none":
         view, pca = _EvalView(center_view, image_size), False
     else:

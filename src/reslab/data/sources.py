@@ -58,12 +58,16 @@ def tree_key(root: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def md5sum(path: Path) -> str:
-    h = hashlib.md5()
+def file_digest(path: Path, algo: str = "sha256") -> str:
+    h = hashlib.new(algo)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def md5sum(path: Path) -> str:
+    return file_digest(path, "md5")
 
 
 # ---------------------------------------------------------------------------- archives
@@ -119,8 +123,8 @@ def extract_archive(archive: Path, cache_dir: Path) -> Path:
     return dest
 
 
-def download(url: str, dest: Path, md5: str, timeout: float = 30.0) -> Path:
-    """Download url to dest (atomically), checking the published MD5."""
+def download(url: str, dest: Path, md5: str, timeout: float = 30.0, algo: str = "md5") -> Path:
+    """Download url to dest (atomically), checking the published digest (MD5 or SHA-256)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part-{uuid.uuid4().hex[:8]}")
     try:
@@ -132,10 +136,12 @@ def download(url: str, dest: Path, md5: str, timeout: float = 30.0) -> Path:
             f"could not download {url} ({e}). If this machine is offline, download the file "
             f"elsewhere and put it at {dest} (or in your data_dir)."
         ) from e
-    got = md5sum(tmp)
+    got = file_digest(tmp, algo)
     if got != md5:
         tmp.unlink(missing_ok=True)
-        raise DatasetError(f"{url}: MD5 mismatch (got {got}, expected {md5}); file discarded")
+        raise DatasetError(
+            f"{url}: {algo.upper()} mismatch (got {got}, expected {md5}); file discarded"
+        )
     os.replace(tmp, dest)
     return dest
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from .. import zoo
 from ..weights import (
     IMAGENET_IMAGE_SIZE,
     IMAGENET_NORMALIZATION,
@@ -32,6 +33,7 @@ class Loaded:
     name: str
     config: dict[str, Any] = field(default_factory=dict)  # a reslab run's config, else {}
     recorded_classes: bool = False  # classes came from the checkpoint, not a default list
+    file: Path | None = None  # the weights file it was read from
 
 
 # ---------------------------------------------------------------------------- loading
@@ -54,7 +56,10 @@ def load_model(model_or_path: nn.Module | str | Path, arch: str | None = None) -
         size = int(getattr(spec, "input_size", IMAGENET_IMAGE_SIZE))
         return Loaded(model.eval(), _default_classes(k), dict(IMAGENET_NORMALIZATION), size,
                       getattr(spec, "name", type(model).__name__))  # fmt: skip
-    file = resolve(model_or_path)
+    if zoo.is_name(model_or_path):  # "cifar10:resnet56": shipped (or user-registered) weights
+        file = zoo.resolve(str(model_or_path))
+    else:
+        file = resolve(model_or_path)
     weights = read_weights(file)
     ckpt = weights.checkpoint
     if ckpt.get("model_args"):  # a reslab checkpoint knows how it was built and fed
@@ -76,8 +81,11 @@ def load_model(model_or_path: nn.Module | str | Path, arch: str | None = None) -
         ckpt.get("image_size")
         or (IMAGENET_IMAGE_SIZE if model.spec.family == "imagenet" else model.spec.input_size)
     )
-    return Loaded(model.eval(), classes, norm, size, model.spec.name,
-                  dict(ckpt.get("config") or {}), bool(ckpt.get("classes")))  # fmt: skip
+    config = dict(ckpt.get("config") or {})
+    if not config and ckpt.get("dataset"):  # a weights file that says what it was trained on
+        config = {"dataset": ckpt["dataset"], "val_size": 0}
+    return Loaded(model.eval(), classes, norm, size, model.spec.name, config,
+                  bool(ckpt.get("classes")), file)  # fmt: skip
 
 
 def _plain_args(state: dict[str, Tensor], arch: str | None, file: Path) -> dict[str, Any]:

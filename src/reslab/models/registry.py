@@ -165,7 +165,7 @@ def create_model(
     """Build a registered network, optionally changed by `overrides` (see OVERRIDES).
 
     `weights=PATH` loads a checkpoint or standard torchvision/timm state dict (see
-    reslab.weights).
+    reslab.weights); `weights="cifar10"` the shipped weights for this name (reslab.zoo).
     """
     weights = overrides.pop("weights", None)
     spec = get_spec(name)
@@ -212,7 +212,16 @@ def _finish(
     model.spec = dataclasses.replace(spec, **changed)
     model.build_args = build_args
     if weights is not None:
+        from .. import zoo
         from ..weights import load_weights
 
+        if (
+            isinstance(weights, str)
+            and ":" not in weights
+            and zoo.is_name(f"{weights}:{spec.name}")
+        ):
+            weights = zoo.weights_for(spec.name, weights)  # weights="cifar10": shipped ones
+        elif zoo.is_name(weights):
+            weights = zoo.resolve(str(weights))
         load_weights(model, weights)
     return model

@@ -20,14 +20,17 @@ Keys (FORMAT "reslab-checkpoint" v1):
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import pickle
 import platform
+import stat
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -50,19 +53,47 @@ def versions() -> dict[str, str]:
     }
 
 
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to `path` via temp file + fsync + rename (atomic on POSIX)."""
+def check_target(path: str | Path) -> Path:
+    """Refuse to write over anything but a regular file: a device node such as /dev/null,
+    a folder, a FIFO or a socket is never replaced by an atomic rename."""
     path = Path(path)
+    if str(path) in ("", "."):
+        raise ValueError("an empty output path was given")
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return path
+    if stat.S_ISLNK(mode):
+        raise ValueError(f"{path} is a symbolic link; give the file it points to, or a new path")
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"{path} is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not a regular file (a device, FIFO or socket); not writing")
+    return path
+
+
+def atomic_write(path: str | Path, data: bytes | Callable[[BinaryIO], None]) -> Path:
+    """Write bytes (or call writer(f)) to `path` via temp file + fsync + rename (atomic on
+    POSIX): a crash leaves the old file or the new one, never half of one. A full disk
+    leaves the old file and raises OSError saying so."""
+    path = check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            if isinstance(data, bytes):
+                f.write(data)
+            else:
+                data(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise OSError(
+                e.errno, f"disk full while writing {path}; the previous file is kept"
+            ) from None
         raise
     # fsync the folder so the rename itself is durable.
     dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -71,6 +102,11 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     finally:
         os.close(dir_fd)
     return path
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """torch.save to `path` atomically (see atomic_write)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_file(path: str | Path) -> Any:

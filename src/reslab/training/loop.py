@@ -154,6 +154,9 @@ def train(
     may_fall_back = use_compile and cfg.compile is None
     if main and may_fall_back:
         print(f"compile: on ({why})")
+    if main and cfg.lr is None and cfg.batch_size != cfg.lr_base_batch:
+        print(f"lr: {cfg.peak_lr():g} at batch {cfg.batch_size} (the recipe's {cfg.lr_base:g} "
+              f"per {cfg.lr_base_batch} images, scaled linearly; --lr sets it directly)")  # fmt: skip
 
     total = cfg.scaled(cfg.iterations)
     log_every, eval_every = cfg.scaled(cfg.log_every), cfg.scaled(cfg.eval_every)

@@ -39,21 +39,23 @@ def learning_rate(cfg: TrainConfig, step: int, state: ScheduleState | None = Non
     """lr for `step` (0-based) after cfg.scale has been applied to the step counts."""
     state = state or ScheduleState()
     total = cfg.scaled(cfg.iterations)
+    peak = cfg.peak_lr()
     if cfg.warmup_lr is not None and state.warmup_done_at is None:
-        return cfg.warmup_lr  # paper: 0.01 until training error < 80%
+        # paper: 0.01 until training error < 80% (scaled as lr is)
+        return cfg.warmup_lr * cfg.lr_factor()
     warm = cfg.scaled(cfg.warmup_iters) if cfg.warmup_iters else 0
     if warm and step < warm:
-        return cfg.lr * (step + 1) / warm
+        return peak * (step + 1) / warm
     if cfg.schedule == "step":
         passed = sum(step >= cfg.scaled(m) for m in cfg.milestones)
-        return cfg.lr * cfg.gamma**passed
+        return peak * cfg.gamma**passed
     if cfg.schedule == "plateau":
-        return cfg.lr * cfg.gamma ** sum(step >= s for s in state.drops)
+        return peak * cfg.gamma ** sum(step >= s for s in state.drops)
     progress = min(1.0, (step - warm) / max(1, total - warm))
     if cfg.schedule == "cosine":
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+        return peak * 0.5 * (1 + math.cos(math.pi * progress))
     # onecycle: linear decay to zero after the warm-up (triangular, as in fast CIFAR records)
-    return cfg.lr * (1 - progress)
+    return peak * (1 - progress)
 
 
 def observe_train_error(cfg: TrainConfig, step: int, error: float, state: ScheduleState) -> None:

@@ -201,5 +201,5 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     return torch.optim.SGD(
-        groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, foreach=True
+        groups, lr=cfg.peak_lr(), momentum=cfg.momentum, nesterov=cfg.nesterov, foreach=True
     )

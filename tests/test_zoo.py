@@ -1,0 +1,115 @@
+"""Named weights: shipping a run, loading by name, checksums, the shipped networks' cards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import reslab
+from reslab import zoo
+from reslab.config import make_config
+from reslab.evaluate_run import evaluate_run
+from reslab.inference import load_model
+from reslab.training.loop import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def shipped(tiny_cifar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny run, shipped as "tiny:resnet20" into a user weights folder."""
+    root = tmp_path_factory.mktemp("zoo")
+    cfg = make_config(
+        "cifar-paper", model="resnet20", model_args={"n": 1}, data_dir=str(tiny_cifar),
+        out=str(root / "run"), batch_size=32, val_size=64, iterations=6, milestones=(),
+        log_every=2, eval_every=3, checkpoint_every=3, eval_batch_size=64, progress=False,
+        threads=1,
+    )  # fmt: skip
+    train(cfg)
+    zoo.ship(root / "run", "tiny", root / "weights")
+    return root
+
+
+def test_ship_writes_weights_card_and_manifest(shipped: Path) -> None:
+    folder = shipped / "weights"
+    entry = json.loads((folder / "manifest.json").read_text())["tiny:resnet20"]
+    evals = [json.loads(r) for r in (shipped / "run" / "metrics.jsonl").read_text().splitlines()]
+    best = min((r for r in evals if r["kind"] == "eval"), key=lambda r: r["top1_error"])
+    assert entry["val_top1_error"] == round(best["top1_error"], 2)  # from the run, not typed
+    assert entry["sha256"] == zoo.file_digest(folder / entry["file"], "sha256")
+    card = (folder / entry["card"]).read_text()
+    assert f"{entry['val_top1_error']:.2f}%" in card and entry["sha256"] in card
+
+
+def test_load_by_name_uses_recorded_preprocessing(
+    shipped: Path, monkeypatch: pytest.MonkeyPatch, tiny_cifar: Path
+) -> None:
+    monkeypatch.setenv("RESLAB_WEIGHTS_DIR", str(shipped / "weights"))
+    assert "tiny:resnet20" in zoo.available()
+    by_name = load_model("tiny:resnet20")
+    from_run = load_model(shipped / "run" / "checkpoints" / "best.pt")
+    assert by_name.normalization == from_run.normalization
+    assert by_name.classes == from_run.classes
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(by_name.model(x), from_run.model(x))
+    # Evaluated by name on the test split, with the statistics it was trained with: the
+    # same numbers as evaluating the run itself.
+    a = evaluate_run("tiny:resnet20", data_dir=str(tiny_cifar), split="test", device="cpu")
+    b = evaluate_run(shipped / "run", split="test", device="cpu")
+    assert a["top1_error"] == b["top1_error"] and a["n"] == b["n"] == 64
+
+
+def test_checksum_mismatch_is_refused(shipped: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "w"
+    shutil.copytree(shipped / "weights", folder)
+    path = folder / "resnet20-tiny.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit in the last weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="SHA-256 .* does not match tiny:resnet20"):
+        zoo.resolve("tiny:resnet20", folder)
+
+
+def test_download_checks_sha256(shipped: Path, tmp_path: Path) -> None:
+    """An entry with only a URL is fetched into the cache and checked (a file:// URL here)."""
+    src = shipped / "weights" / "resnet20-tiny.safetensors"
+    folder = tmp_path / "remote"
+    folder.mkdir()
+    entry = json.loads((shipped / "weights" / "manifest.json").read_text())["tiny:resnet20"]
+    manifest = {"tiny:resnet20": {**entry, "file": "absent.safetensors", "url": src.as_uri()}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    got = zoo.resolve("tiny:resnet20", folder, cache_dir=tmp_path / "cache")
+    assert got.read_bytes() == src.read_bytes()
+    manifest["tiny:resnet20"]["sha256"] = "0" * 64
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Exception, match="SHA256 mismatch"):
+        zoo.resolve("tiny:resnet20", folder, cache_dir=tmp_path / "cache2")
+
+
+def test_unknown_name_lists_what_exists(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no weights named 'cifar10:resnet9'; available"):
+        zoo.resolve("cifar10:resnet9", tmp_path)
+
+
+SHIPPED = zoo.available(weights_dir=None) if not zoo.os.environ.get("RESLAB_WEIGHTS_DIR") else {}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED) or [pytest.param("none", marks=pytest.mark.skip(
+    reason="no weights shipped yet"))])  # fmt: skip
+def test_shipped_weights_load_and_their_cards_match_the_runs(name: str) -> None:
+    w = SHIPPED[name]
+    tag, model_name = name.split(":")
+    model = reslab.create_model(model_name, weights=tag)
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    assert w.file.stat().st_size <= 10 * 2**20
+    # The card's number is the best evaluation recorded in the committed run folder.
+    run = REPO / w.info["results"]
+    evals = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    best = min((r for r in evals if r["kind"] == "eval"), key=lambda r: r["top1_error"])
+    assert w.info["val_top1_error"] == round(best["top1_error"], 2)
+    assert json.loads((run / "config.json").read_text())["model"] == model_name
+    assert f"{w.info['val_top1_error']:.2f}%" in w.card.read_text()
