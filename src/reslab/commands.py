@@ -18,7 +18,8 @@ from .config import RECIPES, TrainConfig
 _HELP = {
     "model": "network name (see `reslab models`)",
     "data_dir": "folder holding the dataset (archive, extracted batches or ImageFolder tree)",
-    "out": "run folder: config.json, metrics.jsonl, checkpoints/, summary.json",
+    "out": "run folder: config.json, metrics.jsonl, checkpoints/, summary.json (default: "
+    "runs/run, or runs/run-2, -3... if that holds a run)",
     "iterations": "total training steps (the paper: 64000 on CIFAR)",
     "scale": "multiply every step count of the recipe (0.1 = a 10x shorter schedule)",
     "model_args": "create_model overrides as JSON, e.g. '{\"n\": 2}'",
@@ -84,13 +85,17 @@ def config_overrides(args: argparse.Namespace) -> dict:
 def _train(args: argparse.Namespace) -> int:
     from .config import make_config
     from .training.loop import train
+    from .training.runlock import fresh_run_dir
 
     overrides = config_overrides(args)
     if args.resume:
         result = train(resume=args.resume, stop_after=args.stop_after, **overrides)
     else:
         cfg = make_config(args.recipe or "cifar-paper", **overrides)
-        result = train(cfg, stop_after=args.stop_after)
+        if args.out is None:  # the default folder: never reuse one that holds a run
+            cfg.out = str(fresh_run_dir(cfg.out))
+            print(f"run folder: {cfg.out}")
+        result = train(cfg, stop_after=args.stop_after, overwrite=args.overwrite)
     if result.summary.get("final_eval") and (result.run_dir / "summary.json").exists():
         ev = result.summary["final_eval"]
         print(
@@ -153,6 +158,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder exactly")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run that --out holds (default: refuse; without --out a fresh "
+        "runs/run-N is picked)",
+    )
     p.add_argument(
         "--stop-after",
         type=int,

@@ -16,7 +16,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     else:
         out = run_experiment(
             args.name, args.budget, args.data_dir, args.out, seeds=args.seeds,
-            argv=args.argv, progress=not args.no_progress,
+            argv=args.argv, progress=not args.no_progress and args.jobs == 1, jobs=args.jobs,
         )  # fmt: skip
     from .reproduce.report import write_report
 
@@ -46,6 +46,12 @@ def add_reproduce_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="experiment folder (resumable)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: the budget's)")
     p.add_argument("--runs", help="responses: the degradation experiment folder to read")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="train this many runs at once, in separate processes (default: 1)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_reproduce)
 

@@ -11,6 +11,7 @@ experiment that outlives a session continues where it stopped.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
@@ -21,7 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import make_config
+from ..errors import ReslabError
+from ..training.checkpoint import atomic_write
 from ..training.loop import train
+from ..training.runlock import FolderInUse, FolderLock
 
 
 @dataclass(frozen=True)
@@ -223,9 +227,15 @@ def run_experiment(
     seeds: int | None = None,
     argv: list[str] | None = None,
     progress: bool = True,
+    jobs: int = 1,
     **overrides: Any,
 ) -> Path:
-    """Train every run of an experiment (skipping finished ones); returns OUT."""
+    """Train every run of an experiment (skipping finished ones); returns OUT.
+
+    `jobs` > 1 trains that many runs at once, in separate processes that take the next
+    run nobody holds (each run folder is locked while trained): small CIFAR nets leave
+    most of a GPU idle. On a CPU the cores are shared out between the jobs.
+    """
     if name not in EXPERIMENTS:
         raise ValueError(
             f"unknown experiment {name!r}; choose one of {', '.join([*EXPERIMENTS, 'responses'])}"
@@ -234,44 +244,71 @@ def run_experiment(
     budgets = BUDGETS[exp.family]
     if budget not in budgets:
         raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(budgets)}")
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
     b = budgets[budget]
     exp_settings = dict(exp.settings.get(budget, {}))
     seeds = seeds or exp_settings.pop("seeds", None) or b.seeds
+    settings = {"scale": b.scale, **b.overrides, **exp_settings, **overrides}
+    make_config(exp.recipe, dataset=exp.dataset, **settings)  # bad settings fail here, early
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    meta_path = out / "experiment.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    meta.update({"experiment": name, "budget": budget, "budget_note": b.note,
-                 "seeds": seeds, "figure": exp.figure,
-                 "provenance": provenance(argv if argv is not None else sys.argv[1:], data_dir)})  # fmt: skip
-    meta.setdefault("started", time.strftime("%Y-%m-%d %H:%M:%S %Z"))
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    t0 = time.time()
-    for seed in range(seeds):
-        for model, shortcut in exp.planned(budget):
-            run_dir = out / "runs" / run_name(model, shortcut, seed)
-            summary = run_dir / "summary.json"
-            if summary.exists() and json.loads(summary.read_text()).get("status") == "finished":
-                continue
-            settings = {
-                "scale": b.scale,
-                **b.overrides,
-                **exp_settings,
-                **overrides,
-            }
+    with FolderLock(out):  # one `reproduce` per experiment folder
+        meta_path = out / "experiment.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta.update({"experiment": name, "budget": budget, "budget_note": b.note,
+                     "seeds": seeds, "figure": exp.figure, "jobs": jobs,
+                     "provenance": provenance(argv if argv is not None else sys.argv[1:],
+                                              data_dir)})  # fmt: skip
+        meta.setdefault("started", time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+        atomic_write(meta_path, (json.dumps(meta, indent=2) + "\n").encode())
+        plan = [(m, sc, seed) for seed in range(seeds) for m, sc in exp.planned(budget)]
+        job = (name, budget, exp.recipe, exp.dataset, str(data_dir), str(out), plan, settings)
+        t0 = time.time()
+        if jobs == 1:
+            _train_runs(*job, progress=progress)
+        else:
+            if "threads" not in overrides:  # share the cores out
+                settings["threads"] = max(1, (os.cpu_count() or 1) // jobs)
+            ctx = multiprocessing.get_context("spawn")
+            workers = [ctx.Process(target=_train_runs, args=job, kwargs={"progress": False})
+                       for _ in range(jobs)]  # fmt: skip
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            failed = [w.exitcode for w in workers if w.exitcode != 0]
+            if failed:
+                raise ReslabError(f"{len(failed)} of {jobs} jobs failed (exit codes {failed}); "
+                                  "run the same command again to resume")  # fmt: skip
+        meta["wall_s"] = meta.get("wall_s", 0) + time.time() - t0
+        meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        atomic_write(meta_path, (json.dumps(meta, indent=2) + "\n").encode())
+    return out
+
+
+def _train_runs(name: str, budget: str, recipe: str, dataset: str, data_dir: str, out: str,
+                plan: list[tuple[str, str | None, int]], settings: dict[str, Any],
+                progress: bool = True) -> None:  # fmt: skip
+    """Train each planned run that is not finished and not held by another process."""
+    for model, shortcut, seed in plan:
+        run_dir = Path(out) / "runs" / run_name(model, shortcut, seed)
+        summary = run_dir / "summary.json"
+        if summary.exists() and json.loads(summary.read_text()).get("status") == "finished":
+            continue
+        try:
             if (run_dir / "checkpoints" / "last.pt").exists():
+                print(f"[{name}/{budget}] resuming {run_dir.name}", flush=True)
                 train(resume=run_dir, progress=progress)
                 continue
             cfg = make_config(
-                exp.recipe, model=model, shortcut=shortcut, dataset=exp.dataset,
-                data_dir=str(data_dir), out=str(run_dir), seed=seed,
-                progress=progress, **settings,
+                recipe, model=model, shortcut=shortcut, dataset=dataset, data_dir=data_dir,
+                out=str(run_dir), seed=seed, progress=progress, **settings,
             )  # fmt: skip
             for key in ("log_every", "eval_every", "checkpoint_every"):
                 setattr(cfg, key, max(1, round(getattr(cfg, key))))
             print(f"[{name}/{budget}] training {run_dir.name}", flush=True)
-            train(cfg)
-    meta["wall_s"] = meta.get("wall_s", 0) + time.time() - t0
-    meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    return out
+            # A folder without last.pt holds at most a run killed before its first
+            # checkpoint: nothing to resume, so it starts again.
+            train(cfg, overwrite=True)
+        except FolderInUse:
+            continue  # another job trains it

@@ -38,6 +38,7 @@ from .recipes import (
     observe_val_error,
     resolve_recipe,
 )
+from .runlock import claim_run_dir
 from .runstate import MetricsLog, StopFlag, peak_rss_mb, rng_state, set_rng_state
 from .setup import (
     build_model,
@@ -76,24 +77,36 @@ def train(
     config: TrainConfig | dict[str, Any] | None = None,
     resume: str | Path | None = None,
     stop_after: int | None = None,
+    overwrite: bool = False,
     **overrides: Any,
 ) -> TrainResult:
     """Train a network as `config` says (or resume the run in folder `resume`).
 
+    The run folder is locked while training; a new run refuses a folder that holds a
+    run unless `overwrite` (which deletes that run's files first).
+
     >>> result = reslab.train(make_config("cifar-paper", model="resnet20", data_dir="~/data"))
     """
+    main = int(os.environ.get("RANK", "0")) == 0
     if resume is not None:
-        state, state_path = ckpt_io.load_resumable(resume)
-        cfg = make_config(**{**state["config"], **overrides})
-        cfg.out = str(resume)
-    else:
-        state, state_path = None, None
-        if isinstance(config, dict):
-            config = make_config(**config)
-        cfg = config or make_config()
-        if overrides:
-            cfg = make_config(**{**cfg.to_dict(), **overrides})
+        with claim_run_dir(resume, resume=True, overwrite=False, main=main):
+            state, state_path = ckpt_io.load_resumable(resume)
+            cfg = make_config(**{**state["config"], **overrides})
+            cfg.out = str(resume)
+            return _train(cfg, state, state_path, stop_after)
+    if isinstance(config, dict):
+        config = make_config(**config)
+    cfg = config or make_config()
+    if overrides:
+        cfg = make_config(**{**cfg.to_dict(), **overrides})
+    get_spec(cfg.model)  # an unknown model fails before anything is created
+    with claim_run_dir(cfg.out, resume=False, overwrite=overwrite, main=main):
+        return _train(cfg, None, None, stop_after)
 
+
+def _train(
+    cfg: TrainConfig, state: dict[str, Any] | None, state_path: Path | None, stop_after: int | None
+) -> TrainResult:
     device = pick_device(cfg.device)
     dist_info = distributed.setup(device)
     set_threads(cfg.threads, dist_info)
