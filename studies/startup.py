@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +36,10 @@ from torch.utils.data import DataLoader, Dataset
 import reslab
 from reslab.config import make_config
 from reslab.data import build_data
+
+# Imported now, not on first use: edits to the package while a long study runs cannot
+# mix old and new modules.
+from reslab.training.loop import train as reslab_train  # noqa: E402
 
 
 # ---------------------------------------------------------------- the reference network
@@ -171,7 +176,7 @@ def train_reslab(model, data_dir, steps, lr, warmup, milestones, seed, log_every
         log_every=log_every, eval_every=steps, checkpoint_every=steps, progress=False,
         compile=False, **extra,
     )  # fmt: skip
-    result = reslab.train(cfg)
+    result = reslab_train(cfg)
     recs = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     train = [{k: r[k] for k in ("step", "loss", "error")} for r in recs if r["kind"] == "train"]
     return train, result.summary["final_eval"]["top1_error"]
@@ -201,12 +206,14 @@ def study_init(args, tensors) -> dict:
     return rows
 
 
-def study_cifar(args, tensors) -> dict:
-    runs = {}
+def study_cifar(args, tensors, runs: dict, save) -> dict:
+    """Each run is saved as it ends; runs already in `runs` are not trained again."""
     s, ms = args.steps, tuple(round(args.steps * f) for f in (0.5, 0.75))
     # The paper's recipe for both; then reslab with the cpu budget's linear warm-up.
     for who, warm in (("reference", 0), ("reslab", 0), ("reslab", args.warmup)):
         tag = f"{who} resnet56, lr 0.1{', warm-up ' + str(warm) if warm else ''}"
+        if tag in runs:
+            continue
         t0 = time.time()
         if who == "reference":
             rec, err = train_reference(56, tensors, s, 0.1, warm, ms, args.seed, 5)
@@ -214,14 +221,16 @@ def study_cifar(args, tensors) -> dict:
             rec, err = train_reslab("resnet56", args.cifar_dir, s, 0.1, warm, ms, args.seed, 5,
                                     args.work / f"resnet56-w{warm}", args.cifar_extra)  # fmt: skip
         runs[tag] = {"train": rec, "val_error": err, "wall_s": time.time() - t0}
+        save()
     return runs
 
 
-def study_imagenet(args) -> dict:
-    runs = {}
+def study_imagenet(args, runs: dict, save) -> dict:
     for lr in (0.1, 0.025):
         for name in ("plain18", "resnet18"):
             out = args.work / f"{name}-lr{lr}"
+            if f"{name}, lr {lr}" in runs:
+                continue
             cfg = make_config(
                 "imagenet-paper", model=name, data_dir=args.imagenette_dir, out=str(out),
                 image_size=64, batch_size=64, lr=lr, iterations=args.in_steps,
@@ -229,13 +238,14 @@ def study_imagenet(args) -> dict:
                 log_every=10, eval_every=args.in_steps, checkpoint_every=args.in_steps,
                 progress=False, workers=args.workers, limit=args.limit,
             )  # fmt: skip
-            result = reslab.train(cfg)
+            result = reslab_train(cfg)
             recs = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
             train = [r for r in recs if r["kind"] == "train"]
             runs[f"{name}, lr {lr}"] = {
                 "train": [{k: r[k] for k in ("step", "loss", "error")} for r in train],
                 "val_error": result.summary["final_eval"]["top1_error"],
             }
+            save()
     return runs
 
 
@@ -288,14 +298,18 @@ def main(argv: list[str] | None = None) -> None:
     val_size = args.val_n if args.limit else 5000
     tensors = cifar_tensors(args.cifar_dir, args.limit, val_size)
     todo = args.only or ["init", "cifar", "imagenet"]
+    results["command"] = "python studies/startup.py " + " ".join(argv or sys.argv[1:])
+
+    def save() -> None:  # after every run: an interrupted study keeps what it finished
+        path.write_text(json.dumps(results, indent=1) + "\n")
+
     if "init" in todo:
         results["init"] = study_init(args, tensors)
+        save()
     if "cifar" in todo:
-        results["cifar"] = study_cifar(args, tensors)
+        study_cifar(args, tensors, results.setdefault("cifar", {}), save)
     if "imagenet" in todo and args.imagenette_dir:
-        results["imagenet"] = study_imagenet(args)
-    results["command"] = "python studies/startup.py " + " ".join(argv or __import__("sys").argv[1:])
-    path.write_text(json.dumps(results, indent=1) + "\n")
+        study_imagenet(args, results.setdefault("imagenet", {}), save)
     if results.get("cifar") or results.get("imagenet"):
         plot(results, args.out / "startup.png")
     for key in ("init",):

@@ -11,12 +11,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .models import create_model, list_models
-
 __version__ = "0.1.0"
 
 # Heavier parts load on first use so `import reslab` stays quick.
 _LAZY = {
+    "create_model": ("reslab.models", "create_model"),
+    "list_models": ("reslab.models", "list_models"),
     "train": ("reslab.training.loop", "train"),
     "TrainConfig": ("reslab.config", "TrainConfig"),
     "make_config": ("reslab.config", "make_config"),

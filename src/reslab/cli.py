@@ -57,20 +57,32 @@ def _reexec_with_malloc_tuning(argv: Sequence[str]) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "reslab", *argv], env)
 
 
+def _os_error(e: OSError) -> str:
+    if e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return " ".join(str(e).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the real command line, not a call from Python
         _reexec_with_malloc_tuning(sys.argv[1:])
     argv = list(argv) if argv is not None else sys.argv[1:]
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the parser's modules load
+        print("interrupted", file=sys.stderr)
+        return 130
     args.argv = argv  # recorded by commands that write provenance
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, ReslabError) as e:
-        # Library errors are written for people: show the message, not a traceback.
-        print(f"reslab {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError, ReslabError) as e:
+        # Library errors are written for people: show the message, not a traceback. An
+        # OSError (permission denied, disk full, not a directory) names its file.
+        msg = " ".join(str(e).split()) if not isinstance(e, OSError) else _os_error(e)
+        print(f"reslab {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
 

@@ -102,7 +102,9 @@ def _train(args: argparse.Namespace) -> int:
             f"{result.status} at step {result.step}: {ev['split']} top-1 error "
             f"{ev['top1_error']:.2f}%, top-5 {ev['top5_error']:.2f}% -> {result.run_dir}"
         )
-    return 130 if result.status == "interrupted" else 0
+    if result.status == "interrupted":  # the shell's convention: 128 + the signal's number
+        return 143 if result.summary.get("signal") == "SIGTERM" else 130
+    return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -110,7 +112,16 @@ def _eval(args: argparse.Namespace) -> int:
     from .evaluate_run import evaluate_run
     from .training.checkpoint import atomic_write
 
-    scales = [int(s) for s in args.scales.split(",")] if args.scales else None
+    try:
+        scales = [int(s) for s in args.scales.split(",")] if args.scales else None
+    except ValueError:
+        raise ValueError(f"--scales must be whole numbers of pixels, got {args.scales!r}") from None
+    if scales is not None and min(scales) < 1:
+        raise ValueError(
+            f"--scales must be > 0 px (the paper: 224,256,384,480,640), got {args.scales}"
+        )
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     res = evaluate_run(
         args.model, data_dir=args.data_dir, dataset=args.dataset, split=args.split,
         ten_crop=args.ten_crop, scales=scales, flip=args.flip, shift=args.shift,

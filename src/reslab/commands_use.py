@@ -10,6 +10,9 @@ import sys
 def _predict(args: argparse.Namespace) -> int:
     from .inference import predict
 
+    for flag, value in (("--batch-size", args.batch_size), ("--top", args.top)):
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
     results = predict(
         args.model, args.images, top=args.top, batch_size=args.batch_size, arch=args.arch
     )
@@ -24,8 +27,8 @@ def _predict(args: argparse.Namespace) -> int:
         elif not args.json:
             best = ", ".join(f"{t['label']} {t['prob']:.3f}" for t in r["top"])
             print(f"{r['path']}: {best}")
-    # Success when at least one image was classified; bad files were reported above.
-    return 0 if any("top" in r for r in results) else 1
+    # 0 only when every image was classified; bad files were reported above.
+    return 0 if all("top" in r for r in results) else 1
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .files import write_json
 
 
 @dataclass
@@ -186,11 +190,19 @@ def make_config(recipe: str = "cifar-paper", **overrides: Any) -> TrainConfig:
     cfg = TrainConfig()
     for key, value in values.items():
         setattr(cfg, key, _coerce(key, value, getattr(cfg, key)))
-    _check(cfg)
+    check_config(cfg)
     return cfg
 
 
-def _check(cfg: TrainConfig) -> None:
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Every value checked before anything is built or written; messages name the key."""
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be a finite number, got {value}")
     if cfg.schedule not in ("step", "cosine", "onecycle", "plateau"):
         raise ValueError(
             f"unknown schedule {cfg.schedule!r}; choose step, cosine, onecycle, plateau"
@@ -209,12 +221,34 @@ def _check(cfg: TrainConfig) -> None:
         raise ValueError(f"ema_decay must be in [0, 1) (0: no average), got {cfg.ema_decay}")
     if cfg.eval_shift < 0:
         raise ValueError(f"eval_shift must be >= 0 px, got {cfg.eval_shift}")
+    for key in ("val_size", "freeze_stages", "warmup_iters", "cutout", "workers"):
+        if getattr(cfg, key) < 0:
+            raise ValueError(f"{key} must be >= 0, got {getattr(cfg, key)}")
+    for key in ("image_size", "threads", "limit", "crop_pad"):
+        low = 0 if key == "crop_pad" else 1
+        if getattr(cfg, key) is not None and getattr(cfg, key) < low:
+            raise ValueError(f"{key} must be >= {low}, got {getattr(cfg, key)}")
+    if cfg.eval_batch_size < 1:
+        raise ValueError(f"eval_batch_size must be >= 1, got {cfg.eval_batch_size}")
+    if not 0 <= cfg.label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if not 0 <= cfg.momentum < 1 or cfg.weight_decay < 0 or not 0 < cfg.gamma <= 1:
+        raise ValueError(
+            f"momentum must be in [0, 1), weight_decay >= 0, gamma in (0, 1]; got "
+            f"{cfg.momentum}, {cfg.weight_decay}, {cfg.gamma}"
+        )
+    if not isinstance(cfg.device, str) or not _DEVICE.match(cfg.device):
+        raise ValueError(f"unknown device {cfg.device!r}; choose auto, cpu, cuda, cuda:N or mps")
+    if cfg.normalize not in ("pixel-mean", "channel"):
+        raise ValueError(f"unknown normalize {cfg.normalize!r}; choose pixel-mean or channel")
+    if cfg.augment not in ("paper", "rrc", "none"):
+        raise ValueError(f"unknown augment {cfg.augment!r}; choose paper, rrc or none")
     if cfg.cuda_graphs and cfg.compile:
         raise ValueError("cuda_graphs and compile exclude each other: choose one")
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    write_json(path, cfg.to_dict())
 
 
 def load_config(path: str | Path) -> TrainConfig:

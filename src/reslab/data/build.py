@@ -30,6 +30,7 @@ from .sources import (
     default_cache_dir,
     find_tree,
     index_tree,
+    is_archive,
 )
 
 KINDS = {
@@ -121,6 +122,9 @@ def build_data(
         raise DatasetError(f"alternate_flip needs a CIFAR dataset, not {dataset}")
     if not 0 <= rank < world_size:
         raise DatasetError(f"rank {rank} outside world_size {world_size}")
+    where = Path(data_dir).expanduser()
+    if where.exists() and not where.is_dir() and not is_archive(where):
+        raise DatasetError(f"--data-dir {where} is a file, not a dataset folder or archive")
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     common = dict(
         batch_size=batch_size, eval_batch_size=eval_batch_size, val_size=val_size,

@@ -10,10 +10,8 @@ from __future__ import annotations
 import codecs
 import importlib
 import io
-import os
 import pickle
 import tarfile
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import one_line
+from ..files import atomic_write
 from .sources import (
     DatasetError,
     check_files,
@@ -206,13 +206,16 @@ def _from_tree(root: Path, strict: bool) -> MemorySource:
 def _cached(key: str, cache_dir: Path, make) -> MemorySource:
     path = cache_dir / "decoded" / f"{key}.pt"
     if path.exists():
-        d = torch.load(path, weights_only=True)
-        return MemorySource(**d)
+        try:
+            return MemorySource(**torch.load(path, weights_only=True))
+        except Exception as e:  # noqa: BLE001 - truncated, foreign or damaged: rebuild it
+            warnings.warn(f"decoded-data cache {path} is unreadable ({one_line(e)}); "
+                          "rebuilding it from the dataset", stacklevel=2)  # fmt: skip
     src = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    torch.save(vars(src), tmp)
-    os.replace(tmp, path)  # a half-written cache file is never seen under the real name
+    try:  # a half-written cache file is never seen under the real name
+        atomic_write(path, lambda f: torch.save(vars(src), f))
+    except OSError as e:  # a cache that cannot be written costs only speed next time
+        warnings.warn(f"could not write the decoded-data cache {path}: {e}", stacklevel=2)
     return src
 
 

@@ -296,6 +296,13 @@ class FolderLoader(Loader):
         self.batches.epoch, self.batches.start = epoch, start
         bad: set[str] = set()
         for x, y, alpha, failed in self.loader:
+            if failed and not self.reported and not bad:  # the first bad file: say so now
+                warnings.warn(
+                    f"skipping unreadable image files (each replaced by a neighbour), e.g. "
+                    f"{sorted(set(failed))[:3]}; the count follows at the end of the epoch "
+                    "(strict=True / --strict makes them an error)",
+                    stacklevel=2,
+                )
             bad.update(failed)
             if x.dtype == torch.uint8:  # not yet normalised by the workers
                 x = _pixels(

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 
@@ -82,6 +83,17 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
         raise DatasetError(f"{archive}: member {name!r} is a link; refusing to extract links")
 
 
+def extraction_limits() -> tuple[int, int]:
+    """(bytes, files) an archive may extract to: 200 GiB and 5 million files by default
+    (ImageNet's training set is ~140 GiB in 1.28M files), so a tar bomb stops early."""
+    try:
+        gb = float(os.environ.get("RESLAB_MAX_EXTRACT_GB", 200))
+        files = int(os.environ.get("RESLAB_MAX_EXTRACT_FILES", 5_000_000))
+    except ValueError as e:
+        raise DatasetError(f"RESLAB_MAX_EXTRACT_GB / _FILES: not a number ({e})") from None
+    return int(gb * 2**30), files
+
+
 def extract_archive(archive: Path, cache_dir: Path) -> Path:
     """Extract a tar archive under cache_dir/extracted/ and return the folder.
 
@@ -94,12 +106,27 @@ def extract_archive(archive: Path, cache_dir: Path) -> Path:
     dest = cache_dir / "extracted" / f"{stem}-{file_key(archive)}"
     if dest.is_dir():
         return dest
+    max_bytes, max_files = extraction_limits()
     tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
+    total, count = 0, 0
     try:
+        free = shutil.disk_usage(tmp).free
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
                 _check_member(member, archive)
+                total, count = total + max(member.size, 0), count + 1
+                if total > max_bytes or count > max_files:
+                    raise DatasetError(
+                        f"{archive}: more than {max_bytes / 2**30:.0f} GiB or {max_files:,} files "
+                        "when extracted; raise RESLAB_MAX_EXTRACT_GB / RESLAB_MAX_EXTRACT_FILES "
+                        "if the archive is what you expect"
+                    )
+                if total > free - (256 << 20):
+                    raise DatasetError(
+                        f"{archive}: not enough free space in {cache_dir} to extract it "
+                        f"({free / 2**30:.1f} GiB free)"
+                    )
                 target = tmp / member.name
                 if member.isdir():
                     target.mkdir(parents=True, exist_ok=True)
@@ -265,11 +292,22 @@ def open_rgb(path: str, draft_short: Callable[[int, int], int] | None = None) ->
             raise
         if img.mode == "RGB" and getattr(img, "fp", None) is None:
             return img
+        if img.mode.startswith("I"):  # 16/32-bit grey: Pillow's convert would clip at 255
+            return _high_depth_to_rgb(img)
         # palette transparency is lost in a direct P->RGB conversion
         rgba = img.convert("RGBA") if img.mode == "P" and "transparency" in img.info else img
         rgb = rgba.convert("RGB") if rgba.mode != "RGB" else rgba.copy()
         img.close()  # multi-frame files (GIF, APNG) keep their file open after load()
         return rgb
+
+
+def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
+    """A 16-bit (or 32-bit integer) greyscale image scaled to 8 bits, as RGB."""
+    arr = np.asarray(img).astype(np.float64)
+    img.close()
+    top = 65535.0 if arr.max(initial=0) > 255 else 255.0  # I mode may hold 8-bit values
+    grey = np.clip(np.round(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, "L").convert("RGB")
 
 
 def check_files(paths: list[str]) -> list[str]:

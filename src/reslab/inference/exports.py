@@ -15,8 +15,12 @@ import torch
 from torch import Tensor, nn
 
 from ..data.augment import scaled
+from ..files import check_target
 from .load import load_model
 from .optimize import fold_batchnorm
+
+# ONNX opsets the TorchScript-based exporter writes for these networks.
+OPSETS = (9, 20)
 
 
 def export(
@@ -32,6 +36,9 @@ def export(
     batch of 2 and compare with PyTorch; a file that disagrees is deleted and an error raised."""
     if fmt not in ("onnx", "torchscript"):
         raise ValueError(f"format must be 'onnx' or 'torchscript', not {fmt!r}")
+    if fmt == "onnx" and not OPSETS[0] <= opset <= OPSETS[1]:
+        raise ValueError(f"--opset {opset} is not supported; choose {OPSETS[0]}..{OPSETS[1]}")
+    out = check_target(out)  # refuse /dev/null, folders, links before any work
     loaded = load_model(model_or_path, arch)
     reference = loaded.model.eval()
     folded = fold_batchnorm(copy.deepcopy(reference)).requires_grad_(False)
@@ -46,8 +53,10 @@ def export(
         "input": f"float32 (batch, 3, {s}, {s}), RGB, normalised as in 'normalization'",
         "output": "logits (batch, num_classes)",
     })  # fmt: skip
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create {out.parent}: {e.strerror or e}") from None
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         (_export_onnx if fmt == "onnx" else _export_torchscript)(folded, s, tmp, meta, opset)
@@ -61,7 +70,10 @@ def export(
                 raise ValueError(
                     f"exported {fmt} file disagrees with PyTorch: max |diff| {diff:.2e} > {atol}, shape {got.shape} vs {want.shape}; file deleted"
                 )
+        check_target(out)  # still a regular file or nothing
         os.replace(tmp, out)
+    except PermissionError as e:
+        raise ValueError(f"cannot write {out}: {e.strerror}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return out

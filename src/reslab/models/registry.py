@@ -169,6 +169,10 @@ def create_model(
     """
     weights = overrides.pop("weights", None)
     spec = get_spec(name)
+    for key, value in (("num_classes", num_classes), ("in_chans", overrides.get("in_chans")),
+                       ("width_mult", overrides.get("width_mult"))):  # fmt: skip
+        if value is not None and not value > 0:
+            raise ValueError(f"{key} must be > 0, got {value}")
     # Everything needed to build the same network again (saved in checkpoints).
     build_args = {"name": name, "num_classes": num_classes, "shortcut": shortcut, **overrides}
     unknown = sorted(set(overrides) - set(OVERRIDES))

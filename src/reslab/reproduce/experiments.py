@@ -23,7 +23,7 @@ from typing import Any
 
 from ..config import make_config
 from ..errors import ReslabError
-from ..training.checkpoint import atomic_write
+from ..files import write_json
 from ..training.loop import train
 from ..training.runlock import FolderInUse, FolderLock
 
@@ -260,7 +260,7 @@ def run_experiment(
                      "provenance": provenance(argv if argv is not None else sys.argv[1:],
                                               data_dir)})  # fmt: skip
         meta.setdefault("started", time.strftime("%Y-%m-%d %H:%M:%S %Z"))
-        atomic_write(meta_path, (json.dumps(meta, indent=2) + "\n").encode())
+        write_json(meta_path, meta)
         plan = [(m, sc, seed) for seed in range(seeds) for m, sc in exp.planned(budget)]
         job = (name, budget, exp.recipe, exp.dataset, str(data_dir), str(out), plan, settings)
         t0 = time.time()
@@ -282,7 +282,7 @@ def run_experiment(
                                   "run the same command again to resume")  # fmt: skip
         meta["wall_s"] = meta.get("wall_s", 0) + time.time() - t0
         meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-        atomic_write(meta_path, (json.dumps(meta, indent=2) + "\n").encode())
+        write_json(meta_path, meta)
     return out
 
 

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write
 from .figures import Panel, plot_curves, plot_responses
 from .runs import RUN_NAME, Run, depth, infer_experiment, load_runs, read_json, seed_groups
 
@@ -352,5 +353,5 @@ def write_report(folder: str | Path) -> Path:
         md += _bullets(_read_responses(responses))
     md += ["", "## Caveats", "", *_bullets(_budget_caveat(meta, runs))]
     path = folder / "report.md"
-    path.write_text("\n".join(md).rstrip() + "\n")
+    atomic_write(path, ("\n".join(md).rstrip() + "\n").encode())
     return path

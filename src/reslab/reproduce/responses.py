@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..files import write_json
+
 
 def response_layers(model: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
     """(name, BN) for every BN that follows a 3x3 conv, in layer order.
@@ -138,7 +140,7 @@ def run_responses(
         splits.add(split)
         print(f"[responses] {run.name}: {len(responses[run.name])} layers", flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "responses.json").write_text(json.dumps(responses, indent=1) + "\n")
+    write_json(out / "responses.json", responses, indent=1)
     if out.resolve() != runs_dir.resolve():  # a folder of its own: say what it holds
         source = runs_dir / "experiment.json"
         src_meta = json.loads(source.read_text()) if source.exists() else {}
@@ -150,5 +152,5 @@ def run_responses(
             "provenance": provenance(argv if argv is not None else sys.argv[1:], data_dir or src_meta.get("provenance", {})
                                      .get("data_dir", "")),
         }  # fmt: skip
-        (out / "experiment.json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_json(out / "experiment.json", meta)
     return out

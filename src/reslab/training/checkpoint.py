@@ -20,19 +20,16 @@ Keys (FORMAT "reslab-checkpoint" v1):
 
 from __future__ import annotations
 
-import errno
 import io
-import os
 import pickle
 import platform
-import stat
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
+
+from ..files import atomic_write, check_target  # noqa: F401 - re-exported
 
 FORMAT = "reslab-checkpoint"
 VERSION = 1
@@ -53,60 +50,25 @@ def versions() -> dict[str, str]:
     }
 
 
-def check_target(path: str | Path) -> Path:
-    """Refuse to write over anything but a regular file: a device node such as /dev/null,
-    a folder, a FIFO or a socket is never replaced by an atomic rename."""
-    path = Path(path)
-    if str(path) in ("", "."):
-        raise ValueError("an empty output path was given")
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return path
-    if stat.S_ISLNK(mode):
-        raise ValueError(f"{path} is a symbolic link; give the file it points to, or a new path")
-    if stat.S_ISDIR(mode):
-        raise ValueError(f"{path} is a folder, not a file")
-    if not stat.S_ISREG(mode):
-        raise ValueError(f"{path} is not a regular file (a device, FIFO or socket); not writing")
-    return path
-
-
-def atomic_write(path: str | Path, data: bytes | Callable[[BinaryIO], None]) -> Path:
-    """Write bytes (or call writer(f)) to `path` via temp file + fsync + rename (atomic on
-    POSIX): a crash leaves the old file or the new one, never half of one. A full disk
-    leaves the old file and raises OSError saying so."""
-    path = check_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if isinstance(data, bytes):
-                f.write(data)
-            else:
-                data(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            raise OSError(
-                e.errno, f"disk full while writing {path}; the previous file is kept"
-            ) from None
-        raise
-    # fsync the folder so the rename itself is durable.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
-
-
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """torch.save to `path` atomically (see atomic_write)."""
     return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+_IMAGE_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP",
+                b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}  # fmt: skip
+
+
+def image_kind(path: Path) -> str | None:
+    """'JPEG', 'PNG', ... when the file starts like an image, else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in _IMAGE_MAGIC.items() if head.startswith(magic)), None)
 
 
 def load_file(path: str | Path) -> Any:
@@ -114,6 +76,10 @@ def load_file(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    kind = image_kind(path)
+    if kind:
+        raise CheckpointError(f"{path} is an image ({kind}), not a model: give a run folder, "
+                              "checkpoint or weights file first, then the images")  # fmt: skip
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

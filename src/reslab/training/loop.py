@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import distributed
-from ..config import TrainConfig, make_config, save_config
+from ..config import TrainConfig, check_config, make_config, save_config
 from ..errors import ReslabError, one_line
 from ..evaluate import evaluate
+from ..files import write_json
 from ..models import get_spec
 from . import checkpoint as ckpt_io
 from .ema import WeightEMA
@@ -88,6 +89,8 @@ def train(
     >>> result = reslab.train(make_config("cifar-paper", model="resnet20", data_dir="~/data"))
     """
     main = int(os.environ.get("RANK", "0")) == 0
+    if isinstance(config, TrainConfig):
+        check_config(config)  # a TrainConfig built directly skipped make_config's checks
     if resume is not None:
         with claim_run_dir(resume, resume=True, overwrite=False, main=main):
             state, state_path = ckpt_io.load_resumable(resume)
@@ -365,6 +368,7 @@ def _train(
 
     summary = {
         "status": status,
+        "signal": stop.requested if status == "interrupted" else None,
         "step": step,
         "iterations": total,
         "model": cfg.model,
@@ -387,7 +391,7 @@ def _train(
         ]
         if last_eval:
             summary["final_eval"] = last_eval[-1]
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(run_dir / "summary.json", summary)
     distributed.cleanup()
     return TrainResult(run_dir, status, step, summary, eval_model)
 

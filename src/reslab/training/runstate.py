@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..files import finite
+
 
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far (Linux/macOS), in MiB."""
@@ -60,6 +62,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(ast.literal_eval(state["python"]))
 
 
+def json_line(record: dict[str, Any]) -> str:
+    """Strict JSON: a NaN or infinity (a diverged loss) is written as null."""
+    return json.dumps(finite(record), allow_nan=False)
+
+
 class MetricsLog:
     """Append-only JSONL; on resume, records after the checkpoint's step are dropped."""
 
@@ -88,7 +95,7 @@ class MetricsLog:
         if not self.enabled:
             return
         with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json_line(record) + "\n")
         if self.tb is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "step":

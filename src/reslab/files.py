@@ -1,0 +1,91 @@
+"""Writing files so that nothing a user made is lost.
+
+Every file reslab writes (checkpoints, config.json, summary.json, metrics, eval
+results, reports, exports) goes through `atomic_write`: a temporary file in the same
+folder, fsync, then a rename over the target. A crash leaves the old file or the new
+one, never half of one; a full disk leaves the old one. The rename never replaces
+anything but a regular file: a device node such as /dev/null, a folder or a link
+given as an output is refused.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+
+def check_target(path: str | Path) -> Path:
+    """Refuse to write over anything but a regular file: a device node such as /dev/null,
+    a folder, a FIFO or a socket is never replaced by an atomic rename."""
+    path = Path(path)
+    if str(path) in ("", "."):
+        raise ValueError("an empty output path was given")
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return path
+    if stat.S_ISLNK(mode):
+        raise ValueError(f"{path} is a symbolic link; give the file it points to, or a new path")
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"{path} is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not a regular file (a device, FIFO or socket); not writing")
+    return path
+
+
+def atomic_write(path: str | Path, data: bytes | Callable[[BinaryIO], None]) -> Path:
+    """Write bytes (or call writer(f)) to `path` via temp file + fsync + rename (atomic on
+    POSIX): a crash leaves the old file or the new one, never half of one. A full disk
+    leaves the old file and raises OSError saying so."""
+    path = check_target(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise ValueError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(data, bytes):
+                f.write(data)
+            else:
+                data(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise OSError(
+                e.errno, f"disk full while writing {path}; the previous file is kept"
+            ) from None
+        raise
+    # fsync the folder so the rename itself is durable.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
+    """Strict JSON (a NaN or infinity becomes null), written atomically."""
+    return atomic_write(path, (json.dumps(finite(obj), indent=indent) + "\n").encode())
+
+
+def finite(obj: Any) -> Any:
+    """obj with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj

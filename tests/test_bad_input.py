@@ -1,0 +1,163 @@
+"""Bad input gets one clear line naming the problem and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import reslab
+from reslab.cli import main
+from reslab.config import TrainConfig, make_config
+from reslab.training.loop import train
+
+pytestmark = pytest.mark.usefixtures("cache")
+
+TINY = ["--model-args", '{"n": 1}', "--batch-size", "32", "--val-size", "64", "--iterations",
+        "2", "--no-progress", "--threads", "1", "--eval-batch-size", "64"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tiny_cifar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bad") / "run"
+    train(make_config("cifar-paper", model="resnet20", model_args={"n": 1},
+                      data_dir=str(tiny_cifar), out=str(out), batch_size=32, val_size=64,
+                      iterations=2, eval_batch_size=64, progress=False, threads=1))  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("img") / "cat.jpg"
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(path)
+    return path
+
+
+def one_line_error(capsys: pytest.CaptureFixture, argv: list[str], *want: str) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, (argv, code, err)
+    lines = err.splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for w in want:
+        assert w in err, (w, err)
+    return err
+
+
+def test_train_bad_values(capsys: pytest.CaptureFixture, tiny_cifar: Path, tmp_path: Path) -> None:
+    base = ["train", "--data-dir", str(tiny_cifar), *TINY, "--out", str(tmp_path / "r")]
+    for flags, want in (
+        (["--lr", "nan"], "lr must be a finite number"),
+        (["--lr", "inf"], "lr must be a finite number"),
+        (["--device", "tpu9"], "unknown device 'tpu9'"),
+        (["--threads", "0"], "threads must be >= 1"),
+        (["--label-smoothing", "2"], "label_smoothing must be in [0, 1)"),
+        (["--val-size", "-5"], "val_size must be >= 0"),
+        (["--image-size", "0"], "image_size must be >= 1"),
+        (["--model", "resnet21"], "unknown model"),
+    ):
+        one_line_error(capsys, [*base, *flags], want)
+    assert not (tmp_path / "r").exists()  # nothing created
+
+
+def test_train_bad_paths(capsys: pytest.CaptureFixture, tiny_cifar: Path, tmp_path: Path) -> None:
+    file = tmp_path / "file.txt"
+    file.write_text("mine")
+    for dataset in ("cifar10", "imagefolder"):
+        one_line_error(capsys, ["train", "--dataset", dataset, "--data-dir", str(file), *TINY,
+                                "--out", str(tmp_path / "r")], str(file))  # fmt: skip
+    for out, want in ((str(file), "is a file"), ("/dev/null", "/dev/null"),
+                      ("", "empty"), ("/sys/reslab-run", "/sys/reslab-run")):  # fmt: skip
+        one_line_error(capsys, ["train", "--data-dir", str(tiny_cifar), *TINY, "--out", out], want)
+    assert file.read_text() == "mine" and Path("/dev/null").is_char_device()
+
+
+def test_export_bad_targets(capsys: pytest.CaptureFixture, run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    base = ["export", str(run), "--format", "onnx"]
+    one_line_error(capsys, [*base, "--out", "/dev/null"], "/dev/null", "not a regular file")
+    one_line_error(capsys, [*base, "--out", str(tmp_path)], "is a folder")
+    one_line_error(capsys, [*base, "--out", "/sys/x.onnx"], "/sys")
+    for opset in ("3", "999"):
+        one_line_error(capsys, [*base, "--out", str(tmp_path / "m.onnx"), "--opset", opset],
+                       f"--opset {opset} is not supported")  # fmt: skip
+    assert Path("/dev/null").is_char_device()
+
+
+def test_eval_bad_values(capsys: pytest.CaptureFixture, run: Path, tmp_path: Path) -> None:
+    one_line_error(capsys, ["eval", str(run), "--scales", "0,-32"], "--scales")
+    one_line_error(capsys, ["eval", str(run), "--batch-size", "0"], "--batch-size must be >= 1")
+    # An unwritable --out: the result is printed first, then one error line.
+    code = main(["eval", str(run), "--split", "test", "--out", "/sys/eval.json"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "top-1 error" in out and "/sys/eval.json" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_eval_val_split_shorter_than_a_batch(capsys: pytest.CaptureFixture, run: Path) -> None:
+    assert main(["eval", str(run), "--split", "val", "--batch-size", "200"]) == 0
+    assert "(64 images" in capsys.readouterr().out  # 64 < 200: one short batch
+
+
+def test_predict(capsys: pytest.CaptureFixture, run: Path, image: Path, tmp_path: Path) -> None:
+    one_line_error(capsys, ["predict", str(run), str(image), "--batch-size", "0"],
+                   "--batch-size must be >= 1")  # fmt: skip
+    one_line_error(capsys, ["predict", str(image), str(image)], "is an image (JPEG), not a model")
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    assert main(["predict", str(run), str(image)]) == 0
+    assert main(["predict", str(run), str(image), str(image), str(bad)]) == 1  # one of 3 failed
+    capsys.readouterr()
+
+
+def test_api_checks_before_building(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        train(TrainConfig(batch_size=-1, out=str(tmp_path / "x")))
+    assert not (tmp_path / "x").exists()
+    for kw, want in (({"num_classes": 0}, "num_classes"), ({"num_classes": -1}, "num_classes"),
+                     ({"in_chans": 0}, "in_chans"), ({"width_mult": 0}, "width_mult")):  # fmt: skip
+        with pytest.raises(ValueError, match=want):
+            reslab.create_model("resnet20", **kw)
+
+
+def test_metrics_are_strict_json_when_training_diverges(tiny_cifar: Path, tmp_path: Path) -> None:
+    from reslab.training.runstate import json_line
+
+    assert json_line({"loss": float("nan"), "x": float("inf")}) == '{"loss": null, "x": null}'
+
+
+def _cli(args: list[str], **kw) -> subprocess.Popen:
+    env = {**os.environ, "RESLAB_MALLOC_TUNING": "0"}
+    return subprocess.Popen([sys.executable, "-m", "reslab", *args], stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env, **kw)  # fmt: skip
+
+
+def test_interrupt_during_start_up_is_one_line(tiny_cifar: Path, tmp_path: Path) -> None:
+    p = _cli(["train", "--data-dir", str(tiny_cifar), *TINY, "--out", str(tmp_path / "r")])
+    time.sleep(2)  # importing torch or reading data: inside main(), before training
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Traceback" not in err, err
+
+
+def test_sigterm_exits_143(tiny_cifar: Path, tmp_path: Path) -> None:
+    args = ["train", "--data-dir", str(tiny_cifar), *TINY, "--iterations", "100000",
+            "--log-every", "1", "--out", str(tmp_path / "r")]  # fmt: skip
+    p = _cli(args)
+    metrics = tmp_path / "r" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err
+    last = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert last["status"] == "interrupted"
