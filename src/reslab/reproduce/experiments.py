@@ -274,8 +274,13 @@ def run_experiment(
                        for _ in range(jobs)]  # fmt: skip
             for w in workers:
                 w.start()
-            for w in workers:
-                w.join()
+            try:
+                for w in workers:
+                    w.join()
+            except KeyboardInterrupt:  # the jobs got it too: let them save their checkpoints
+                for w in workers:
+                    w.join()
+                raise
             failed = [w.exitcode for w in workers if w.exitcode != 0]
             if failed:
                 raise ReslabError(f"{len(failed)} of {jobs} jobs failed (exit codes {failed}); "
@@ -298,7 +303,9 @@ def _train_runs(name: str, budget: str, recipe: str, dataset: str, data_dir: str
         try:
             if (run_dir / "checkpoints" / "last.pt").exists():
                 print(f"[{name}/{budget}] resuming {run_dir.name}", flush=True)
-                train(resume=run_dir, progress=progress)
+                result = train(resume=run_dir, progress=progress)
+                if result.status == "interrupted":  # Ctrl-C stops the experiment, not one run
+                    raise KeyboardInterrupt
                 continue
             cfg = make_config(
                 recipe, model=model, shortcut=shortcut, dataset=dataset, data_dir=data_dir,
@@ -309,6 +316,7 @@ def _train_runs(name: str, budget: str, recipe: str, dataset: str, data_dir: str
             print(f"[{name}/{budget}] training {run_dir.name}", flush=True)
             # A folder without last.pt holds at most a run killed before its first
             # checkpoint: nothing to resume, so it starts again.
-            train(cfg, overwrite=True)
+            if train(cfg, overwrite=True).status == "interrupted":
+                raise KeyboardInterrupt
         except FolderInUse:
             continue  # another job trains it
