@@ -100,7 +100,7 @@ CHOICES = {"dataset": ["cifar10", "cifar100", "imagefolder", "imagenet", "imagen
 EXAMPLES = """examples:
   reslab train --data-dir ~/data/cifar10 --model resnet56 --out runs/r56
       the paper's CIFAR recipe (64k steps, lr 0.1 /10 at 32k and 48k)
-  reslab train --data-dir ~/data/cifar10 --iterations 6400 --scale 0.1 --out runs/short
+  reslab train --data-dir ~/data/cifar10 --scale 0.1 --out runs/short   (6,400 steps)
   reslab train --recipe imagenet-paper --data-dir ~/data/imagenette --model resnet18 \\
       --batch-size 64 --image-size 128 --iterations 2000 --out runs/in18
   reslab train --resume runs/r56            continue an interrupted run exactly
