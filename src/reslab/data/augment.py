@@ -210,9 +210,9 @@ def train_rrc(path: str, rng: np.random.Generator, image_size: int) -> np.ndarra
     return _to_array(img)
 
 
-def center_view(path: str, image_size: int) -> np.ndarray:
-    """Shorter side to 256 (scaled), centre crop image_size."""
-    short = scaled(256, image_size)
+def center_view(path: str, image_size: int, short: int | None = None) -> np.ndarray:
+    """Shorter side to 256 (scaled; or `short`), centre crop image_size."""
+    short = short or scaled(256, image_size)
     img = _resize_short(open_rgb(path, draft_short=lambda w, h: short), short)
     w, h = img.size
     return _to_array(_crop(img, (h - image_size) // 2, (w - image_size) // 2, image_size))

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.augment import scaled
 from ..files import check_target
 from .load import load_model
 from .optimize import fold_batchnorm
@@ -49,7 +48,7 @@ def export(
         "classes": loaded.classes,
         "normalization": loaded.normalization,
         "image_size": s,
-        "resize_shorter_side": scaled(256, s),
+        "resize_shorter_side": loaded.resize_shorter_side,
         "input": f"float32 (batch, 3, {s}, {s}), RGB, normalised as in 'normalization'",
         "output": "logits (batch, num_classes)",
     })  # fmt: skip

@@ -35,6 +35,15 @@ class Loaded:
     recorded_classes: bool = False  # classes came from the checkpoint, not a default list
     file: Path | None = None  # the weights file it was read from
 
+    @property
+    def resize_shorter_side(self) -> int:
+        """The evaluation view: shorter side to this, then the centre image_size crop.
+        CIFAR nets saw whole images (no resize); ImageNet ones 224 of 256 (section 3.4)."""
+        dataset = self.config.get("dataset")
+        whole = dataset in ("cifar10", "cifar100") if dataset else (
+            getattr(self.model.spec, "family", "imagenet") in ("cifar", "fast"))  # fmt: skip
+        return self.image_size if whole else round(256 * self.image_size / 224)
+
 
 # ---------------------------------------------------------------------------- loading
 

@@ -20,18 +20,15 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 def normalizer(norm: dict[str, Any]) -> Normalizer:
     """The training pipeline's Normalizer rebuilt from its JSON form."""
-    mean = torch.tensor(norm["mean"], dtype=torch.float32)
-    if mean.ndim == 1:  # per channel, stored as (3,)
-        mean = mean.reshape(-1, 1, 1)
-    return Normalizer(norm["kind"], mean, torch.tensor(norm["std"], dtype=torch.float32))
+    return Normalizer.from_dict(norm)
 
 
-def center_crop(image: Image.Image, image_size: int) -> np.ndarray:
+def center_crop(image: Image.Image, image_size: int, short: int | None = None) -> np.ndarray:
     """(S, S, 3) uint8: the evaluation view of a decoded image (same arithmetic as
     reslab.data.augment.center_view, which works from a file): shorter side to
-    round(256 * S / 224) with bilinear resampling, then the centre S x S."""
+    `short` (default round(256 * S / 224)) with bilinear resampling, then the centre S x S."""
     img = image.convert("RGB")
-    short = scaled(256, image_size)
+    short = short or scaled(256, image_size)
     w, h = img.size
     if min(w, h) != short:
         s = short / min(w, h)
@@ -78,9 +75,9 @@ def predict(
             results.append({"path": name})
             try:
                 view = (
-                    center_view(item, loaded.image_size)
+                    center_view(item, loaded.image_size, loaded.resize_shorter_side)
                     if isinstance(item, str)
-                    else center_crop(item, loaded.image_size)
+                    else center_crop(item, loaded.image_size, loaded.resize_shorter_side)
                 )
             except Exception as e:  # noqa: BLE001 - an unreadable file is reported, not fatal
                 results[-1]["error"] = f"{type(e).__name__}: {e}"

@@ -303,7 +303,9 @@ def _train_runs(name: str, budget: str, recipe: str, dataset: str, data_dir: str
         try:
             if (run_dir / "checkpoints" / "last.pt").exists():
                 print(f"[{name}/{budget}] resuming {run_dir.name}", flush=True)
-                result = train(resume=run_dir, progress=progress)
+                # The run's own config, but this invocation's share of the cores.
+                system = {k: settings[k] for k in ("threads",) if k in settings}
+                result = train(resume=run_dir, progress=progress, **system)
                 if result.status == "interrupted":  # Ctrl-C stops the experiment, not one run
                     raise KeyboardInterrupt
                 continue
