@@ -196,3 +196,15 @@ def test_real_cifar10_jpeg() -> None:
     data = build_data("cifar10", SHARED / "cifar10-train-jpeg.tar.gz", batch_size=128, workers=0)
     assert data.classes[:3] == ["airplane", "automobile", "bird"]
     assert (data.train.num_samples, data.val.num_samples, data.test) == (45000, 5000, None)
+
+
+def test_truncated_decoded_cache_is_rebuilt(tiny_cifar: Path, tmp_path: Path) -> None:
+    from reslab.data import build_data
+
+    first = build_data("cifar10", tiny_cifar, batch_size=32, val_size=64, cache_dir=tmp_path)
+    (cached,) = (tmp_path / "decoded").glob("*.pt")
+    cached.write_bytes(cached.read_bytes()[:1000])  # a crash mid-copy, a full disk...
+    with pytest.warns(UserWarning, match="cache .* is unreadable.*rebuilding"):
+        again = build_data("cifar10", tiny_cifar, batch_size=32, val_size=64, cache_dir=tmp_path)
+    assert torch.equal(first.train.x, again.train.x)
+    build_data("cifar10", tiny_cifar, batch_size=32, val_size=64, cache_dir=tmp_path)  # whole again

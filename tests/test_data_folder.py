@@ -6,8 +6,10 @@ import io
 import subprocess
 import sys
 import tarfile
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -49,9 +51,14 @@ def messy(tmp_path: Path) -> Path:
 def test_modes_and_corrupt_file_warns_once(messy: Path, tmp_path: Path) -> None:
     data = _build(messy, tmp_path, val_size=0, batch_size=29)
     assert data.train.num_samples == 29 and data.classes == ["cat", "dog"]
-    with pytest.warns(UserWarning, match=r"skipped 1 unreadable.*broken\.jpg") as rec:
+    with pytest.warns(UserWarning) as rec:
         batches = list(data.train.epoch(0))
-    assert len(rec) == 1 and batches[0][0].shape == (29, 3, 32, 32)
+    # Said at once (with the file), then counted when the epoch ends.
+    assert [str(w.message)[:26] for w in rec] == [
+        "skipping unreadable image ",
+        "skipped 1 unreadable image",
+    ]
+    assert "broken.jpg" in str(rec[0].message) and batches[0][0].shape == (29, 3, 32, 32)
     with pytest.raises(DatasetError, match="broken.jpg"):
         _build(messy, tmp_path, val_size=0, strict=True)
 
@@ -161,3 +168,41 @@ def test_real_imagenette(tmp_path: Path) -> None:
     assert data.classes[0] == "n01440764" and data.train.num_samples == 48
     x, y = next(data.train.epoch(0))
     assert x.shape == (16, 3, 224, 224) and torch.isfinite(x).all()
+
+
+def test_first_bad_image_is_reported_before_the_epoch_ends(messy: Path, tmp_path: Path) -> None:
+    data = _build(messy, tmp_path, val_size=0, batch_size=4)
+    it = data.train.epoch(0)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        seen = 0
+        for _ in it:
+            seen += 1
+            if rec:
+                break
+    assert rec and "broken.jpg" in str(rec[0].message) and seen <= len(data.train)
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
+    from reslab.data.sources import open_rgb
+
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    rgb = np.asarray(open_rgb(str(tmp_path / "deep.png")))
+    assert rgb.shape == (64, 64, 3) and rgb.min() == 0 and rgb.max() == 255
+    assert 120 < rgb.mean() < 135  # a full ramp, not Pillow's all-white clip
+
+
+def test_extraction_limits(messy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    arc = tmp_path / "tree.tar"
+    with tarfile.open(arc, "w") as tar:
+        tar.add(messy, arcname="tree")
+    monkeypatch.setenv("RESLAB_MAX_EXTRACT_FILES", "5")
+    with pytest.raises(DatasetError, match="more than .* 5 files when extracted"):
+        extract_archive(arc, tmp_path / "cache")
+    monkeypatch.setenv("RESLAB_MAX_EXTRACT_FILES", "100")
+    monkeypatch.setenv("RESLAB_MAX_EXTRACT_GB", "0.00001")  # ~10 kB
+    with pytest.raises(DatasetError, match="GiB"):
+        extract_archive(arc, tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "extracted").iterdir())  # nothing half-extracted

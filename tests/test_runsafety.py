@@ -128,3 +128,37 @@ def test_reproduce_jobs_train_each_run_once(tiny_cifar: Path, tmp_path: Path) ->
         assert steps(out / "runs" / name) == [1, 2, 3, 4]
     with FolderLock(out), pytest.raises(FolderInUse):
         run_experiment("shortcuts", "smoke", str(tiny_cifar), out)
+
+
+def test_disk_full_keeps_the_previous_file(tmp_path: Path) -> None:
+    import errno
+
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"good checkpoint")
+
+    def writer(f) -> None:
+        f.write(b"half of a new one")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(
+        OSError, match="disk full while writing .*last.pt; the previous file is kept"
+    ):
+        atomic_write(path, writer)
+    assert path.read_bytes() == b"good checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
+
+
+def test_init_from_another_depth_says_what_it_skipped(tmp_path: Path, capsys) -> None:
+    import torch
+
+    from reslab import create_model
+    from reslab.training.setup import init_from
+
+    torch.save(create_model("resnet56").state_dict(), tmp_path / "r56.pt")
+    r20 = create_model("resnet20")
+    with pytest.warns(UserWarning, match=r"216 tensors of the file are not in resnet20"):
+        init_from(r20, str(tmp_path / "r56.pt"))
+    assert "init: 116 of resnet20's 116 tensors" in capsys.readouterr().out
+    torch.save(create_model("resnet18").state_dict(), tmp_path / "r18.pt")
+    with pytest.raises(ValueError, match="weights do not fit resnet20"):
+        init_from(create_model("resnet20"), str(tmp_path / "r18.pt"))
