@@ -35,7 +35,8 @@ IMAGENET_NORMALIZATION: dict[str, Any] = {
 _WRAPPERS = ("state_dict", "model", "model_state_dict")  # keys trainers nest weights under
 _SHOW = 5  # keys listed per kind of mismatch
 META_KEY = "reslab"  # safetensors metadata: JSON of how the weights were built and fed
-_META_FIELDS = ("model_args", "classes", "normalization", "image_size", "config", "dataset")
+_META_FIELDS = ("model_args", "classes", "normalization", "image_size", "config", "dataset",
+                "source")  # fmt: skip
 
 
 @functools.cache
@@ -81,7 +82,45 @@ def read_weights(path: str | Path) -> WeightsFile:
         )
     # DistributedDataParallel and torch.compile prefix every name; the weights are the same.
     state = {_strip(k): v for k, v in obj.items()}
+    if not extra and _is_akamaster(state):
+        state, extra = _from_akamaster(state)
     return WeightsFile(path, state, extra)
+
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck"]  # fmt: skip
+
+
+def _is_akamaster(state: dict[str, Tensor]) -> bool:
+    """akamaster/pytorch_resnet_cifar10's released files: `linear` for the classifier,
+    option-A shortcuts without parameters, a 16-filter 3x3 stem."""
+    conv1 = state.get("conv1.weight")
+    return (
+        "linear.weight" in state
+        and "fc.weight" not in state
+        and "layer1.0.conv1.weight" in state
+        and conv1 is not None
+        and tuple(conv1.shape) == (16, 3, 3, 3)
+    )
+
+
+def _from_akamaster(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Their names mapped to reslab's, and what their files do not say but their code
+    did: zero-padding on both sides of the identity, ImageNet's per-channel statistics
+    on [0, 1] RGB, whole 32x32 CIFAR-10 images."""
+    state = {("fc." + k[7:] if k.startswith("linear.") else k): v for k, v in state.items()}
+    n = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("layer1."))
+    k = int(state["fc.weight"].shape[0])
+    extra = {
+        "model_args": {"name": f"resnet{6 * n + 2}", "num_classes": k, "shortcut_pad": "both"},
+        "normalization": dict(IMAGENET_NORMALIZATION),
+        "image_size": 32,
+        "dataset": "cifar10" if k == 10 else "cifar100",
+        "source": "akamaster/pytorch_resnet_cifar10",
+    }
+    if k == 10:
+        extra["classes"] = list(CIFAR10_CLASSES)
+    return state, extra
 
 
 def _strip(key: str) -> str:
@@ -165,7 +204,15 @@ def load_state_dict_checked(
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a torchvision/timm state dict, a reslab checkpoint or .safetensors into `model`."""
-    return load_state_dict_checked(model, read_weights(path).state_dict, path)
+    weights = read_weights(path)
+    need = weights.checkpoint.get("model_args", {}).get("shortcut_pad", "end")
+    have = getattr(model, "build_args", {}).get("shortcut_pad") or "end"
+    if need != have:  # same names and shapes, another function: refuse rather than mislead
+        raise CheckpointError(
+            f"{path}: these weights were trained with option-A zero padding {need!r}; build "
+            f"the model with shortcut_pad={need!r} (create_model(..., shortcut_pad={need!r}))"
+        )
+    return load_state_dict_checked(model, weights.state_dict, path)
 
 
 def torchvision_state_dict(model: nn.Module) -> dict[str, Tensor]:

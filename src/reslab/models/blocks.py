@@ -33,25 +33,39 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
 
 
-class PadShortcut(nn.Module):
-    """Option A: identity with stride-s subsampling and zero-padded extra channels."""
+PAD_LAYOUTS = ("end", "both")
 
-    def __init__(self, in_planes: int, out_planes: int, stride: int) -> None:
+
+class PadShortcut(nn.Module):
+    """Option A: identity with stride-s subsampling and zero-padded extra channels.
+
+    Where the identity channels sit is not fixed by the paper, and weights trained with
+    one layout are wrong in the other. "end" (the default, as fb.resnet.torch): identity
+    first, zeros after. "both" (akamaster/pytorch_resnet_cifar10's widely used CIFAR
+    checkpoints): half the zeros before, half after.
+    """
+
+    def __init__(self, in_planes: int, out_planes: int, stride: int, layout: str = "end") -> None:
         super().__init__()
-        self.stride = stride
+        if layout not in PAD_LAYOUTS:
+            raise ValueError(f"unknown shortcut_pad {layout!r}; choose one of {PAD_LAYOUTS}")
+        self.stride, self.layout = stride, layout
         self.extra = out_planes - in_planes
 
     def forward(self, x: Tensor) -> Tensor:
         if self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]  # (B, C, H/s, W/s)
-        # Pad the channel dimension at the end: F.pad pads the last dims first.
-        return F.pad(x, (0, 0, 0, 0, 0, self.extra))
+        # F.pad pads the last dims first: (W, W, H, H, C before, C after).
+        before = self.extra // 2 if self.layout == "both" else 0
+        return F.pad(x, (0, 0, 0, 0, before, self.extra - before))
 
     def extra_repr(self) -> str:
-        return f"stride={self.stride}, zero_channels={self.extra}"
+        return f"stride={self.stride}, zero_channels={self.extra}, layout={self.layout}"
 
 
-def make_shortcut(option: str, in_planes: int, out_planes: int, stride: int) -> nn.Module | None:
+def make_shortcut(
+    option: str, in_planes: int, out_planes: int, stride: int, pad: str = "end"
+) -> nn.Module | None:
     """The shortcut branch of one block, or None where it is the plain identity/absent."""
     if option not in SHORTCUTS:
         raise ValueError(
@@ -65,7 +79,7 @@ def make_shortcut(option: str, in_planes: int, out_planes: int, stride: int) -> 
             raise ValueError(
                 f"shortcut option A cannot shrink channels ({in_planes} -> {out_planes}); use B or C"
             )
-        return PadShortcut(in_planes, out_planes, stride)
+        return PadShortcut(in_planes, out_planes, stride, pad)
     # Options B and C: projection W_s x (equation 2), conv then BN as everywhere else.
     return nn.Sequential(conv1x1(in_planes, out_planes, stride), nn.BatchNorm2d(out_planes))
 
@@ -75,8 +89,10 @@ class _Block(nn.Module):
 
     relu: nn.ReLU
 
-    def _set_shortcut(self, option: str, in_planes: int, out_planes: int, stride: int) -> None:
-        self.downsample = make_shortcut(option, in_planes, out_planes, stride)
+    def _set_shortcut(
+        self, option: str, in_planes: int, out_planes: int, stride: int, pad: str = "end"
+    ) -> None:
+        self.downsample = make_shortcut(option, in_planes, out_planes, stride, pad)
         self.residual = option != "none"
 
     def merge(self, out: Tensor, x: Tensor) -> Tensor:
@@ -93,7 +109,13 @@ class BasicBlock(_Block):
     expansion = 1
 
     def __init__(
-        self, in_planes: int, planes: int, stride: int = 1, shortcut: str = "B", **_: object
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        shortcut: str = "B",
+        shortcut_pad: str = "end",
+        **_: object,
     ) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_planes, planes, stride)
@@ -101,7 +123,7 @@ class BasicBlock(_Block):
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
-        self._set_shortcut(shortcut, in_planes, planes, stride)
+        self._set_shortcut(shortcut, in_planes, planes, stride, shortcut_pad)
 
     def last_bn(self) -> nn.BatchNorm2d:
         return self.bn2
@@ -133,6 +155,7 @@ class Bottleneck(_Block):
         stride: int = 1,
         shortcut: str = "B",
         stride_in_1x1: bool = False,
+        shortcut_pad: str = "end",
         **_: object,
     ) -> None:
         super().__init__()
@@ -145,7 +168,7 @@ class Bottleneck(_Block):
         self.conv3 = conv1x1(planes, out_planes)
         self.bn3 = nn.BatchNorm2d(out_planes)
         self.relu = nn.ReLU(inplace=True)
-        self._set_shortcut(shortcut, in_planes, out_planes, stride)
+        self._set_shortcut(shortcut, in_planes, out_planes, stride, shortcut_pad)
 
     def last_bn(self) -> nn.BatchNorm2d:
         return self.bn3

@@ -156,6 +156,8 @@ OVERRIDES = {
     "zero_init_residual": "zero-init each branch's last BN scale (beyond the paper)",
     "grad_checkpointing": "recompute activations in backward to save memory",
     "head_scale": "fastresnet: multiply the logits by this factor",
+    "shortcut_pad": "option A: zero channels after the identity ('end', default) or on both "
+    "sides ('both', akamaster's CIFAR checkpoints)",
 }
 
 

@@ -42,6 +42,7 @@ class ResNet(nn.Module):
         stride_in_1x1: bottleneck only: the paper's stride placement (see Bottleneck).
         zero_init_residual: start each residual branch's last BN scale at 0, so every
             block begins as the identity. Beyond the paper (Goyal et al. 2017).
+        shortcut_pad: option A: "end" or "both", where the zero channels go (PadShortcut).
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class ResNet(nn.Module):
         shortcut: str = "B",
         stride_in_1x1: bool = False,
         zero_init_residual: bool = False,
+        shortcut_pad: str = "end",
     ) -> None:
         super().__init__()
         if block not in BLOCKS:
@@ -93,7 +95,7 @@ class ResNet(nn.Module):
             reduction *= stride
             stage, planes_in = make_stage(
                 block_cls, planes_in, width, n, stride,
-                shortcut=shortcut, stride_in_1x1=stride_in_1x1,
+                shortcut=shortcut, stride_in_1x1=stride_in_1x1, shortcut_pad=shortcut_pad,
             )  # fmt: skip
             name = f"layer{i + 1}"
             self.add_module(name, stage)
