@@ -113,3 +113,11 @@ def test_shipped_weights_load_and_their_cards_match_the_runs(name: str) -> None:
     assert w.info["val_top1_error"] == round(best["top1_error"], 2)
     assert json.loads((run / "config.json").read_text())["model"] == model_name
     assert f"{w.info['val_top1_error']:.2f}%" in w.card.read_text()
+
+
+def test_torch_hub_entry_points() -> None:
+    """hubconf.py: every registered net is an entry point taking create_model's arguments."""
+    model = torch.hub.load(str(REPO), "resnet20", source="local", num_classes=7)
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 7)
+    hub = torch.hub.load(str(REPO), "resnet50", source="local")
+    assert sum(p.numel() for p in hub.parameters()) == 25_557_032  # torchvision's ResNet-50
