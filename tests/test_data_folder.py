@@ -206,3 +206,20 @@ def test_extraction_limits(messy: Path, tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(DatasetError, match="GiB"):
         extract_archive(arc, tmp_path / "cache")
     assert not list((tmp_path / "cache" / "extracted").iterdir())  # nothing half-extracted
+
+
+def test_train_and_val_folders_are_used_as_given(tmp_path: Path) -> None:
+    """ImageNet's layout: val/ is the validation set; nothing is carved out of train/."""
+    root = make_image_folder(tmp_path / "t", ["a", "b"], 9, 24)
+    make_image_folder(root, ["a", "b"], 3, 24, split="val")
+    data = _build(root, tmp_path, val_size=5000, batch_size=4)  # 5000: the recipe's default
+    assert data.train.num_samples == 18 and data.val.num_samples == 6
+
+
+def test_val_size_larger_than_the_data_is_capped(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path / "t", ["a", "b"], 15, 24)
+    with pytest.warns(
+        UserWarning, match="val_size=5000 is too many for 30 training images; holding out 3"
+    ):
+        data = _build(root, tmp_path, val_size=5000, batch_size=4)
+    assert data.train.num_samples == 27 and data.val.num_samples == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -77,8 +78,11 @@ def split_indices(n: int, val_size: int, split_seed: int, limit: int | None):
     perm = np.random.default_rng(split_seed).permutation(n)
     if limit is not None:
         perm = perm[:limit]
-    if val_size >= len(perm):
-        raise DatasetError(f"val_size={val_size} leaves no training images out of {len(perm)}")
+    if val_size >= len(perm) // 2 and val_size > 0:  # never more than exist: hold out 10%
+        capped = len(perm) // 10
+        warnings.warn(f"val_size={val_size} is too many for {len(perm)} training images; "
+                      f"holding out {capped} (10%)", stacklevel=3)  # fmt: skip
+        val_size = capped
     return np.sort(perm[val_size:]), np.sort(perm[:val_size])
 
 
@@ -201,11 +205,15 @@ def _folder_data(splits: dict[str, FolderIndex], image_size, normalize, *, worke
         if bad:
             raise DatasetError(f"{len(bad)} unreadable image files, e.g. {bad[:3]}")
     full = splits["train"]
-    tr, va = split_indices(len(full.paths), kw["val_size"], kw["split_seed"], kw["limit"])
+    given = splits.get("val")  # ImageNet's and Imagenette's own validation folder
+    tr, va = split_indices(len(full.paths), 0 if given else kw["val_size"], kw["split_seed"],
+                           kw["limit"])  # fmt: skip
     sub = {
         "train": ([full.paths[i] for i in tr], [full.labels[i] for i in tr]),
         "val": ([full.paths[i] for i in va], [full.labels[i] for i in va]) if len(va) else None,
     }
+    if given is not None:
+        sub["val"] = (given.paths, given.labels)
     test = splits.get("test") or splits.get("val")
     if test is not None:
         sub["test"] = (test.paths, test.labels)
