@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import signal
@@ -438,3 +439,18 @@ def test_eval_plain_weights_file(tiny_cifar: Path, tmp_path: Path, capsys) -> No
     assert json.loads(out.read_text())["n"] == 64
     assert main([*argv[:2], "--data-dir", str(tiny_cifar)]) == 2  # no dataset: a clear error
     assert "--dataset" in capsys.readouterr().err
+
+
+def test_amp_fp16_with_loss_scaling_trains_and_resumes(tiny_cifar: Path, tmp_path: Path) -> None:
+    """fp16 autocast + GradScaler (for GPUs without fast bf16), run here on the CPU: the
+    scaler's state is saved, so an interrupted run resumes to the same end."""
+    full = train(tiny_config(tiny_cifar, tmp_path / "full", amp="fp16", iterations=6))
+    train(tiny_config(tiny_cifar, tmp_path / "part", amp="fp16", iterations=6), stop_after=3)
+    ckpt = ckpt_io.load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt")
+    assert ckpt["scaler"]["scale"] > 0  # the loss scale travels with the checkpoint
+    train(resume=tmp_path / "part")
+    assert records(tmp_path / "part") == records(full.run_dir)
+    assert all(math.isfinite(r["loss"]) for r in records(full.run_dir) if r["kind"] == "train")
+    assert make_config("cifar-paper", amp=True).amp == "bf16"  # configs from before fp16
+    with pytest.raises(ValueError, match="unknown amp 'fp8'"):
+        make_config("cifar-paper", amp="fp8")

@@ -85,7 +85,8 @@ GROUPS: dict[str, dict[str, str]] = {
     },
     "speed and devices": {
         "device": "auto, cpu, cuda, cuda:N or mps (auto: CUDA, else MPS, else CPU)",
-        "amp": "mixed precision (bf16; default: on for CUDA)",
+        "amp": "mixed precision: bf16, fp16 (with loss scaling, for GPUs without fast bf16) "
+        "or off (default: bf16 on CUDA GPUs that have it, fp16 on older ones, off elsewhere)",
         "channels_last": "NHWC memory layout (default: on; measured faster on CPU and GPU)",
         "compile": "torch.compile the model (default: on only for CIFAR nets of <= 110 layers "
         "training >= 5000 steps on a CPU, where it measured faster)",
@@ -96,7 +97,7 @@ GROUPS: dict[str, dict[str, str]] = {
 }
 CHOICES = {"dataset": ["cifar10", "cifar100", "imagefolder", "imagenet", "imagenette"], "normalize": ["pixel-mean", "channel"],
            "augment": ["paper", "rrc", "none"], "shortcut": ["A", "B", "C", "none"],
-           "schedule": ["step", "cosine", "onecycle", "plateau"]}  # fmt: skip
+           "schedule": ["step", "cosine", "onecycle", "plateau"], "amp": ["bf16", "fp16", "off"]}  # fmt: skip
 EXAMPLES = """examples:
   reslab train --data-dir ~/data/cifar10 --model resnet56 --out runs/r56
       the paper's CIFAR recipe (64k steps, lr 0.1 /10 at 32k and 48k)
@@ -126,7 +127,7 @@ def _parse_tuple(kind: type):
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (--batch-size, --lr, --amp/--no-amp, ...), grouped."""
+    """One flag per TrainConfig field (--batch-size, --lr, --compile/--no-compile, ...), grouped."""
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     grouped = {name for group in GROUPS.values() for name in group}
     assert grouped == set(fields), f"fields without help: {set(fields) ^ grouped}"

@@ -74,7 +74,7 @@ class TrainConfig:
     eval_shift: int = 0  # ...and images translated by this many px both ways (airbench's TTA)
     # --- system ---
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    amp: bool | None = None  # mixed precision; None: on for CUDA
+    amp: str | None = None  # "bf16" | "fp16" (+ loss scaling) | "off"; None: best the device has
     channels_last: bool | None = None  # None: on (measured faster on CPU and GPU)
     compile: bool | None = None  # torch.compile the model; None: where measured faster
     cuda_graphs: bool = False  # CUDA: replay forward+backward as CUDA graphs (beyond the paper)
@@ -173,6 +173,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 def _coerce(name: str, value: Any, default: Any) -> Any:
     if isinstance(default, tuple) and isinstance(value, list):
         return tuple(value)
+    if name == "amp" and isinstance(value, bool):  # configs from before fp16: on meant bf16
+        return "bf16" if value else "off"
     return value
 
 
@@ -243,6 +245,10 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"unknown normalize {cfg.normalize!r}; choose pixel-mean or channel")
     if cfg.augment not in ("paper", "rrc", "none"):
         raise ValueError(f"unknown augment {cfg.augment!r}; choose paper, rrc or none")
+    if cfg.amp not in (None, "bf16", "fp16", "off"):
+        raise ValueError(f"unknown amp {cfg.amp!r}; choose bf16, fp16 or off")
+    if cfg.cuda_graphs and cfg.amp == "fp16":
+        raise ValueError("cuda_graphs needs amp bf16 or off (fp16's loss scaling is not captured)")
     if cfg.cuda_graphs and cfg.compile:
         raise ValueError("cuda_graphs and compile exclude each other: choose one")
 

@@ -42,6 +42,7 @@ from .recipes import (
 from .runlock import claim_run_dir
 from .runstate import MetricsLog, StopFlag, peak_rss_mb, rng_state, set_rng_state
 from .setup import (
+    amp_dtype,
     build_model,
     build_optimizer,
     check_cuda_graphs,
@@ -179,9 +180,15 @@ def _train(
     ckpt_every = cfg.scaled(cfg.checkpoint_every)
     per_epoch = len(data.train)
     log = MetricsLog(run_dir / "metrics.jsonl", main, step if state else None, cfg.tensorboard)
-    amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
-    amp_dtype = torch.bfloat16
+    dtype = amp_dtype(cfg.amp, device)
+    amp = dtype is not None
+    # fp16 needs loss scaling (bf16 has fp32's range); a disabled scaler is a no-op.
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    if state is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     if cfg.cuda_graphs:
+        if dtype == torch.float16:
+            raise ValueError("cuda_graphs needs --amp bf16 or off on this GPU (fp16 is its default)")
         train_model = graphed(model, first_images(), amp)
 
     def save(kind: str) -> None:
@@ -208,6 +215,7 @@ def _train(
             payload.update(train_model=model.state_dict(), ema_updates=ema.updates)
         payload.update(
             optimizer=optimizer.state_dict(),
+            scaler=scaler.state_dict(),
             schedule=schedule.to_dict(),
             rng=rng_state(),
             interval=dict(acc),
@@ -225,7 +233,7 @@ def _train(
         if loader is None:
             return None
         split = "val" if data.val is not None else "test"
-        with torch.autocast(device.type, amp_dtype, enabled=amp):
+        with torch.autocast(device.type, dtype or torch.bfloat16, enabled=amp):
             res = evaluate(eval_model, loader.epoch(0), flip=cfg.eval_flip, shift=cfg.eval_shift)
         record = {"kind": "eval", "split": split, "step": step, "epoch": step / per_epoch}
         return {**record, **res, "wall": time.time() - t0 + wall_before}
@@ -246,11 +254,12 @@ def _train(
 
     def forward_backward(net: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         # (autocast's weight-cast cache cannot live across CUDA graph replays)
-        with torch.autocast(device.type, amp_dtype, enabled=amp, cache_enabled=not cfg.cuda_graphs):
+        with torch.autocast(device.type, dtype or torch.bfloat16, enabled=amp,
+                            cache_enabled=not cfg.cuda_graphs):  # fmt: skip
             logits = net(x)  # (B, K)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         return logits, loss
 
     def boundary(step: int) -> bool:  # a log, eval, checkpoint, last or stop_after step
@@ -285,7 +294,8 @@ def _train(
                 train_model = eager_model
                 logits, loss = forward_backward(train_model, x, y)
             may_fall_back = False
-            optimizer.step()
+            scaler.step(optimizer)  # optimizer.step(), skipped if fp16 gradients overflowed
+            scaler.update()
             if ema is not None:
                 ema.update()
             step += 1

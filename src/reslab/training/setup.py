@@ -54,6 +54,16 @@ def check_cuda_graphs(device: torch.device, ddp: bool) -> None:
         raise ValueError("cuda_graphs is not supported with DDP (torchrun) yet")
 
 
+def amp_dtype(mode: str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of --amp (None: off). Unset, it is bf16 on CUDA GPUs that run it
+    fast (Ampere and newer), fp16 on older GPUs, off on CPUs (bf16 measured slower there)."""
+    if mode is None:
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]
+
+
 def graphed(model: nn.Module, sample: Tensor, amp: bool):
     """The model's forward and backward captured as CUDA graphs and replayed each step
     (torch.cuda.make_graphed_callables): a few launches a step instead of hundreds, for
