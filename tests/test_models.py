@@ -49,7 +49,8 @@ def test_cifar_params_match_paper(name: str) -> None:
 def test_imagenet_flops_match_table1(name: str) -> None:
     # Table 1 counts multiply-adds at 224x224 with the paper's stride placement.
     spec = get_spec(name)
-    model = create_model(name, stride_in_1x1=True)
+    paper = {"stride_in_1x1": True} if spec.block == "bottleneck" else {}  # basic: one place
+    model = create_model(name, **paper)
     gmacs = count_macs(model, 224) / 1e9
     assert abs(gmacs - spec.paper_gflops) / spec.paper_gflops < 0.03
 
@@ -170,3 +171,8 @@ def test_bad_arguments_are_clear(kwargs: dict, match: str) -> None:
 def test_public_api() -> None:
     assert reslab.list_models() == MODELS
     assert {"resnet20", "resnet1202", "plain110", "resnet152", "plain34"} <= set(MODELS)
+
+
+def test_options_a_block_does_not_have_are_refused() -> None:
+    with pytest.raises(ValueError, match="stride_in_1x1 applies to bottleneck blocks"):
+        create_model("resnet20", stride_in_1x1=True)

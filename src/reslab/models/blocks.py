@@ -85,7 +85,7 @@ def make_shortcut(
 
 
 class _Block(nn.Module):
-    """What every block shares: the shortcut, and y = relu(F(x) + shortcut(x)) (eq. 1-2)."""
+    """What every block shares: the shortcut branch of y = relu(F(x) + shortcut(x))."""
 
     relu: nn.ReLU
 
@@ -95,12 +95,9 @@ class _Block(nn.Module):
         self.downsample = make_shortcut(option, in_planes, out_planes, stride, pad)
         self.residual = option != "none"
 
-    def merge(self, out: Tensor, x: Tensor) -> Tensor:
-        """Add the shortcut (residual nets only), then the block's last ReLU."""
-        if self.residual:
-            identity = x if self.downsample is None else self.downsample(x)
-            out = out + identity
-        return self.relu(out)
+    def shortcut(self, x: Tensor) -> Tensor:
+        """x itself (eq. 1), or W_s x / zero-padded x where dimensions change (eq. 2)."""
+        return x if self.downsample is None else self.downsample(x)
 
 
 class BasicBlock(_Block):
@@ -115,9 +112,13 @@ class BasicBlock(_Block):
         stride: int = 1,
         shortcut: str = "B",
         shortcut_pad: str = "end",
-        **_: object,
+        stride_in_1x1: bool = False,
     ) -> None:
         super().__init__()
+        if stride_in_1x1:
+            raise ValueError(
+                "stride_in_1x1 applies to bottleneck blocks; this net has basic blocks"
+            )
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -133,8 +134,10 @@ class BasicBlock(_Block):
         out = self.bn1(out)
         out = self.relu(out)
         out = self.conv2(out)
-        out = self.bn2(out)
-        return self.merge(out, x)
+        out = self.bn2(out)  # F(x)
+        if self.residual:
+            out = out + self.shortcut(x)  # F(x) + x (eq. 1)
+        return self.relu(out)
 
 
 class Bottleneck(_Block):
@@ -156,7 +159,6 @@ class Bottleneck(_Block):
         shortcut: str = "B",
         stride_in_1x1: bool = False,
         shortcut_pad: str = "end",
-        **_: object,
     ) -> None:
         super().__init__()
         out_planes = planes * self.expansion
@@ -181,8 +183,10 @@ class Bottleneck(_Block):
         out = self.bn2(out)
         out = self.relu(out)
         out = self.conv3(out)
-        out = self.bn3(out)
-        return self.merge(out, x)
+        out = self.bn3(out)  # F(x)
+        if self.residual:
+            out = out + self.shortcut(x)  # F(x) + x (eq. 1)
+        return self.relu(out)
 
 
 BLOCKS: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}

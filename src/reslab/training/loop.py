@@ -188,7 +188,9 @@ def _train(
         scaler.load_state_dict(state["scaler"])
     if cfg.cuda_graphs:
         if dtype == torch.float16:
-            raise ValueError("cuda_graphs needs --amp bf16 or off on this GPU (fp16 is its default)")
+            raise ValueError(
+                "cuda_graphs needs --amp bf16 or off on this GPU (fp16 is its default)"
+            )
         train_model = graphed(model, first_images(), amp)
 
     def save(kind: str) -> None:
