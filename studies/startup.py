@@ -174,7 +174,7 @@ def train_reslab(model, data_dir, steps, lr, warmup, milestones, seed, log_every
         "cifar-paper", model=model, dataset="cifar10", data_dir=data_dir, out=str(out),
         iterations=steps, lr=lr, warmup_iters=warmup, milestones=milestones, seed=seed,
         log_every=log_every, eval_every=steps, checkpoint_every=steps, progress=False,
-        compile=False, **extra,
+        compile=False, threads=torch.get_num_threads(), **extra,
     )  # fmt: skip
     result = reslab_train(cfg)
     recs = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
@@ -237,6 +237,7 @@ def study_imagenet(args, runs: dict, save) -> dict:
                 val_size=args.val_n, schedule="step", milestones=(), seed=args.seed,
                 log_every=10, eval_every=args.in_steps, checkpoint_every=args.in_steps,
                 progress=False, workers=args.workers, limit=args.limit,
+                threads=torch.get_num_threads(),
             )  # fmt: skip
             result = reslab_train(cfg)
             recs = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]

@@ -201,6 +201,26 @@ def _read_degradation(runs: list[Run]) -> list[str]:
             md.append(f"Residual nets: deeper is not better at this budget ({b} vs {a}: {gap}).")
         else:
             md.append(f"Residual nets: {b} and {a} are within sampling noise ({gap}).")
+    seeds = sorted({r.seed for r in runs})
+    if len(seeds) > 1:  # the orderings seed by seed: is the mean's ordering luck?
+        for kind, models, metric in (
+            ("plain", plain, "final train"),
+            ("residual", res, "final val"),
+        ):
+            if len(models) < 2:
+                continue
+            a, b = models[0], models[-1]
+            per = []
+            for seed in seeds:
+                ra = [r for r in by_model[a] if r.seed == seed]
+                rb = [r for r in by_model[b] if r.seed == seed]
+                if ra and rb:
+                    get = (lambda r: r.final_train) if kind == "plain" else (lambda r: r.final_val)
+                    va_, vb_ = get(ra[0]), get(rb[0])
+                    if va_ is not None and vb_ is not None:
+                        per.append(f"seed {seed}: {vb_:.1f} vs {va_:.1f}")
+            if per:
+                md.append(f"Seed by seed, {b} vs {a} ({metric} error, %): {'; '.join(per)}.")
     pairs = [(d, f"plain{d}", f"resnet{d}") for d in sorted({depth(m) for m in by_model})]
     pairs = [(d, p, q) for d, p, q in pairs if tr.get(p) is not None and tr.get(q) is not None]
     if pairs:
