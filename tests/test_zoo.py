@@ -121,3 +121,30 @@ def test_torch_hub_entry_points() -> None:
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 7)
     hub = torch.hub.load(str(REPO), "resnet50", source="local")
     assert sum(p.numel() for p in hub.parameters()) == 25_557_032  # torchvision's ResNet-50
+
+
+def test_published_weights_are_found_where_torch_hub_keeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torchvision's file names carry a SHA-256 prefix: a file already fetched by torch.hub
+    is found in $TORCH_HOME and checked against it; a damaged one is refused."""
+    assert {"imagenet:resnet18", "imagenet:resnet50", "imagenet:resnet152"} <= set(zoo.available())
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    f = hub / "resnet18-abc.pth"
+    torch.save(reslab.create_model("resnet18").state_dict(), f)
+    digest = zoo.file_digest(f, "sha256")
+    good = hub / f"resnet18-{digest[:8]}.pth"
+    f.rename(good)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    entry = {"model": "resnet18", "file": good.name, "sha256": digest[:8], "url": None}
+    (mine / "manifest.json").write_text(json.dumps({"imagenet:resnet18": entry}))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert zoo.resolve("imagenet:resnet18", mine) == good
+    loaded = load_model(good)
+    assert loaded.classes[0] == "tench" and loaded.normalization["kind"] == "channel"
+    entry["sha256"] = "0" * 8
+    (mine / "manifest.json").write_text(json.dumps({"imagenet:resnet18": entry}))
+    with pytest.raises(ValueError, match="does not match imagenet:resnet18"):
+        zoo.resolve("imagenet:resnet18", mine)

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.sources import download, file_digest
+from ..data.sources import digest_matches, download, file_digest
 
 ZOO_DIR = Path(__file__).parent
-MANIFEST = "manifest.json"
+MANIFEST = "manifest.json"  # reslab's own trained networks, files beside it
+PUBLISHED = "published.json"  # others' files (torchvision's ImageNet weights): found or fetched
 NAME = re.compile(r"^(?P<tag>[a-z0-9][a-z0-9_-]*):(?P<model>[a-z0-9_]+)$")
 
 
@@ -53,8 +54,9 @@ def _folders(weights_dir: str | Path | None) -> list[Path]:
 def available(weights_dir: str | Path | None = None) -> dict[str, NamedWeights]:
     """Every named weight set, from the user's manifest and the shipped one."""
     found: dict[str, NamedWeights] = {}
-    for folder in reversed(_folders(weights_dir)):
-        path = folder / MANIFEST
+    paths = [ZOO_DIR / PUBLISHED] + [f / MANIFEST for f in reversed(_folders(weights_dir))]
+    for path in paths:
+        folder = path.parent
         if not path.is_file():
             continue
         try:
@@ -80,17 +82,21 @@ def resolve(
         have = ", ".join(sorted(entries)) or "none"
         raise ValueError(f"no weights named {name!r}; available: {have}")
     w = entries[name]
-    path = w.file
-    if not path.is_file():
-        if not w.url:
-            raise ValueError(f"{name}: weights file {path} is missing and no URL is known")
-        from ..data.sources import default_cache_dir
+    from ..data.sources import default_cache_dir
 
-        path = (cache_dir or default_cache_dir()) / "weights" / w.file.name
-        if not path.is_file():
-            download(w.url, path, w.sha256, algo="sha256")
+    cached = (cache_dir or default_cache_dir()) / "weights" / w.file.name
+    torch_hub = Path(os.environ.get("TORCH_HOME", "~/.cache/torch")).expanduser() / "hub"
+    # Beside the manifest, in the user's folder, where torch.hub keeps what it fetched, or
+    # in reslab's cache; else downloaded into the cache.
+    candidates = [w.file, *(f / w.file.name for f in _folders(weights_dir)),
+                  torch_hub / "checkpoints" / w.file.name, cached]  # fmt: skip
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        if not w.url:
+            raise ValueError(f"{name}: weights file {w.file} is missing and no URL is known")
+        path = download(w.url, cached, w.sha256, algo="sha256")
     got = file_digest(path, "sha256")
-    if got != w.sha256:
+    if not digest_matches(got, w.sha256):
         raise ValueError(
             f"{path}: SHA-256 {got[:16]}... does not match {name}'s {w.sha256[:16]}...; "
             "the file is damaged or not the published one"
