@@ -22,7 +22,8 @@ MODELS = list_models()
 def small_input(name: str) -> torch.Tensor:
     # ImageNet nets are fully convolutional: 64 px keeps the loop fast; 1202 layers at
     # 8 px (two stride-2 stages still leave a 2x2 map).
-    size = 64 if get_spec(name).family == "imagenet" else (8 if "1202" in name else 32)
+    deep = "1202" in name or "1001" in name
+    size = 64 if get_spec(name).family == "imagenet" else (8 if deep else 32)
     return torch.randn(2, 3, size, size)
 
 
@@ -40,7 +41,13 @@ def test_forward_backward(name: str) -> None:
 def test_cifar_params_match_paper(name: str) -> None:
     # Section 4.2 / Table 6 give 0.27M ... 19.4M, rounded to the digits printed.
     spec = get_spec(name)
-    params = count_params(create_model(name)) / 1e6
+    model = create_model(name)
+    params = count_params(model) / 1e6
+    if spec.builder == "preact":
+        # Identity Mappings' counts (1.7M, 1.7M, 10.2M) are the conv and fc weights:
+        # 1.72M, 1.68M, 10.18M here; BN adds 2 per channel (0.15M at 1001 layers: 10.33M).
+        bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        params -= sum(p.numel() for m in bn for p in m.parameters()) / 1e6
     digits = 2 if spec.paper_params < 1 else 1
     assert round(params, digits) == pytest.approx(spec.paper_params)
 
@@ -176,3 +183,16 @@ def test_public_api() -> None:
 def test_options_a_block_does_not_have_are_refused() -> None:
     with pytest.raises(ValueError, match="stride_in_1x1 applies to bottleneck blocks"):
         create_model("resnet20", stride_in_1x1=True)
+
+
+def test_preactivation_units_keep_the_identity_path_clean() -> None:
+    """Identity Mappings, Figure 4(e): x_{l+1} = x_l + F(x_l). With the last conv of every
+    unit zeroed, F = 0 and each stage-1 unit passes its input through unchanged (no ReLU
+    after the addition)."""
+    model = create_model("preresnet110").eval()
+    unit = model.layer1[1]
+    torch.nn.init.zeros_(unit.conv2.weight)
+    x = torch.randn(2, 16, 32, 32)  # negative values too: a ReLU on the path would clip them
+    assert torch.equal(unit(x), x)
+    head = create_model("preresnet18")
+    assert isinstance(head.bn_final, torch.nn.BatchNorm2d)  # the final BN-ReLU before pooling

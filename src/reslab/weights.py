@@ -281,7 +281,7 @@ def infer_architecture(state: dict[str, Tensor]) -> tuple[str, dict[str, Any]] |
     for shortcut in _SHORTCUT_TRIES:
         for name in names:
             if shortcut is not None and (
-                name.startswith("plain") or get_spec(name).family == "fast"
+                name.startswith("plain") or get_spec(name).builder != "resnet"
             ):
                 continue  # no shortcut to change
             if _signature(name, shortcut) == want:

@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from .fast import FastResNet
+from .preact import PreActResNet
 from .resnet import ResNet
+
+# Which class builds a spec: the paper's networks, the pre-activation follow-up, fastresnet.
+BUILDERS: dict[str, type[nn.Module]] = {"resnet": ResNet, "preact": PreActResNet,
+                                        "fast": FastResNet}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,7 @@ class ModelSpec:
     paper_params: float | None = None  # millions, section 4.2 / Table 6
     paper_gflops: float | None = None  # multiply-adds x 1e9 at 224x224, Table 1
     paper_error: dict[str, float] = field(default_factory=dict)  # %, from the paper
+    builder: str = "resnet"  # a key of BUILDERS
 
     @property
     def layers(self) -> int:
@@ -35,8 +41,12 @@ class ModelSpec:
         return per_block * sum(self.depths) + 2
 
     def builder_kwargs(self) -> dict[str, object]:
-        if self.family == "fast":
+        if self.builder == "fast":
             return {"widths": self.widths, "depths": self.depths, "num_classes": self.num_classes}
+        if self.builder == "preact":  # its shortcuts are fixed: identity, or a projection
+            return {"block": self.block, "depths": self.depths, "widths": self.widths,
+                    "stem": self.family, "stem_width": self.stem_width,
+                    "num_classes": self.num_classes}  # fmt: skip
         return {
             "block": self.block,
             "depths": self.depths,
@@ -121,6 +131,7 @@ register(
     ModelSpec(
         name="fastresnet",
         family="fast",
+        builder="fast",
         block="basic",
         depths=(1, 1, 1),
         widths=(32, 128, 128),
@@ -130,6 +141,25 @@ register(
         stem_width=24,
     )
 )
+
+
+# He et al., *Identity Mappings in Deep Residual Networks* (ECCV 2016): full
+# pre-activation units (models/preact.py). CIFAR-10 test error of its Table 3 and
+# section 4.2; parameter counts of its Table 3 and Figure 1.
+_PREACT_CIFAR = {  # name: (block, n, params M, CIFAR-10 test error %)
+    "preresnet110": ("basic", 18, 1.7, 6.37),
+    "preresnet164": ("bottleneck", 18, 1.7, 5.46),
+    "preresnet1001": ("bottleneck", 111, 10.2, 4.92),
+}
+for _name, (_block, _n, _params, _err) in _PREACT_CIFAR.items():
+    register(ModelSpec(name=_name, family="cifar", block=_block, depths=(_n, _n, _n),
+                       widths=(16, 32, 64), shortcut="B", num_classes=10, input_size=32,
+                       stem_width=16, paper_params=_params,
+                       paper_error={"cifar10_test_top1": _err}, builder="preact"))  # fmt: skip
+for _depth, (_block, _depths, _gflops, _err) in _IMAGENET.items():
+    register(ModelSpec(name=f"preresnet{_depth}", family="imagenet", block=_block,
+                       depths=_depths, widths=(64, 128, 256, 512), shortcut="B",
+                       num_classes=1000, input_size=224, stem_width=64, builder="preact"))  # fmt: skip
 
 
 def list_models() -> list[str]:
@@ -186,11 +216,9 @@ def create_model(
         kwargs["num_classes"] = int(num_classes)
     if shortcut is not None:
         kwargs["shortcut"] = shortcut
-    if spec.family == "fast":
-        return _finish(FastResNet, spec, kwargs, overrides, build_args, weights)
-    if "n" in overrides:
+    if "n" in overrides and spec.builder != "fast":
         kwargs["depths"] = (int(overrides.pop("n")),) * len(spec.depths)
-    return _finish(ResNet, spec, kwargs, overrides, build_args, weights)
+    return _finish(BUILDERS[spec.builder], spec, kwargs, overrides, build_args, weights)
 
 
 def _finish(
