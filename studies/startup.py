@@ -176,7 +176,7 @@ def train_reslab(model, data_dir, steps, lr, warmup, milestones, seed, log_every
         log_every=log_every, eval_every=steps, checkpoint_every=steps, progress=False,
         compile=False, threads=torch.get_num_threads(), **extra,
     )  # fmt: skip
-    result = reslab_train(cfg)
+    result = reslab_train(cfg, overwrite=True)  # a run the study did not finish: redo it
     recs = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     train = [{k: r[k] for k in ("step", "loss", "error")} for r in recs if r["kind"] == "train"]
     return train, result.summary["final_eval"]["top1_error"]
@@ -239,7 +239,7 @@ def study_imagenet(args, runs: dict, save) -> dict:
                 progress=False, workers=args.workers, limit=args.limit,
                 threads=torch.get_num_threads(),
             )  # fmt: skip
-            result = reslab_train(cfg)
+            result = reslab_train(cfg, overwrite=True)  # a run the study did not finish: redo it
             recs = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
             train = [r for r in recs if r["kind"] == "train"]
             runs[f"{name}, lr {lr}"] = {
