@@ -111,7 +111,7 @@ def test_bad_arguments(cifar_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="divisible"):
         _build(cifar_dir, tmp_path, world_size=3, rank=0)
     with pytest.warns(UserWarning, match="too many for 50 training images; holding out 5"):
-        small = _build(cifar_dir, tmp_path, limit=50)  # never more than exist: 10% held out
+        small = _build(cifar_dir, tmp_path, limit=50, batch_size=8)  # 10% held out
     assert small.train.num_samples + small.val.num_samples == 50
     data = _build(cifar_dir, tmp_path, limit=300, val_size=50)
     assert data.train.num_samples == 250 and data.val.num_samples == 50
