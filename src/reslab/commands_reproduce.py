@@ -17,6 +17,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         out = run_experiment(
             args.name, args.budget, args.data_dir, args.out, seeds=args.seeds,
             argv=args.argv, progress=not args.no_progress and args.jobs == 1, jobs=args.jobs,
+            **({"threads": args.threads} if args.threads else {}),
         )  # fmt: skip
     from .reproduce.report import write_report
 
@@ -46,6 +47,10 @@ def add_reproduce_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="experiment folder (resumable)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: the budget's)")
     p.add_argument("--runs", help="responses: the degradation experiment folder to read")
+    p.add_argument(
+        "--threads", type=int,
+        help="CPU threads per run, resumed runs too (default: all cores / --jobs)",
+    )  # fmt: skip
     p.add_argument(
         "--jobs",
         type=int,
