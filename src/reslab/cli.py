@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -63,9 +64,20 @@ def _os_error(e: OSError) -> str:
     return " ".join(str(e).split())
 
 
+def _exit_at_once(signum: int, _frame: object) -> None:
+    """Start-up (imports, reading data): nothing to save yet, so a signal ends the process
+    with the shell's status, 128 + signal, and no traceback. (A KeyboardInterrupt raised
+    inside the import machinery can be swallowed by Python itself.) Training installs its
+    own handler, which saves a checkpoint first."""
+    print("interrupted" if signum == signal.SIGINT else "terminated", file=sys.stderr)
+    os._exit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the real command line, not a call from Python
         _reexec_with_malloc_tuning(sys.argv[1:])
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _exit_at_once)
     argv = list(argv) if argv is not None else sys.argv[1:]
     try:
         args = build_parser().parse_args(argv)
