@@ -60,7 +60,11 @@ def amp_dtype(mode: str | None, device: torch.device) -> torch.dtype | None:
     if mode is None:
         if device.type != "cuda":
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        try:  # native bf16 only: emulated bf16 on older GPUs is slower than fp16
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch < 2.4 has no emulation flag and reports native support
+            native = torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if native else torch.float16
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]
 
 
