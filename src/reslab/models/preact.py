@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from .blocks import conv1x1, conv3x3
-from .resnet import ResNet, make_stage
+from .resnet import ResNet, check_layout
 
 
 class PreActBasic(nn.Module):
@@ -90,8 +90,7 @@ class PreActResNet(ResNet):
         nn.Module.__init__(self)
         if block not in PREACT_BLOCKS:
             raise ValueError(f"unknown block {block!r}; choose one of {', '.join(PREACT_BLOCKS)}")
-        if stem not in ("imagenet", "cifar"):
-            raise ValueError(f"unknown stem {stem!r}; choose 'imagenet' or 'cifar'")
+        check_layout(stem, depths, widths)
         self.num_classes = num_classes
         self.grad_checkpointing = False
         if stem == "imagenet":
@@ -104,17 +103,7 @@ class PreActResNet(ResNet):
             self.conv1 = conv3x3(in_chans, stem_width)
             self.bn1, self.relu, self.maxpool = nn.Identity(), nn.Identity(), nn.Identity()
             reduction = 1
-        planes_in = stem_width
-        self.feature_info: list[dict[str, object]] = []
-        self.stage_names: list[str] = []
-        for i, (n, width) in enumerate(zip(depths, widths)):
-            stride = 1 if i == 0 else 2
-            reduction *= stride
-            stage, planes_in = make_stage(PREACT_BLOCKS[block], planes_in, width, n, stride)
-            name = f"layer{i + 1}"
-            self.add_module(name, stage)
-            self.stage_names.append(name)
-            self.feature_info.append({"module": name, "num_chs": planes_in, "reduction": reduction})
+        planes_in = self._add_stages(PREACT_BLOCKS[block], depths, widths, stem_width, reduction)
         self.num_features = planes_in
         self.bn_final = nn.BatchNorm2d(planes_in)  # the last unit's output is not normalised
         self.relu_final = nn.ReLU(inplace=True)

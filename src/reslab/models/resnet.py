@@ -29,6 +29,13 @@ def make_stage(
     return nn.Sequential(*blocks), out_planes
 
 
+def check_layout(stem: str, depths: Sequence[int], widths: Sequence[int]) -> None:
+    if stem not in ("imagenet", "cifar"):
+        raise ValueError(f"unknown stem {stem!r}; choose 'imagenet' or 'cifar'")
+    if len(depths) != len(widths) or not depths or min(depths) < 1:
+        raise ValueError(f"depths {tuple(depths)} and widths {tuple(widths)} must pair up, >= 1")
+
+
 class ResNet(nn.Module):
     """A residual (or, with shortcut="none", plain) network of any depth and width.
 
@@ -65,12 +72,7 @@ class ResNet(nn.Module):
             raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
         if shortcut not in SHORTCUTS:
             raise ValueError(f"unknown shortcut {shortcut!r}; choose one of {', '.join(SHORTCUTS)}")
-        if stem not in ("imagenet", "cifar"):
-            raise ValueError(f"unknown stem {stem!r}; choose 'imagenet' or 'cifar'")
-        if len(depths) != len(widths) or not depths or min(depths) < 1:
-            raise ValueError(
-                f"depths {tuple(depths)} and widths {tuple(widths)} must pair up, >= 1"
-            )
+        check_layout(stem, depths, widths)
         block_cls = BLOCKS[block]
         self.num_classes = num_classes
         self.grad_checkpointing = False
@@ -86,25 +88,36 @@ class ResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(stem_width)
         self.relu = nn.ReLU(inplace=True)
 
-        # Stage i is `layer{i+1}`; every stage after the first halves the map.
-        planes_in = stem_width
+        self.num_features = self._add_stages(
+            block_cls, depths, widths, stem_width, reduction,
+            shortcut=shortcut, stride_in_1x1=stride_in_1x1, shortcut_pad=shortcut_pad,
+        )  # fmt: skip
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(self.num_features, num_classes)
+        self._init_weights(zero_init_residual and shortcut != "none")
+
+    def _add_stages(
+        self,
+        block_cls: type[nn.Module],
+        depths: Sequence[int],
+        widths: Sequence[int],
+        planes_in: int,
+        reduction: int,
+        **block_kwargs: object,
+    ) -> int:
+        """Stage i is `layer{i+1}`; every stage after the first halves the map. Returns
+        the last stage's channels."""
         self.feature_info: list[dict[str, object]] = []
         self.stage_names: list[str] = []
         for i, (n, width) in enumerate(zip(depths, widths)):
             stride = 1 if i == 0 else 2
             reduction *= stride
-            stage, planes_in = make_stage(
-                block_cls, planes_in, width, n, stride,
-                shortcut=shortcut, stride_in_1x1=stride_in_1x1, shortcut_pad=shortcut_pad,
-            )  # fmt: skip
+            stage, planes_in = make_stage(block_cls, planes_in, width, n, stride, **block_kwargs)
             name = f"layer{i + 1}"
             self.add_module(name, stage)
             self.stage_names.append(name)
             self.feature_info.append({"module": name, "num_chs": planes_in, "reduction": reduction})
-        self.num_features = planes_in
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(planes_in, num_classes)
-        self._init_weights(zero_init_residual and shortcut != "none")
+        return planes_in
 
     def _init_weights(self, zero_init_residual: bool) -> None:
         # He et al. 2015 ([13] in the paper): zero-mean Gaussian, std sqrt(2/n). We use
