@@ -176,7 +176,7 @@ def _read_degradation(runs: list[Run]) -> list[str]:
     res = sorted((m for m in by_model if not by_model[m][0].plain), key=depth)
     batch = int(runs[0].config.get("batch_size", 128))
     train_n = 3 * batch  # the last 3 logged intervals' batches, at least
-    val_n = min(r.val_n for r in runs) or 1
+    val_n = min((r.val_n for r in runs if r.val_n), default=1)
     tr = {m: _mean([r.final_train for r in by_model[m]]) for m in by_model}
     va = {m: _mean([r.final_val for r in by_model[m]]) for m in by_model}
     md = []
@@ -194,13 +194,24 @@ def _read_degradation(runs: list[Run]) -> list[str]:
                       "degradation problem does not show at this budget.")  # fmt: skip
     if len(res) >= 2 and va[res[0]] is not None and va[res[-1]] is not None:
         a, b = res[0], res[-1]
-        gap = f"final val top-1 {va[b]:.1f}% vs {va[a]:.1f}% on {val_n} images"
+        k = min(len(by_model[a]), len(by_model[b]))
+        over = f" (mean over {k} seeds)" if k > 1 else ""
+        gap = f"final val top-1 {va[b]:.1f}% vs {va[a]:.1f}% on {val_n} images{over}"
+        noise = math.hypot(_noise(va[a], val_n), _noise(va[b], val_n))
         if va[b] < va[a] and _differs(va[b], va[a], val_n):
             md.append(f"Residual nets: deeper is better at this budget ({b} vs {a}: {gap}).")
+        elif va[b] < va[a]:
+            md.append(f"Residual nets: deeper is better at this budget, by less than the "
+                      f"sampling noise of one evaluation (±{noise:.1f} points) ({b} vs {a}: "
+                      f"{gap}).")  # fmt: skip
         elif _differs(va[b], va[a], val_n):
             md.append(f"Residual nets: deeper is not better at this budget ({b} vs {a}: {gap}).")
         else:
-            md.append(f"Residual nets: {b} and {a} are within sampling noise ({gap}).")
+            md.append(f"Residual nets: {b} is not better than {a}, within sampling noise ({gap}).")
+        if tr[a] is not None and tr[b] is not None:
+            lower = "lower" if tr[b] < tr[a] else "higher"
+            md.append(f"{b} ends with {lower} training error than {a} ({tr[b]:.1f}% vs "
+                      f"{tr[a]:.1f}%).")  # fmt: skip
     seeds = sorted({r.seed for r in runs})
     if len(seeds) > 1:  # the orderings seed by seed: is the mean's ordering luck?
         for kind, models, metric in (
@@ -337,6 +348,9 @@ def write_report(folder: str | Path) -> Path:
     if not runs and not responses:
         raise FileNotFoundError(f"{folder}: no runs/*/metrics.jsonl and no responses.json")
     md = _header(name, meta, runs)
+    # Tables and readings from finished runs only; the header names the others, and
+    # their partial curves are drawn.
+    done = [r for r in runs if r.summary.get("status") == "finished"]
     if runs:
         if name in ("degradation", "imagenet-degradation"):
             panels: list[Panel] = [
@@ -358,11 +372,11 @@ def write_report(folder: str | Path) -> Path:
         elif name == "very-deep":
             md += _very_deep(runs)
         else:
-            md += _summary_table(runs)
+            md += _summary_table(done)
             md += ["Final training error: the mean of the last 3 logged intervals. Paper: the "
                    "test error (CIFAR-10, Table 6) or the 10-crop validation error (ImageNet, "
                    "Table 2) after the paper's full schedule.", ""]  # fmt: skip
-            md += _bullets(_read_degradation(runs))
+            md += _bullets(_read_degradation(done))
     if responses:
         plot_responses(responses, folder / "responses.png")
         md += ["", "## Layer responses (Figure 7)", "", "![layer responses](responses.png)", "",
