@@ -21,7 +21,7 @@ def test_startup_study_runs_and_records(tiny_cifar: Path, tmp_path: Path) -> Non
     folder = make_image_folder(tmp_path / "nette", ["a", "b"], 48, 72)
     out = tmp_path / "out"
     study.main(["--cifar-dir", str(tiny_cifar), "--imagenette-dir", str(folder), "--out",
-                str(out), "--steps", "4", "--warmup", "2", "--in-steps", "2", "--val-n", "16",
+                str(out), "--steps", "5", "--warmup", "2", "--in-steps", "2", "--val-n", "16",
                 "--limit", "160", "--threads", "1", "--workers", "0"])  # fmt: skip
     res = json.loads((out / "startup.json").read_text())
     init = res["init"]
@@ -31,5 +31,5 @@ def test_startup_study_runs_and_records(tiny_cifar: Path, tmp_path: Path) -> Non
         init["reslab resnet56"]["feature_rms"], rel=0.2
     )  # same network, same init of the convs: same features
     assert len(res["cifar"]) == 3 and len(res["imagenet"]) == 4
-    assert all(run["train"][-1]["step"] == 4 for run in res["cifar"].values())
+    assert all(run["train"][-1]["step"] == 5 for run in res["cifar"].values())
     assert (out / "startup.png").stat().st_size > 1000
