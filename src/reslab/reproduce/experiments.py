@@ -264,31 +264,45 @@ def run_experiment(
         plan = [(m, sc, seed) for seed in range(seeds) for m, sc in exp.planned(budget)]
         job = (name, budget, exp.recipe, exp.dataset, str(data_dir), str(out), plan, settings)
         t0 = time.time()
-        if jobs == 1:
-            _train_runs(*job, progress=progress)
-        else:
-            if "threads" not in overrides:  # share the cores out
-                settings["threads"] = max(1, (os.cpu_count() or 1) // jobs)
-            ctx = multiprocessing.get_context("spawn")
-            workers = [ctx.Process(target=_train_runs, args=job, kwargs={"progress": False})
-                       for _ in range(jobs)]  # fmt: skip
-            for w in workers:
-                w.start()
-            try:
-                for w in workers:
-                    w.join()
-            except KeyboardInterrupt:  # the jobs got it too: let them save their checkpoints
-                for w in workers:
-                    w.join()
-                raise
-            failed = [w.exitcode for w in workers if w.exitcode != 0]
-            if failed:
-                raise ReslabError(f"{len(failed)} of {jobs} jobs failed (exit codes {failed}); "
-                                  "run the same command again to resume")  # fmt: skip
-        meta["wall_s"] = meta.get("wall_s", 0) + time.time() - t0
+        invocation = {"command": meta["provenance"]["command"],
+                      "commit": meta["provenance"]["commit"], "jobs": jobs,
+                      "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
+        meta.setdefault("invocations", []).append(invocation)
+        try:
+            _run_plan(job, jobs, overrides, settings, progress)
+        finally:  # an interrupted invocation's time counts too
+            invocation["wall_s"] = time.time() - t0
+            meta["wall_s"] = meta.get("wall_s", 0) + invocation["wall_s"]
+            write_json(meta_path, meta)
         meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         write_json(meta_path, meta)
     return out
+
+
+def _run_plan(job: tuple, jobs: int, overrides: dict[str, Any], settings: dict[str, Any],
+              progress: bool) -> None:  # fmt: skip
+    """The plan in this process, or in `jobs` processes sharing it through the run locks."""
+    if jobs == 1:
+        _train_runs(*job, progress=progress)
+        return
+    if "threads" not in overrides:  # share the cores out (`settings` is the one in `job`)
+        settings["threads"] = max(1, (os.cpu_count() or 1) // jobs)
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_train_runs, args=job, kwargs={"progress": False})
+               for _ in range(jobs)]  # fmt: skip
+    for w in workers:
+        w.start()
+    try:
+        for w in workers:
+            w.join()
+    except KeyboardInterrupt:  # the jobs got it too: let them save their checkpoints
+        for w in workers:
+            w.join()
+        raise
+    failed = [w.exitcode for w in workers if w.exitcode != 0]
+    if failed:
+        raise ReslabError(f"{len(failed)} of {jobs} jobs failed (exit codes {failed}); "
+                          "run the same command again to resume")  # fmt: skip
 
 
 def _train_runs(name: str, budget: str, recipe: str, dataset: str, data_dir: str, out: str,

@@ -116,6 +116,11 @@ def _header(name: str, meta: dict[str, Any], runs: list[Run]) -> list[str]:
     if meta.get("wall_s") is not None:
         md.append(f"- Wall time: {_hms(meta.get('wall_s'))} (started {meta.get('started', '?')}, "
                   f"finished {meta.get('finished', '?')})")  # fmt: skip
+    for inv in meta.get("invocations", [])[:-1] if len(meta.get("invocations", [])) > 1 else []:
+        md.append(f"- Earlier invocation: `{inv['command']}` at `{inv['commit']}`, "
+                  f"{inv['started']}, {_hms(inv.get('wall_s'))}")  # fmt: skip
+    if meta.get("note"):
+        md.append(f"- Note: {meta['note']}")
     elif meta.get("finished"):
         md.append(f"- Date: {meta['finished']}")
     unfinished = [r.name for r in runs if r.summary.get("status") != "finished"]
