@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from reslab.data.synthetic import make_cifar_archive
-from reslab.training.checkpoint import load_checkpoint
+from reslab.storage.checkpoint import load_checkpoint
 
 # Tiny synthetic batches make BN training chaotic: two single-process runs that differ
 # only in memory layout (float rounding) drift apart by ~7e-5 after 4 steps at lr 0.01,

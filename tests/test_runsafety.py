@@ -14,9 +14,9 @@ import pytest
 
 from reslab.cli import main
 from reslab.config import make_config
-from reslab.training.checkpoint import atomic_write
+from reslab.storage.checkpoint import atomic_write
+from reslab.storage.runlock import FolderInUse, FolderLock, RunExists, fresh_run_dir
 from reslab.training.loop import train
-from reslab.training.runlock import FolderInUse, FolderLock, RunExists, fresh_run_dir
 
 pytestmark = pytest.mark.usefixtures("cache")
 
@@ -75,7 +75,7 @@ def test_a_killed_holders_lock_does_not_block_resume(tiny_cifar: Path, tmp_path:
     run = tmp_path / "run"
     train(tiny(tiny_cifar, run), stop_after=2)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from reslab.training.runlock import FolderLock;"
+        [sys.executable, "-c", "import sys, time; from reslab.storage.runlock import FolderLock;"
          f"FolderLock({str(run)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

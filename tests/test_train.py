@@ -17,7 +17,7 @@ import torch
 
 from reslab.config import make_config
 from reslab.evaluate import class_scores, evaluate, topk_errors
-from reslab.training import checkpoint as ckpt_io
+from reslab.storage import checkpoint as ckpt_io
 from reslab.training import loop
 from reslab.training.loop import TrainingDiverged, train
 from reslab.training.recipes import ScheduleState, learning_rate, observe_train_error

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from reslab.models import create_model
-from reslab.training.checkpoint import CheckpointError
+from reslab.storage.checkpoint import CheckpointError
 from reslab.weights import (
     imagenet_classes,
     infer_architecture,

@@ -168,8 +168,8 @@ def config_overrides(args: argparse.Namespace) -> dict:
 
 def _train(args: argparse.Namespace) -> int:
     from .config import make_config
+    from .storage.runlock import fresh_run_dir
     from .training.loop import train
-    from .training.runlock import fresh_run_dir
 
     overrides = config_overrides(args)
     if args.resume:
@@ -194,7 +194,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from . import zoo
     from .evaluate_run import evaluate_run
-    from .training.checkpoint import atomic_write
+    from .storage.files import atomic_write
 
     try:
         scales = [int(s) for s in args.scales.split(",")] if args.scales else None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .files import write_json
+from .storage.files import write_json
 
 
 @dataclass

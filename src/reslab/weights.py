@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .training.checkpoint import FORMAT, CheckpointError, atomic_save, atomic_write, load_file
+from .storage.checkpoint import FORMAT, CheckpointError, atomic_save, load_file
+from .storage.files import atomic_write
 
 # The evaluation transform that comes with torchvision's ImageNet weights: shorter
 # side to 256, centre crop 224, then per-channel statistics on [0, 1] RGB.

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import one_line
-from ..files import atomic_write
+from ..storage.files import atomic_write
 from .sources import (
     DatasetError,
     check_files,

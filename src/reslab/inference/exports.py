@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..files import check_target
+from ..storage.files import check_target
 from .load import load_model
 from .optimize import fold_batchnorm
 

@@ -56,7 +56,7 @@ def load_model(model_or_path: nn.Module | str | Path, arch: str | None = None) -
     with such weights. Run folders and reslab checkpoints use what they recorded.
     """
     from ..models import create_model
-    from ..training.checkpoint import resolve
+    from ..storage.checkpoint import resolve
 
     if isinstance(model_or_path, nn.Module):
         model = model_or_path

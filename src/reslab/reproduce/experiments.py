@@ -23,9 +23,9 @@ from typing import Any
 
 from ..config import make_config
 from ..errors import ReslabError
-from ..files import write_json
+from ..storage.files import write_json
+from ..storage.runlock import FolderInUse, FolderLock
 from ..training.loop import train
-from ..training.runlock import FolderInUse, FolderLock
 
 
 @dataclass(frozen=True)

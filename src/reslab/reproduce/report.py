@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write
+from ..storage.files import atomic_write
 from .figures import Panel, plot_curves, plot_responses
 from .runs import RUN_NAME, Run, depth, infer_experiment, load_runs, read_json, seed_groups
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..files import write_json
+from ..storage.files import write_json
 
 
 def response_layers(model: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:

@@ -28,9 +28,10 @@ from .. import distributed
 from ..config import TrainConfig, check_config, make_config, save_config
 from ..errors import ReslabError, one_line
 from ..evaluate import evaluate
-from ..files import write_json
 from ..models import get_spec
-from . import checkpoint as ckpt_io
+from ..storage import checkpoint as ckpt_io
+from ..storage.files import write_json
+from ..storage.runlock import claim_run_dir
 from .ema import WeightEMA
 from .recipes import (
     ScheduleState,
@@ -39,7 +40,6 @@ from .recipes import (
     observe_val_error,
     resolve_recipe,
 )
-from .runlock import claim_run_dir
 from .runstate import MetricsLog, StopFlag, peak_rss_mb, rng_state, set_rng_state
 from .setup import (
     amp_dtype,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..files import finite
+from ..storage.files import finite
 
 
 def peak_rss_mb() -> float:

@@ -196,8 +196,8 @@ def init_from(model: nn.Module, source: str) -> None:
 
 def read_state_dict(source: str) -> dict[str, torch.Tensor]:
     """A state dict from a run folder, a reslab checkpoint or a plain/wrapped state dict."""
+    from ..storage.checkpoint import resolve
     from ..weights import read_weights
-    from .checkpoint import resolve
 
     return read_weights(resolve(source)).state_dict
 

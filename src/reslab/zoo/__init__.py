@@ -122,7 +122,7 @@ def ship(
     run's records are committed (for the card).
     """
     from ..inference import load_model
-    from ..training.checkpoint import atomic_write
+    from ..storage.files import atomic_write
     from ..weights import save_torchvision
 
     run = Path(run_dir)

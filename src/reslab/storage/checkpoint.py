@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from ..files import atomic_write, check_target  # noqa: F401 - re-exported
+from .files import atomic_write
 
 FORMAT = "reslab-checkpoint"
 VERSION = 1
