@@ -159,16 +159,18 @@ def _memory_data(src, image_size, normalize, *, device, eval_batch_size, augment
     x = _resize(src.train_x, image_size).to(device)
     y = src.train_y.to(device)
     test_x = _resize(src.test_x, image_size)
-    norm = kw["fixed_norm"] or Normalizer.fit(normalize, x[torch.from_numpy(tr).to(device)].cpu())
+    tri, vai = torch.from_numpy(tr).to(device), torch.from_numpy(va).to(device)
+    parts = {"train": (x[tri], y[tri]), "val": (x[vai], y[vai]) if len(va) else None}
+    del x  # the splits are copies: the whole decoded set need not outlive this line
+    if test_x is not None:
+        parts["test"] = (test_x.to(device), src.test_y.to(device))
+    # Fitted on the uint8 split itself, a chunk at a time (no float copy of the dataset).
+    norm = kw["fixed_norm"] or Normalizer.fit(normalize, parts["train"][0])
     norm = norm.to(device)
     if norm.kind == "pixel-mean" and tuple(norm.mean.shape[-2:]) != (image_size, image_size):
         raise DatasetError(f"the model's mean image is {tuple(norm.mean.shape)}, the data "
                            f"{image_size}x{image_size} px")  # fmt: skip
     pad = image_size // 8 if crop_pad is None else crop_pad  # 4 px at 32, as in sec. 4.2
-    tri, vai = torch.from_numpy(tr).to(device), torch.from_numpy(va).to(device)
-    parts = {"train": (x[tri], y[tri]), "val": (x[vai], y[vai]) if len(va) else None}
-    if test_x is not None:
-        parts["test"] = (test_x.to(device), src.test_y.to(device))
     train = MemoryLoader(
         *parts["train"], norm, batch_size=kw["batch_size"], train=True, seed=kw["seed"],
         pad=pad, rank=kw["rank"], world_size=kw["world_size"],
