@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import random
 import resource
 import signal
@@ -19,9 +20,39 @@ from ..storage.files import finite
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (Linux/macOS), in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    """Peak resident memory so far of this process and its children (DataLoader
+    workers), in MiB. Each live child's own peak (VmHWM) is added to ours and finished
+    children count by the largest of them (all getrusage tells); pages shared with a
+    child (torch's libraries, copy-on-write data) count in each, so this errs high."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if sys.platform == "darwin":  # bytes there, and no /proc
+        return own / 2**20
+    done = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + done + sum(_child_peaks_kb(os.getpid()))) / 1024
+
+
+def _child_peaks_kb(pid: int) -> list[int]:
+    """VmHWM (KiB) of every live descendant of pid, read from /proc."""
+    parents: dict[int, int] = {}
+    for d in Path("/proc").glob("[0-9]*"):
+        try:  # "pid (comm) state ppid ...": comm may hold spaces, so split after ')'
+            parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or unreadable
+            continue
+    peaks, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [c for c, p in parents.items() if p == parent]
+        todo += kids
+        for c in kids:
+            try:
+                status = Path(f"/proc/{c}/status").read_text()
+                peaks += [
+                    int(ln.split()[1]) for ln in status.splitlines() if ln.startswith("VmHWM")
+                ]
+            except (OSError, ValueError, IndexError):
+                continue
+    return peaks
 
 
 class StopFlag:
