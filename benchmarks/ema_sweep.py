@@ -19,8 +19,7 @@ import torch
 
 import reslab.training.loop as loop
 from reslab.config import make_config
-from reslab.evaluate import evaluate
-from reslab.evaluate_run import run_data
+from reslab.evaluation import evaluate, run_data
 from reslab.inference import load_model
 from reslab.training.ema import WeightEMA
 

@@ -19,7 +19,7 @@ import json
 import time
 
 import reslab
-from reslab.evaluate import evaluate
+from reslab.evaluation import evaluate
 
 # CPU images/s of `reslab train --recipe cifar-speedrun` (batch 512, 2 cores), by
 # (widths, depths); measured over 40 steps on the development machine, 2026-11-25.

@@ -152,7 +152,7 @@ def test_init_from_another_depth_says_what_it_skipped(tmp_path: Path, capsys) ->
     import torch
 
     from reslab import create_model
-    from reslab.training.setup import init_from
+    from reslab.training.finetune import init_from
 
     torch.save(create_model("resnet56").state_dict(), tmp_path / "r56.pt")
     r20 = create_model("resnet20")

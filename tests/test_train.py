@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from reslab.config import make_config
-from reslab.evaluate import class_scores, evaluate, topk_errors
+from reslab.evaluation import class_scores, evaluate, topk_errors
 from reslab.storage import checkpoint as ckpt_io
 from reslab.training import loop
 from reslab.training.loop import TrainingDiverged, train
@@ -258,7 +258,7 @@ def test_cuda_graphs_is_refused_clearly_where_it_cannot_run(tiny_cifar, tmp_path
 
 
 def test_compile_auto_only_where_measured_faster(monkeypatch) -> None:
-    from reslab.training import setup
+    from reslab.training import accelerate as setup
 
     monkeypatch.setattr(setup, "inductor_problem", lambda: None)
     cpu = torch.device("cpu")
@@ -414,7 +414,7 @@ def test_sigterm_saves_and_exits_cleanly(tiny_cifar: Path, tmp_path: Path) -> No
 
 
 def test_eval_ten_crop_and_multiscale(tiny_cifar: Path, tmp_path: Path) -> None:
-    from reslab.evaluate_run import evaluate_run
+    from reslab.evaluation import evaluate_run
 
     run = train(tiny_config(tiny_cifar, tmp_path / "run", iterations=3)).run_dir
     center = evaluate_run(run, split="test")

@@ -12,9 +12,10 @@ import torch
 import reslab
 from reslab import zoo
 from reslab.config import make_config
-from reslab.evaluate_run import evaluate_run
+from reslab.evaluation import evaluate_run
 from reslab.inference import load_model
 from reslab.training.loop import train
+from reslab.zoo.publish import ship
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +31,7 @@ def shipped(tiny_cifar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         threads=1,
     )  # fmt: skip
     train(cfg)
-    zoo.ship(root / "run", "tiny", root / "weights")
+    ship(root / "run", "tiny", root / "weights")
     return root
 
 

@@ -20,11 +20,12 @@ _LAZY = {
     "train": ("reslab.training.loop", "train"),
     "TrainConfig": ("reslab.config", "TrainConfig"),
     "make_config": ("reslab.config", "make_config"),
-    "evaluate": ("reslab.evaluate", "evaluate"),
+    "evaluate": ("reslab.evaluation", "evaluate"),
+    "evaluate_run": ("reslab.evaluation", "evaluate_run"),
     "optimize_for_inference": ("reslab.inference", "optimize_for_inference"),
     "predict": ("reslab.inference", "predict"),
     "export": ("reslab.inference", "export"),
-    "load_weights": ("reslab.weights", "load_weights"),
+    "load_weights": ("reslab.models", "load_weights"),
     "build_data": ("reslab.data", "build_data"),
 }
 

@@ -12,14 +12,9 @@ from typing import Any
 from torch import Tensor, nn
 
 from .. import zoo
-from ..weights import (
-    IMAGENET_IMAGE_SIZE,
-    IMAGENET_NORMALIZATION,
-    imagenet_classes,
-    infer_architecture,
-    load_state_dict_checked,
-    read_weights,
-)
+from ..models import build, infer_architecture, load_state_dict_checked, spec_of
+from ..storage.checkpoint import resolve
+from ..weights import IMAGENET_IMAGE_SIZE, IMAGENET_NORMALIZATION, imagenet_classes, read_weights
 
 
 @dataclass
@@ -41,7 +36,7 @@ class Loaded:
         CIFAR nets saw whole images (no resize); ImageNet ones 224 of 256 (section 3.4)."""
         dataset = self.config.get("dataset")
         whole = dataset in ("cifar10", "cifar100") if dataset else (
-            getattr(self.model.spec, "family", "imagenet") in ("cifar", "fast"))  # fmt: skip
+            getattr(spec_of(self.model), "family", "imagenet") in ("cifar", "fast"))  # fmt: skip
         return self.image_size if whole else round(256 * self.image_size / 224)
 
 
@@ -55,12 +50,9 @@ def load_model(model_or_path: nn.Module | str | Path, arch: str | None = None) -
     transform (and, with 1000 classes, the ImageNet names), the only one published
     with such weights. Run folders and reslab checkpoints use what they recorded.
     """
-    from ..models import create_model
-    from ..storage.checkpoint import resolve
-
     if isinstance(model_or_path, nn.Module):
         model = model_or_path
-        spec = getattr(model, "spec", None)
+        spec = spec_of(model)
         k = int(getattr(spec, "num_classes", 0) or getattr(model, "num_classes", 0))
         size = int(getattr(spec, "input_size", IMAGENET_IMAGE_SIZE))
         return Loaded(model.eval(), _default_classes(k), dict(IMAGENET_NORMALIZATION), size,
@@ -74,10 +66,10 @@ def load_model(model_or_path: nn.Module | str | Path, arch: str | None = None) -
     if ckpt.get("model_args"):  # a reslab checkpoint knows how it was built and fed
         args = dict(ckpt["model_args"])
         args.pop("grad_checkpointing", None)
-        model = create_model(**args)
+        model = build(**args)
     else:
         args = _plain_args(weights.state_dict, arch, file)
-        model = create_model(**args)
+        model = build(**args)
     load_state_dict_checked(model, weights.state_dict, file)
     k = model.spec.num_classes
     classes = list(ckpt.get("classes") or _default_classes(k))

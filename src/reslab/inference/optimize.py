@@ -9,6 +9,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
+from ..models import spec_of
 from ..weights import IMAGENET_IMAGE_SIZE
 
 MODES = ("auto", "fold", "onednn", "jit", "compile")
@@ -116,7 +117,7 @@ def optimize_for_inference(
     if mode == "fold":
         return folded
     if example_input is None:
-        size = int(getattr(getattr(model, "spec", None), "input_size", IMAGENET_IMAGE_SIZE))
+        size = int(getattr(spec_of(model), "input_size", IMAGENET_IMAGE_SIZE))
         example_input = torch.randn(1, 3, size, size)
     x = example_input.to(device).contiguous(memory_format=torch.channels_last)
     try:

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .registry import build, get_spec, list_models
+
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
@@ -27,12 +29,10 @@ def count_macs(model: nn.Module, input_size: int, in_chans: int = 3) -> int:
 
 def model_rows(names: list[str] | None = None) -> list[dict[str, object]]:
     """One row per registered model: what `reslab models` prints."""
-    from .registry import create_model, get_spec, list_models
-
     rows = []
     for name in names or list_models():
         spec = get_spec(name)
-        model = create_model(name)
+        model = build(name)
         rows.append(
             {
                 "name": name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -41,21 +42,23 @@ class ModelSpec:
         return per_block * sum(self.depths) + 2
 
     def builder_kwargs(self) -> dict[str, object]:
-        if self.builder == "fast":
-            return {"widths": self.widths, "depths": self.depths, "num_classes": self.num_classes}
-        if self.builder == "preact":  # its shortcuts are fixed: identity, or a projection
-            return {"block": self.block, "depths": self.depths, "widths": self.widths,
-                    "stem": self.family, "stem_width": self.stem_width,
-                    "num_classes": self.num_classes}  # fmt: skip
-        return {
-            "block": self.block,
-            "depths": self.depths,
-            "widths": self.widths,
-            "stem": self.family,
-            "stem_width": self.stem_width,
-            "num_classes": self.num_classes,
-            "shortcut": self.shortcut,
-        }
+        """The spec as keyword arguments of its builder (each takes the ones it names)."""
+        every = {"block": self.block, "depths": self.depths, "widths": self.widths,
+                 "stem": self.family, "stem_width": self.stem_width,
+                 "num_classes": self.num_classes, "shortcut": self.shortcut}  # fmt: skip
+        accepts = builder_arguments(self.builder)
+        return {k: v for k, v in every.items() if k in accepts}
+
+
+def builder_arguments(builder: str) -> frozenset[str]:
+    """The keyword arguments a builder's constructor takes, read from its signature."""
+    params = inspect.signature(BUILDERS[builder]).parameters
+    return frozenset(n for n, p in params.items() if p.kind is not p.VAR_KEYWORD)
+
+
+def spec_of(model: nn.Module) -> ModelSpec | None:
+    """The registered spec a model was built from (with the overrides applied), if any."""
+    return getattr(model, "spec", None)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -191,71 +194,43 @@ OVERRIDES = {
 }
 
 
-def create_model(
+def build(
     name: str, num_classes: int | None = None, shortcut: str | None = None, **overrides: object
 ) -> nn.Module:
-    """Build a registered network, optionally changed by `overrides` (see OVERRIDES).
-
-    `weights=PATH` loads a checkpoint or standard torchvision/timm state dict (see
-    reslab.weights); `weights="cifar10"` the shipped weights for this name (reslab.zoo).
-    """
-    weights = overrides.pop("weights", None)
+    """Construct a registered network, changed by `overrides` (see OVERRIDES); no weights
+    (reslab.models.create_model loads those). The model carries `spec` (what it is) and
+    `build_args` (how to build it again; saved in checkpoints)."""
     spec = get_spec(name)
     for key, value in (("num_classes", num_classes), ("in_chans", overrides.get("in_chans")),
                        ("width_mult", overrides.get("width_mult"))):  # fmt: skip
         if value is not None and not value > 0:
             raise ValueError(f"{key} must be > 0, got {value}")
-    # Everything needed to build the same network again (saved in checkpoints).
     build_args = {"name": name, "num_classes": num_classes, "shortcut": shortcut, **overrides}
     unknown = sorted(set(overrides) - set(OVERRIDES))
     if unknown:
         valid = "; ".join(f"{k}: {v}" for k, v in OVERRIDES.items())
         raise ValueError(f"unknown override(s) {', '.join(unknown)} for {name!r}; valid: {valid}")
     kwargs = spec.builder_kwargs()
-    if num_classes is not None:
-        kwargs["num_classes"] = int(num_classes)
-    if shortcut is not None:
-        kwargs["shortcut"] = shortcut
-    if "n" in overrides and spec.builder != "fast":
-        kwargs["depths"] = (int(overrides.pop("n")),) * len(spec.depths)
-    return _finish(BUILDERS[spec.builder], spec, kwargs, overrides, build_args, weights)
-
-
-def _finish(
-    builder: type[nn.Module],
-    spec: ModelSpec,
-    kwargs: dict[str, object],
-    overrides: dict[str, object],
-    build_args: dict[str, object],
-    weights: object,
-) -> nn.Module:
     mult = float(overrides.pop("width_mult", 1.0))
     grad_ckpt = bool(overrides.pop("grad_checkpointing", False))
-    kwargs.update(overrides)
+    if "n" in overrides:  # CIFAR shorthand: n blocks in every stage
+        overrides["depths"] = (int(overrides.pop("n")),) * len(spec.depths)
+    classes = int(num_classes) if num_classes is not None else None
+    asked = {"num_classes": classes, "shortcut": shortcut, **overrides}
+    kwargs.update({k: v for k, v in asked.items() if v is not None})
+    refused = sorted(set(kwargs) - builder_arguments(spec.builder))
+    if refused:
+        takes = sorted(set(OVERRIDES) & builder_arguments(spec.builder) | {"n", "width_mult"})
+        raise ValueError(f"{name!r} does not take {', '.join(refused)}; it takes: "
+                         f"{', '.join(takes)}")  # fmt: skip
     if mult != 1.0:
         kwargs["widths"] = tuple(max(1, round(w * mult)) for w in kwargs["widths"])
         if "stem_width" in kwargs:
             kwargs["stem_width"] = max(1, round(spec.stem_width * mult))
-    try:
-        model = builder(**kwargs)
-    except TypeError as e:  # e.g. depths given as an int, or an option this family lacks
-        raise ValueError(f"bad override for {spec.name!r}: {e}") from None
+    model = BUILDERS[spec.builder](**kwargs)
     model.set_grad_checkpointing(grad_ckpt)
     changed = {k: kwargs[k] for k in ("block", "depths", "widths", "shortcut", "num_classes")
                if k in kwargs}  # fmt: skip
     model.spec = dataclasses.replace(spec, **changed)
     model.build_args = build_args
-    if weights is not None:
-        from .. import zoo
-        from ..weights import load_weights
-
-        if (
-            isinstance(weights, str)
-            and ":" not in weights
-            and zoo.is_name(f"{weights}:{spec.name}")
-        ):
-            weights = zoo.weights_for(spec.name, weights)  # weights="cifar10": shipped ones
-        elif zoo.is_name(weights):
-            weights = zoo.resolve(str(weights))
-        load_weights(model, weights)
     return model

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..models import get_spec
 from ..storage.files import atomic_write
 from .figures import Panel, plot_curves, plot_responses
 from .runs import RUN_NAME, Run, depth, infer_experiment, load_runs, read_json, seed_groups
@@ -58,8 +59,6 @@ def _differs(a: float, b: float, n: int) -> bool:
 
 
 def _paper(model: str) -> tuple[str, float | None]:
-    from ..models import get_spec
-
     try:
         err = get_spec(model).paper_error
     except ValueError:
@@ -153,8 +152,6 @@ def _row(runs: list[Run]) -> dict[str, str]:
 
 
 def _summary_table(runs: list[Run]) -> list[str]:
-    from ..models import get_spec
-
     header = ["model", "layers", "params (M)", "final train error (%)", "final val top-1 (%)",
               "best val top-1 (%)", "paper top-1 (%), full schedule"]  # fmt: skip
     rows = []

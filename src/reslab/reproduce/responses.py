@@ -27,7 +27,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..evaluation import run_data
+from ..inference import load_model
 from ..storage.files import write_json
+from .experiments import provenance
 
 
 def response_layers(model: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
@@ -96,8 +99,6 @@ def layer_responses(model: nn.Module, batches: Iterable[Any]) -> list[float]:
 
 def _val_batches(loaded: Any, data_dir: str | None, cache: dict) -> tuple[Any, str]:
     """The run's own validation split, built as evaluate_run does (cached per data set)."""
-    from ..evaluate_run import run_data
-
     cfg = loaded.config
     data_dir = data_dir or cfg.get("data_dir")
     if not cfg.get("dataset") or not data_dir:
@@ -119,9 +120,6 @@ def run_responses(
 ) -> Path:
     """Responses of every run under RUNS_DIR/runs/ (a degradation experiment) into
     OUT/responses.json as {run name: [std per layer]}; returns OUT (default RUNS_DIR)."""
-    from ..inference import load_model
-    from .experiments import provenance
-
     runs_dir = Path(runs_dir)
     out = Path(out) if out is not None else runs_dir
     run_dirs = sorted(p for p in (runs_dir / "runs").glob("*") if (p / "checkpoints").is_dir())

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from ..models import build, get_spec
+
 RUN_NAME = re.compile(r"^(?P<model>[a-z]+\d+)(?:-(?P<shortcut>[A-Z]|none))?-s(?P<seed>\d+)$")
 
 
@@ -30,8 +34,6 @@ class Run:
 
     @property
     def layers(self) -> int | None:
-        from ..models import get_spec
-
         try:
             return get_spec(self.model).layers
         except ValueError:
@@ -66,10 +68,6 @@ def read_json(path: Path) -> Any:
 def _params(run_dir: Path, model: str, shortcut: str | None) -> float | None:
     """Millions of parameters, from the checkpoint's build arguments if there is one
     (an ImageFolder run's fc has its own class count), built on the meta device."""
-    import torch
-
-    from ..models import create_model
-
     args: dict[str, Any] = {"name": model, "shortcut": shortcut}
     for name in ("last.pt", "best.pt"):
         path = run_dir / "checkpoints" / name
@@ -83,7 +81,7 @@ def _params(run_dir: Path, model: str, shortcut: str | None) -> float | None:
     args.pop("weights", None)
     try:
         with torch.device("meta"):
-            net = create_model(**args)
+            net = build(**args)
     except (ValueError, TypeError):
         return None
     return sum(p.numel() for p in net.parameters()) / 1e6

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from .. import __version__
 from .files import atomic_write
 
 FORMAT = "reslab-checkpoint"
@@ -41,8 +42,6 @@ class CheckpointError(ValueError):
 
 
 def versions() -> dict[str, str]:
-    from .. import __version__
-
     return {
         "reslab": __version__,
         "torch": str(torch.__version__),

@@ -26,32 +26,25 @@ from torch import Tensor, nn
 
 from .. import distributed
 from ..config import TrainConfig, check_config, make_config, save_config
+from ..devices import amp_dtype, pick_device, set_threads
 from ..errors import ReslabError, one_line
-from ..evaluate import evaluate
+from ..evaluation import evaluate
 from ..models import get_spec
 from ..storage import checkpoint as ckpt_io
 from ..storage.files import write_json
 from ..storage.runlock import claim_run_dir
+from .accelerate import check_cuda_graphs, decide_compile, graphed
 from .ema import WeightEMA
+from .prepare import build_model, load_data
 from .recipes import (
     ScheduleState,
+    build_optimizer,
     learning_rate,
     observe_train_error,
     observe_val_error,
     resolve_recipe,
 )
 from .runstate import MetricsLog, StopFlag, peak_rss_mb, rng_state, set_rng_state
-from .setup import (
-    amp_dtype,
-    build_model,
-    build_optimizer,
-    check_cuda_graphs,
-    decide_compile,
-    graphed,
-    load_data,
-    pick_device,
-    set_threads,
-)
 
 
 class TrainingDiverged(ReslabError, RuntimeError):

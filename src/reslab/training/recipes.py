@@ -12,6 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
+from torch import nn
+
 from ..config import TrainConfig
 
 
@@ -90,3 +93,18 @@ def resolve_recipe(cfg: TrainConfig, layers: int, family: str) -> None:
         and cfg.warmup_lr is None
     ):
         cfg.warmup_lr = 0.01
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum; BN weights and biases are decayed only if the recipe says so."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 and not cfg.decay_norm_and_bias else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return torch.optim.SGD(
+        groups, lr=cfg.peak_lr(), momentum=cfg.momentum, nesterov=cfg.nesterov, foreach=True
+    )

@@ -9,8 +9,8 @@ $RESLAB_WEIGHTS_DIR or `weights_dir=`) gives the file (in the same folder) and/o
 a URL to fetch it from, its SHA-256, and a model card. The file is a
 `.safetensors` state dict whose metadata records how it was built and fed
 (`model_args`, classes, normalisation, input size, dataset), so evaluation and
-prediction preprocess images as in training. `ship()` writes all three from a
-finished run folder: weights, card and manifest entry, numbers taken from the run.
+prediction preprocess images as in training. `reslab.zoo.publish.ship()` writes all three
+from a finished run folder: weights, card and manifest entry, numbers taken from the run.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.sources import digest_matches, download, file_digest
+from ..data.sources import default_cache_dir, digest_matches, download, file_digest
 
 ZOO_DIR = Path(__file__).parent
 MANIFEST = "manifest.json"  # reslab's own trained networks, files beside it
@@ -82,8 +82,6 @@ def resolve(
         have = ", ".join(sorted(entries)) or "none"
         raise ValueError(f"no weights named {name!r}; available: {have}")
     w = entries[name]
-    from ..data.sources import default_cache_dir
-
     cached = (cache_dir or default_cache_dir()) / "weights" / w.file.name
     torch_hub = Path(os.environ.get("TORCH_HOME", "~/.cache/torch")).expanduser() / "hub"
     # Beside the manifest, in the user's folder, where torch.hub keeps what it fetched, or
@@ -107,103 +105,3 @@ def resolve(
 def weights_for(model: str, tag: str, weights_dir: str | Path | None = None) -> Path:
     """create_model(model, weights=tag): the file of "tag:model"."""
     return resolve(f"{tag}:{model}", weights_dir)
-
-
-# ------------------------------------------------------------------------ writing
-
-
-def ship(
-    run_dir: str | Path, tag: str, out: str | Path = ZOO_DIR, *, results: str | None = None
-) -> dict[str, Any]:
-    """Publish a finished run's best weights as TAG:MODEL in folder `out`.
-
-    Writes MODEL-TAG.safetensors, MODEL-TAG.md (the model card) and the manifest
-    entry; every number comes from the run's own files. `results` names where the
-    run's records are committed (for the card).
-    """
-    from ..inference import load_model
-    from ..storage.files import atomic_write
-    from ..weights import save_torchvision
-
-    run = Path(run_dir)
-    summary = json.loads((run / "summary.json").read_text())
-    if summary.get("status") != "finished":
-        raise ValueError(f"{run}: the run has not finished (status {summary.get('status')!r})")
-    loaded = load_model(run / "checkpoints" / "best.pt")
-    cfg = loaded.config
-    model = loaded.model.spec.name
-    best = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
-    evals = [r for r in best if r.get("kind") == "eval"]
-    best_eval = min(evals, key=lambda r: r["top1_error"])
-    exp_path = run.parent.parent / "experiment.json"
-    exp = json.loads(exp_path.read_text()) if exp_path.exists() else {}
-    prov = exp.get("provenance", {})
-    meta = {
-        "model_args": {k: v for k, v in loaded.model.build_args.items() if v is not None},
-        "classes": loaded.classes,
-        "normalization": loaded.normalization,
-        "image_size": loaded.image_size,
-        "dataset": cfg.get("dataset"),
-    }
-    out = Path(out)
-    stem = f"{model}-{tag}"
-    path = save_torchvision(loaded.model, out / f"{stem}.safetensors", meta)
-    entry = {
-        "model": model,
-        "file": path.name,
-        "sha256": file_digest(path, "sha256"),
-        "url": None,
-        "card": f"{stem}.md",
-        "dataset": cfg.get("dataset"),
-        "val_top1_error": round(best_eval["top1_error"], 2),
-        "val_images": best_eval.get("n"),
-        "step": best_eval["step"],
-        "recipe": cfg.get("recipe"),
-        "iterations": cfg.get("iterations"),
-        "seed": cfg.get("seed"),
-        "commit": prov.get("commit"),
-        "command": prov.get("command"),
-        "results": results,
-    }
-    atomic_write(out / entry["card"], _card(f"{tag}:{model}", entry, cfg, meta, prov).encode())
-    manifest_path = out / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    manifest[f"{tag}:{model}"] = entry
-    text = json.dumps(dict(sorted(manifest.items())), indent=1) + "\n"
-    atomic_write(manifest_path, text.encode())
-    return entry
-
-
-def _card(name: str, e: dict[str, Any], cfg: dict[str, Any], meta: dict, prov: dict) -> str:
-    norm = meta["normalization"]
-    pre = (
-        "subtract the training split's per-pixel mean image and divide by one global std "
-        f"({norm['std'][0]:.4f}); both are stored in the file's metadata"
-        if norm.get("kind") == "pixel-mean"
-        else f"per-channel mean {norm['mean']} and std {norm['std']}"
-    )
-    lr = cfg.get("lr") or cfg.get("lr_base")
-    return f"""# {name}
-
-{e["model"]} trained by reslab on {e["dataset"]} ({len(meta["classes"])} classes).
-
-| | |
-|---|---|
-| validation top-1 error | **{e["val_top1_error"]:.2f}%** on {e["val_images"]} held-out training images (best evaluation, step {e["step"]}) |
-| recipe | `{e["recipe"]}`, {e["iterations"]} iterations of batch {cfg.get("batch_size")}, lr {lr} ({cfg.get("schedule")}, warm-up {cfg.get("warmup_iters")} steps), weight decay {cfg.get("weight_decay")}, seed {e["seed"]} |
-| how far | {e["iterations"] * cfg.get("batch_size", 128) / 45000:.1f} epochs of 45k images; the paper's CIFAR schedule is 64,000 iterations ({64000 * 128 / 45000:.0f} epochs) |
-| data | {cfg.get("data_dir")}: the 45k/5k split of the training images (split seed {cfg.get("split_seed")}) |
-| input | RGB {meta["image_size"]}x{meta["image_size"]}, values /255, then {pre} |
-| trained by | `{e["command"]}` at commit `{e["commit"]}` on {prov.get("hardware", "unknown hardware")} |
-| records | {e["results"] or "the run folder"} (config.json, metrics.jsonl, summary.json) |
-| SHA-256 | `{e["sha256"]}` |
-
-Use it:
-
-    reslab eval {name} --data-dir CIFAR_DIR --split test
-    model = reslab.create_model("{e["model"]}", weights="{name.split(":")[0]}")
-
-The CIFAR-10 test split was not available where it was trained: the test error is
-measured independently. The training images were JPEG copies (quality 75) of CIFAR-10,
-so expect a few points of difference on the lossless originals.
-"""

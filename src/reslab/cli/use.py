@@ -8,7 +8,7 @@ import sys
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .inference import predict
+    from ..inference import predict
 
     for flag, value in (("--batch-size", args.batch_size), ("--top", args.top)):
         if value < 1:
@@ -32,14 +32,14 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .inference import export
+    from ..inference import export
 
     out = export(args.model, args.format, args.out, arch=args.arch, opset=args.opset)
     print(f"wrote {out} (checked against PyTorch on a batch of 2)")
     return 0
 
 
-def add_use_commands(sub: argparse._SubParsersAction) -> None:
+def add(sub: argparse._SubParsersAction) -> None:
     """Register `predict` and `export` on the CLI's sub-parsers."""
     model_help = "run folder, reslab checkpoint, or weights file (.pth/.pt/.safetensors)"
     arch_help = "architecture for a plain state dict (default: inferred from its keys)"

@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
-from .data import Data, build_data
-from .evaluate import evaluate
-from .inference import load_model
-from .training.setup import pick_device
+from ..data import Data, build_data
+from ..devices import pick_device
+from ..inference import load_model
+from .scores import evaluate
 
 
 def run_data(

@@ -6,10 +6,10 @@ import argparse
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from .reproduce.experiments import run_experiment
+    from ..reproduce.experiments import run_experiment
 
     if args.name == "responses":
-        from .reproduce.responses import run_responses
+        from ..reproduce.responses import run_responses
 
         out = run_responses(args.runs or args.out, data_dir=args.data_dir, out=args.out,
                             argv=args.argv)  # fmt: skip
@@ -19,21 +19,21 @@ def _reproduce(args: argparse.Namespace) -> int:
             argv=args.argv, progress=not args.no_progress and args.jobs == 1, jobs=args.jobs,
             **({"threads": args.threads} if args.threads else {}),
         )  # fmt: skip
-    from .reproduce.report import write_report
+    from ..reproduce.report import write_report
 
     print(f"report: {write_report(out)}")
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .reproduce.report import write_report
+    from ..reproduce.report import write_report
 
     for folder in args.folders:
         print(f"report: {write_report(folder)}")
     return 0
 
 
-def add_reproduce_commands(sub: argparse._SubParsersAction) -> None:
+def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="run one of the paper's experiments and write a report")
     p.add_argument(
         "name", help="degradation | imagenet-degradation | shortcuts | responses | very-deep"

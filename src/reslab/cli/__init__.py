@@ -1,4 +1,9 @@
-"""`reslab ...`: parse arguments, call the library. Nothing here that Python users lack."""
+"""`reslab ...`: parse arguments, call the library. Nothing here that Python users lack.
+
+One module per group of commands (catalog: models, weights; train; evaluate: eval;
+use: predict, export; reproduce: reproduce, report), each with an `add(sub)` that
+registers its parsers; the library is imported inside the handlers so that
+`reslab --help` stays fast."""
 
 from __future__ import annotations
 
@@ -9,30 +14,21 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import ReslabError
+from .. import __version__
+from ..errors import ReslabError
+from . import catalog, evaluate, reproduce, train, use
 
 
-def _models(args: argparse.Namespace) -> int:
-    from .models.flops import format_table, model_rows
-
-    print(format_table(model_rows(args.names or None), markdown=args.markdown))
-    return 0
+DESCRIPTION = """Deep residual networks (He et al., CVPR 2016): train, evaluate, reproduce the
+paper's experiments, and use the networks. `reslab COMMAND --help` for each."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reslab", description=__doc__)
+    parser = argparse.ArgumentParser(prog="reslab", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"reslab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("models", help="list the model zoo with parameters and FLOPs")
-    p.add_argument("names", nargs="*", help="only these models")
-    p.add_argument("--markdown", action="store_true", help="print a markdown table")
-    p.set_defaults(func=_models)
-
-    from .commands import add_commands
-
-    add_commands(sub)
+    for command in (catalog, train, evaluate, use, reproduce):  # the order of `--help`
+        command.add(sub)
     return parser
 
 

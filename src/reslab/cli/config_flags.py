@@ -1,18 +1,14 @@
-"""Sub-commands beyond `models`: train, eval (and those of other modules)."""
+"""TrainConfig as command-line flags: one flag per field, grouped, with one line of help."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
-import importlib.util
 import json
-import sys
 import types
 import typing
-from pathlib import Path
 
-from .config import RECIPES, TrainConfig
+from ..config import RECIPES, TrainConfig
 
 # `reslab train --help`: every TrainConfig field in one of these groups, with one line
 # of help; the default shown is the field's (a recipe may change it: see --recipe).
@@ -164,148 +160,3 @@ def config_overrides(args: argparse.Namespace) -> dict:
         for f in dataclasses.fields(TrainConfig)
         if getattr(args, f.name, None) is not None and f.name != "recipe"
     }
-
-
-def _train(args: argparse.Namespace) -> int:
-    from .config import make_config
-    from .storage.runlock import fresh_run_dir
-    from .training.loop import train
-
-    overrides = config_overrides(args)
-    if args.resume:
-        result = train(resume=args.resume, stop_after=args.stop_after, **overrides)
-    else:
-        cfg = make_config(args.recipe or "cifar-paper", **overrides)
-        if args.out is None:  # the default folder: never reuse one that holds a run
-            cfg.out = str(fresh_run_dir(cfg.out))
-            print(f"run folder: {cfg.out}")
-        result = train(cfg, stop_after=args.stop_after, overwrite=args.overwrite)
-    if result.summary.get("final_eval") and (result.run_dir / "summary.json").exists():
-        ev = result.summary["final_eval"]
-        print(
-            f"{result.status} at step {result.step}: {ev['split']} top-1 error "
-            f"{ev['top1_error']:.2f}%, top-5 {ev['top5_error']:.2f}% -> {result.run_dir}"
-        )
-    if result.status == "interrupted":  # the shell's convention: 128 + the signal's number
-        return 143 if result.summary.get("signal") == "SIGTERM" else 130
-    return 0
-
-
-def _eval(args: argparse.Namespace) -> int:
-    from . import zoo
-    from .evaluate_run import evaluate_run
-    from .storage.files import atomic_write
-
-    try:
-        scales = [int(s) for s in args.scales.split(",")] if args.scales else None
-    except ValueError:
-        raise ValueError(f"--scales must be whole numbers of pixels, got {args.scales!r}") from None
-    if scales is not None and min(scales) < 1:
-        raise ValueError(
-            f"--scales must be > 0 px (the paper: 224,256,384,480,640), got {args.scales}"
-        )
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    res = evaluate_run(
-        args.model, data_dir=args.data_dir, dataset=args.dataset, split=args.split,
-        ten_crop=args.ten_crop, scales=scales, flip=args.flip, shift=args.shift,
-        batch_size=args.batch_size,
-        device=args.device, arch=args.arch,
-    )  # fmt: skip
-    print(
-        f"{args.split}: top-1 error {res['top1_error']:.2f}%  top-5 error "
-        f"{res['top5_error']:.2f}%  ({res['n']} images, {res['view']})"
-    )
-    out = Path(args.out) if args.out else None
-    if out is None:
-        if zoo.is_name(args.model):  # shipped weights: no folder of the user's to write into
-            return 0
-        src = Path(args.model)
-        out = (src if src.is_dir() else src.parent) / f"eval-{args.split}-{res['view']}.json"
-    atomic_write(out, (json.dumps(res, indent=2) + "\n").encode())
-    print(f"wrote {out}")
-    return 0
-
-
-def _weights(args: argparse.Namespace) -> int:
-    from . import zoo
-
-    entries = zoo.available(args.weights_dir)
-    if not entries:
-        print("no named weights found")
-    for name, w in sorted(entries.items()):
-        err = w.info.get("val_top1_error")
-        where = w.file if w.file.is_file() else (w.url or "missing")
-        print(f"{name:22s} {f'val top-1 error {err:.2f}%' if err is not None else '':26s} "
-              f"{where}  card: {w.card or '-'}")  # fmt: skip
-    return 0
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("weights", help="list the named weights (shipped and your own)")
-    p.add_argument("--weights-dir", help="a folder with your own manifest.json "
-                   "(default: $RESLAB_WEIGHTS_DIR)")  # fmt: skip
-    p.set_defaults(func=_weights)
-
-    p = sub.add_parser(
-        "train",
-        help="train a network (the main job)",
-        description="Train a network. A recipe sets the defaults (shown below for "
-        "cifar-paper); every flag overrides one setting.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    run = p.add_argument_group("resume and overwrite")
-    run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder exactly")
-    run.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the run that --out holds (default: refuse; without --out a fresh "
-        "runs/run-N is picked)",
-    )
-    run.add_argument(
-        "--stop-after",
-        type=int,
-        metavar="STEP",
-        help="save a checkpoint and stop at this step (resume later with --resume)",
-    )
-    add_config_flags(p)
-    p.set_defaults(func=_train)
-
-    p = sub.add_parser("eval", help="top-1/top-5 error of a trained network")
-    p.add_argument(
-        "model",
-        help="run folder, checkpoint, torchvision/timm weights file, or shipped weights by "
-        "name (e.g. cifar10:resnet56; `reslab weights` lists them)",
-    )
-    p.add_argument("--arch", help="architecture of a plain weights file (default: inferred)")
-    p.add_argument("--data-dir", help="dataset folder (default: the run's)")
-    p.add_argument("--dataset", help="dataset name (default: the run's)")
-    p.add_argument("--split", default="test", choices=["test", "val", "train"])
-    p.add_argument("--ten-crop", action="store_true", help="average 10 crops (section 3.4)")
-    p.add_argument(
-        "--scales", help="fully-convolutional multi-scale test, e.g. 224,256,384,480,640"
-    )
-    p.add_argument("--flip", action="store_true", help="also average horizontally flipped views")
-    p.add_argument(
-        "--shift",
-        type=int,
-        default=0,
-        metavar="PX",
-        help="also average views translated by PX pixels both ways (airbench's test-time shifts)",
-    )
-    p.add_argument("--batch-size", type=int, default=200)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", help="JSON file to write (default: RUN/eval-SPLIT-VIEW.json)")
-    p.set_defaults(func=_eval)
-
-    for module, fn in (
-        ("commands_use", "add_use_commands"),
-        ("commands_reproduce", "add_reproduce_commands"),
-    ):
-        if importlib.util.find_spec(f"reslab.{module}") is not None:
-            getattr(importlib.import_module(f"reslab.{module}"), fn)(sub)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use `reslab`")

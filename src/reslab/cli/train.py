@@ -1,0 +1,59 @@
+"""`reslab train`: the main job."""
+
+from __future__ import annotations
+
+import argparse
+
+from .config_flags import EXAMPLES, add_config_flags, config_overrides
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..config import make_config
+    from ..storage.runlock import fresh_run_dir
+    from ..training.loop import train
+
+    overrides = config_overrides(args)
+    if args.resume:
+        result = train(resume=args.resume, stop_after=args.stop_after, **overrides)
+    else:
+        cfg = make_config(args.recipe or "cifar-paper", **overrides)
+        if args.out is None:  # the default folder: never reuse one that holds a run
+            cfg.out = str(fresh_run_dir(cfg.out))
+            print(f"run folder: {cfg.out}")
+        result = train(cfg, stop_after=args.stop_after, overwrite=args.overwrite)
+    if result.summary.get("final_eval") and (result.run_dir / "summary.json").exists():
+        ev = result.summary["final_eval"]
+        print(
+            f"{result.status} at step {result.step}: {ev['split']} top-1 error "
+            f"{ev['top1_error']:.2f}%, top-5 {ev['top5_error']:.2f}% -> {result.run_dir}"
+        )
+    if result.status == "interrupted":  # the shell's convention: 128 + the signal's number
+        return 143 if result.summary.get("signal") == "SIGTERM" else 130
+    return 0
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a network (the main job)",
+        description="Train a network. A recipe sets the defaults (shown below for "
+        "cifar-paper); every flag overrides one setting.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run = p.add_argument_group("resume and overwrite")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder exactly")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run that --out holds (default: refuse; without --out a fresh "
+        "runs/run-N is picked)",
+    )
+    run.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="STEP",
+        help="save a checkpoint and stop at this step (resume later with --resume)",
+    )
+    add_config_flags(p)
+    p.set_defaults(func=_train)

@@ -1,0 +1,52 @@
+"""Where a process computes: the device, its CPU threads, and mixed precision."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .distributed import DistInfo
+
+
+def pick_device(name: str) -> torch.device:
+    """ "auto": CUDA, else Apple MPS, else CPU. Under torchrun, CUDA uses LOCAL_RANK."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        name = f"cuda:{os.environ['LOCAL_RANK']}"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def set_threads(threads: int | None, dist_info: DistInfo) -> None:
+    """All cores by default, shared evenly between the processes of one node."""
+    if threads is None:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", dist_info.world_size))
+        threads = max(1, (os.cpu_count() or 1) // max(1, local))
+    torch.set_num_threads(threads)
+
+
+def amp_dtype(mode: str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of --amp (None: off). Unset, it is bf16 on CUDA GPUs that run it
+    fast (Ampere and newer), fp16 on older GPUs, off on CPUs (bf16 measured slower there)."""
+    if mode is None:
+        if device.type != "cuda":
+            return None
+        try:  # native bf16 only: emulated bf16 on older GPUs is slower than fp16
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch < 2.4 has no emulation flag and reports native support
+            native = torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if native else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]
