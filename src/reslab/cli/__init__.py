@@ -18,7 +18,6 @@ from .. import __version__
 from ..errors import ReslabError
 from . import catalog, evaluate, reproduce, train, use
 
-
 DESCRIPTION = """Deep residual networks (He et al., CVPR 2016): train, evaluate, reproduce the
 paper's experiments, and use the networks. `reslab COMMAND --help` for each."""
 
