@@ -9,7 +9,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import torch
 from reslab.config import make_config
 from reslab.evaluation import class_scores, evaluate, topk_errors
 from reslab.storage import checkpoint as ckpt_io
-from reslab.training import loop
+from reslab.training import loop, prepare
 from reslab.training.loop import TrainingDiverged, train
 from reslab.training.recipes import ScheduleState, learning_rate, observe_train_error
 
@@ -130,16 +129,11 @@ def test_resume_is_bit_identical(tiny_cifar: Path, tmp_path: Path) -> None:
 def test_sigkill_then_resume(tiny_cifar: Path, tmp_path: Path) -> None:
     """A training process killed with SIGKILL mid-run resumes and matches a clean run."""
     cfg = tiny_config(tiny_cifar, tmp_path / "killed", iterations=40, checkpoint_every=2)
-    proc = spawn_training(cfg, tmp_path, slow=True)
-    last = tmp_path / "killed" / "checkpoints" / "last.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (last.exists() and _step(last) >= 6):
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = spawn_training(cfg, tmp_path, signal_at=(7, signal.SIGKILL))
+    proc.wait(timeout=300)
     assert proc.returncode == -signal.SIGKILL
-    killed_at = _step(last)
-    assert 6 <= killed_at < 40
+    last = tmp_path / "killed" / "checkpoints" / "last.pt"
+    assert _step(last) == 6  # killed during step 7's bookkeeping: step 6 is the last saved
     resumed = train(resume=tmp_path / "killed", progress=False)
     clean = train(tiny_config(tiny_cifar, tmp_path / "clean", iterations=40, checkpoint_every=2))
     for a, b in zip(clean.model.state_dict().values(), resumed.model.state_dict().values()):
@@ -147,24 +141,26 @@ def test_sigkill_then_resume(tiny_cifar: Path, tmp_path: Path) -> None:
     assert records(tmp_path / "clean") == records(tmp_path / "killed")
 
 
-def spawn_training(cfg, tmp_path: Path, slow: bool = False) -> subprocess.Popen:
-    """Train `cfg` in a child process, to be signalled; it exits 0 if it ends interrupted.
-
-    slow=True adds 50 ms per step so a test can catch the run in the middle."""
+def spawn_training(
+    cfg, tmp_path: Path, signal_at: tuple[int, int] | None = None
+) -> subprocess.Popen:
+    """Train `cfg` in a child process; it exits 0 if it ends interrupted. With
+    signal_at=(STEP, SIG) the child sends itself SIG right after step STEP (train's
+    on_step hook): a real signal, at a known step, on any machine load."""
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps(cfg.to_dict()))
     code = (
-        "import json, sys, time\n"
-        "import reslab.training.loop as L\n"
+        "import json, os, sys\n"
         "from reslab.config import make_config\n"
-        "if sys.argv[2] == 'slow':\n"
-        "    ce = L.F.cross_entropy\n"
-        "    L.F.cross_entropy = lambda *a, **k: (time.sleep(0.05), ce(*a, **k))[1]\n"
+        "from reslab.training.loop import train\n"
+        "at, sig = int(sys.argv[2]), int(sys.argv[3])\n"
+        "hook = lambda step: os.kill(os.getpid(), sig) if step == at else None\n"
         "d = json.load(open(sys.argv[1])); recipe = d.pop('recipe')\n"
-        "res = L.train(make_config(recipe, **d))\n"
+        "res = train(make_config(recipe, **d), on_step=hook)\n"
         "sys.exit(0 if res.status == 'interrupted' else 3)\n"
     )
-    argv = [sys.executable, "-c", code, str(cfg_path), "slow" if slow else "fast"]
+    at, sig = signal_at or (-1, 0)
+    argv = [sys.executable, "-c", code, str(cfg_path), str(at), str(int(sig))]
     return subprocess.Popen(argv, env=os.environ.copy())
 
 
@@ -291,7 +287,7 @@ def test_failed_automatic_compile_falls_back_to_eager(tiny_cifar, tmp_path, monk
         def forward(self, x):
             raise RuntimeError("inductor blew up\nlong C++ log")
 
-    monkeypatch.setattr(loop, "decide_compile", lambda cfg, *a: (cfg.compile is not False, ""))
+    monkeypatch.setattr(prepare, "decide_compile", lambda cfg, *a: (cfg.compile is not False, ""))
     monkeypatch.setattr(torch, "compile", lambda m: Broken())
     eager = train(tiny_config(tiny_cifar, tmp_path / "eager", compile=False))
     with pytest.warns(
@@ -400,17 +396,10 @@ def test_finetune_from_weights_with_new_head(tiny_cifar: Path, tmp_path: Path) -
 def test_sigterm_saves_and_exits_cleanly(tiny_cifar: Path, tmp_path: Path) -> None:
     run = tmp_path / "term"
     cfg = tiny_config(tiny_cifar, run, iterations=1000, checkpoint_every=1000)
-    proc = spawn_training(cfg, tmp_path)
-    deadline = time.time() + 120
-    metrics = run / "metrics.jsonl"
-    while time.time() < deadline and not (
-        metrics.exists() and metrics.read_text().count("\n") >= 3
-    ):
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0
+    proc = spawn_training(cfg, tmp_path, signal_at=(5, signal.SIGTERM))
+    assert proc.wait(timeout=300) == 0
     state, _ = ckpt_io.load_resumable(run)
-    assert 0 < state["step"] < 1000
+    assert state["step"] == 5  # saved at the step the signal arrived
 
 
 def test_eval_ten_crop_and_multiscale(tiny_cifar: Path, tmp_path: Path) -> None:

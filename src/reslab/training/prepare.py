@@ -1,18 +1,163 @@
-"""What a run needs before its first step: its data and its network on the device."""
+"""What a run needs before its first step, gathered in one `Run`: the device, the data,
+the network (resumed, averaged, compiled or graphed as asked), the optimiser and the
+schedule's state. The order matters for exact resumes: seeds, data, model
+initialisation, then the saved state over it."""
 
 from __future__ import annotations
 
+import functools
+import math
 import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..config import TrainConfig
+from .. import distributed
+from ..config import TrainConfig, save_config
 from ..data import Data, build_data
+from ..devices import amp_dtype, pick_device, set_threads
 from ..distributed import DistInfo, convert_sync_batchnorm
-from ..models import create_model
+from ..models import create_model, get_spec
+from .accelerate import check_cuda_graphs, decide_compile, graphed
+from .ema import WeightEMA
 from .finetune import freeze, init_from
+from .recipes import ScheduleState, build_optimizer, resolve_recipe
+from .runstate import MetricsLog, set_rng_state
+
+
+@dataclass
+class Run:
+    """Everything the steps of one training run share."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    device: torch.device
+    dist_info: DistInfo
+    data: Data
+    model: nn.Module  # the trained weights
+    model_args: dict[str, Any]  # create_model(**model_args) rebuilds it
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    log: MetricsLog
+    amp_dtype: torch.dtype | None
+    ema: WeightEMA | None = None
+    train_model: nn.Module | None = None  # what a step calls: DDP / compiled / graphed
+    eager_model: nn.Module | None = None  # the fallback should compiling fail
+    may_fall_back: bool = False  # compile was chosen automatically: fall back once
+    schedule: ScheduleState = field(default_factory=ScheduleState)
+    step: int = 0
+    best_error: float = math.inf
+    acc: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "wrong": 0, "seen": 0})
+    wall_before: float = 0.0  # seconds trained before a resume
+    t0: float = field(default_factory=time.time)
+
+    @property
+    def main(self) -> bool:
+        return self.dist_info.is_main
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What is evaluated and saved as "model": the weight average if there is one."""
+        return self.ema.model if self.ema is not None else self.model
+
+    @property
+    def per_epoch(self) -> int:
+        return len(self.data.train)
+
+    def wall(self) -> float:
+        return time.time() - self.t0 + self.wall_before
+
+
+def prepare_run(cfg: TrainConfig, state: dict[str, Any] | None, state_path: Path | None) -> Run:
+    """Device, seeds, data, model and optimiser; with `state`, the run resumed from it."""
+    device = pick_device(cfg.device)
+    dist_info = distributed.setup(device)
+    set_threads(cfg.threads, dist_info)
+    if cfg.cuda_graphs:
+        check_cuda_graphs(device, dist_info.enabled)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    run_dir = Path(cfg.out)
+    if dist_info.is_main:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    data = load_data(cfg, device, dist_info)
+    spec = get_spec(cfg.model)
+    cfg = resolve_recipe(cfg, spec.layers, spec.family)
+    if dist_info.is_main:
+        save_config(cfg, run_dir / "config.json")
+    model, model_args = build_model(cfg, len(data.classes), device, dist_info, state is None)
+    first_images = functools.cache(lambda: next(data.train.epoch(0))[0])  # read once, if asked
+    if state is None and cfg.init is None and hasattr(model, "init_from_data"):
+        # Data-dependent init (fastresnet's whitening stem) from the first training batch;
+        # under DDP, rank 0's result reaches every rank when DDP broadcasts the weights.
+        model.init_from_data(first_images())
+    dtype = amp_dtype(cfg.amp, device)
+    log = MetricsLog(run_dir / "metrics.jsonl", dist_info.is_main,
+                     state["step"] if state else None, cfg.tensorboard)  # fmt: skip
+    # fp16 needs loss scaling (bf16 has fp32's range); a disabled scaler is a no-op.
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    run = Run(cfg, run_dir, device, dist_info, data, model, model_args,
+              build_optimizer(cfg, model), scaler, log, dtype)  # fmt: skip
+    if state is not None:
+        restore(run, state, state_path)
+    # Made after a resume's weights are in, so an average first asked for on resume
+    # starts from them, not from the fresh initialisation.
+    run.ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    if run.ema is not None and state is not None and "ema_updates" in state:
+        run.ema.load(state["model"], state["ema_updates"])
+    accelerate(run, spec.family, spec.layers, first_images)
+    return run
+
+
+def restore(run: Run, state: dict[str, Any], state_path: Path | None) -> None:
+    """A resume checkpoint's weights, optimiser, schedule, counters and RNG, into `run`.
+    With an EMA, checkpoints keep the average as "model" (what eval, export and
+    fine-tuning load) and the trained weights as "train_model" (what a resume needs)."""
+    run.model.load_state_dict(state.get("train_model", state["model"]))
+    run.optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    run.schedule = ScheduleState.from_dict(state["schedule"])
+    run.step, run.best_error, run.acc = state["step"], state["best"], state["interval"]
+    run.wall_before = float(state.get("wall", 0.0))
+    set_rng_state(state["rng"])
+    if run.main:
+        print(f"resuming {run.run_dir} at step {run.step} from {state_path}")
+
+
+def accelerate(run: Run, family: str, layers: int, first_images: Any) -> None:
+    """What a step calls: the model, wrapped by DDP, torch.compile or CUDA graphs."""
+    cfg = run.cfg
+    net: nn.Module = run.model
+    if run.dist_info.enabled:
+        net = nn.parallel.DistributedDataParallel(run.model)
+    use_compile, why = decide_compile(cfg, run.device, family, layers, run.dist_info.enabled)
+    run.eager_model = net
+    run.train_model = torch.compile(net) if use_compile else net
+    # An automatic compile that fails on the first step falls back to eager, once. (If
+    # it fails only in backward, that batch moves BN's running statistics twice.)
+    run.may_fall_back = use_compile and cfg.compile is None
+    if run.main and run.may_fall_back:
+        print(f"compile: on ({why})")
+    if run.main and cfg.lr is None and cfg.batch_size != cfg.lr_base_batch:
+        print(f"lr: {cfg.peak_lr():g} at batch {cfg.batch_size} (the recipe's {cfg.lr_base:g} "
+              f"per {cfg.lr_base_batch} images, scaled linearly; --lr sets it directly)")  # fmt: skip
+    if cfg.cuda_graphs:
+        if run.amp_dtype == torch.float16:
+            raise ValueError(
+                "cuda_graphs needs --amp bf16 or off on this GPU (fp16 is its default)"
+            )
+        run.train_model = graphed(run.model, first_images(), run.amp_dtype is not None)
+
 
 # TrainConfig fields that build_data takes under the same name.
 DATA_FIELDS = (

@@ -9,6 +9,7 @@ rate is still a pure function of the step.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -82,8 +83,8 @@ def observe_val_error(cfg: TrainConfig, step: int, error: float, state: Schedule
         state.evals_since_best = 0
 
 
-def resolve_recipe(cfg: TrainConfig, layers: int, family: str) -> None:
-    """Per-model rules of the recipes, applied once when the run starts."""
+def resolve_recipe(cfg: TrainConfig, layers: int, family: str) -> TrainConfig:
+    """The config with the recipe's per-model rules applied (once, when the run starts)."""
     # Section 4.2: "In this case [110 layers], we find that the initial learning rate of
     # 0.1 is slightly too large to start converging. So we use 0.01 to warm up."
     if (
@@ -92,7 +93,8 @@ def resolve_recipe(cfg: TrainConfig, layers: int, family: str) -> None:
         and layers >= 110
         and cfg.warmup_lr is None
     ):
-        cfg.warmup_lr = 0.01
+        return dataclasses.replace(cfg, warmup_lr=0.01)
+    return cfg
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -104,15 +104,15 @@ class MetricsLog:
     def __init__(self, path: Path, enabled: bool, resume_step: int | None, tensorboard: bool):
         self.path, self.enabled = path, enabled
         self.tb = None
+        self.last: dict[str, dict[str, Any]] = {}  # the latest record of each kind
         if not enabled:
             return
         if resume_step is not None and path.exists():
-            keep = [
-                line
-                for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
-            ]
-            path.write_text("".join(line + "\n" for line in keep))
+            lines = [line for line in path.read_text().splitlines() if line.strip()]
+            keep = [(line, json.loads(line)) for line in lines]
+            keep = [(line, r) for line, r in keep if r.get("step", 0) <= resume_step]
+            path.write_text("".join(line + "\n" for line, _ in keep))
+            self.last = {r.get("kind", ""): r for _, r in keep}
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -125,6 +125,7 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        self.last[record.get("kind", "")] = record
         with self.path.open("a") as f:
             f.write(json_line(record) + "\n")
         if self.tb is not None:

@@ -1,0 +1,59 @@
+"""What a run saves: best.pt (the weights and how to use them) and last.pt (all a resume
+needs as well). The file format itself is reslab.storage.checkpoint's."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..storage import checkpoint as ckpt_io
+from .prepare import Run
+from .runstate import rng_state
+
+
+def payload(run: Run, resumable: bool) -> dict[str, Any]:
+    """The checkpoint of `run` at its current step (see storage/checkpoint.py for keys)."""
+    out = {
+        "format": ckpt_io.FORMAT,
+        "version": ckpt_io.VERSION,
+        "model": run.eval_model.state_dict(),
+        "model_args": run.model_args,
+        "classes": run.data.classes,
+        "normalization": run.data.normalization,
+        "image_size": run.data.image_size,
+        "config": run.cfg.to_dict(),
+        "versions": ckpt_io.versions(),
+        "step": run.step,
+        "best": run.best_error,
+    }
+    if not resumable:
+        return out
+    if run.ema is not None:
+        out.update(train_model=run.model.state_dict(), ema_updates=run.ema.updates)
+    out.update(
+        optimizer=run.optimizer.state_dict(),
+        scaler=run.scaler.state_dict(),
+        schedule=run.schedule.to_dict(),
+        rng=rng_state(),
+        interval=dict(run.acc),
+        epoch=run.step // run.per_epoch,
+        wall=run.wall(),
+        batch_in_epoch=run.step % run.per_epoch,
+    )
+    return out
+
+
+def save(run: Run, kind: str) -> None:
+    """kind "best": best.pt; "last": last.pt, the previous one kept as previous.pt (a
+    resume falls back to it if last.pt is damaged). Only the main process writes."""
+    if not run.main:
+        return
+    folder = run.run_dir / "checkpoints"
+    if kind == "best":
+        ckpt_io.atomic_save(payload(run, resumable=False), folder / ckpt_io.BEST)
+        return
+    data = payload(run, resumable=True)
+    last = folder / ckpt_io.LAST
+    if last.exists():
+        os.replace(last, folder / ckpt_io.PREVIOUS)
+    ckpt_io.atomic_save(data, last)
