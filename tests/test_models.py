@@ -196,3 +196,37 @@ def test_preactivation_units_keep_the_identity_path_clean() -> None:
     assert torch.equal(unit(x), x)
     head = create_model("preresnet18")
     assert isinstance(head.bn_final, torch.nn.BatchNorm2d)  # the final BN-ReLU before pooling
+
+
+def test_overrides_a_family_does_not_take_are_refused_by_name() -> None:
+    # pre-activation units have fixed shortcuts; fastresnet has no stem option
+    with pytest.raises(ValueError, match=r"'preresnet110' does not take shortcut"):
+        create_model("preresnet110", shortcut="A")
+    with pytest.raises(ValueError, match=r"'fastresnet' does not take stride_in_1x1"):
+        create_model("fastresnet", stride_in_1x1=True)
+
+
+def test_flops_table_rows_and_format() -> None:
+    from reslab.models.flops import format_table, model_rows
+
+    rows = {r["name"]: r for r in model_rows(["resnet20", "resnet50"])}
+    # ResNet-20, section 4.2: 0.27M parameters. ResNet-50, Table 1: 3.8 GFLOPs (mult-adds).
+    assert rows["resnet20"]["params_m"] == pytest.approx(0.27, abs=0.005)
+    assert rows["resnet50"]["gmacs"] == pytest.approx(4.1, abs=0.05)  # v1.5: stride on the 3x3
+    assert rows["resnet50"]["layers"] == 50 and rows["resnet20"]["shortcut"] == "A"
+    text = format_table(list(rows.values()))
+    assert text.splitlines()[0].split()[:3] == ["model", "family", "layers"]
+    md = format_table(list(rows.values()), markdown=True).splitlines()
+    assert md[0].startswith("|") and set(md[1]) <= {"|", "-", " ", ":"}
+    assert any(line.startswith("| resnet50 ") for line in md)
+
+
+def test_cli_models_lists_every_model_and_refuses_unknown(capsys) -> None:
+    from reslab.cli import main
+
+    assert main(["models", "resnet20", "preresnet110"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[1:]] == ["resnet20", "preresnet110"]
+    assert "0.27M" in out[1] and "1.73M" in out[2]
+    assert main(["models", "resnet21"]) == 2
+    assert "unknown model 'resnet21'" in capsys.readouterr().err
