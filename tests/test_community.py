@@ -138,3 +138,53 @@ def test_both_layouts_are_the_same_network_up_to_a_channel_order() -> None:
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(end(x), both(x), atol=1e-4)
+
+
+def test_normalization_from_names_and_statistics() -> None:
+    from reslab.inference import normalization_from
+
+    assert normalization_from(None) is None
+    assert normalization_from("imagenet") == IMAGENET_NORMALIZATION
+    none = normalization_from("none")
+    assert none["mean"] == [0.0, 0.0, 0.0] and none["std"] == [1.0, 1.0, 1.0]
+    own = normalization_from(None, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))  # implies channel
+    assert own["kind"] == "channel" and own["std"] == [0.25, 0.24, 0.26]
+    for args, match in (
+        (("channel", (0.5, 0.5, 0.5), None), "needs both --mean and --std"),
+        (("channel", (0.5, 0.5), (1, 1, 1)), "--mean needs 3 finite numbers"),
+        (("channel", (0.5,) * 3, (1, 0, 1)), "--std must be > 0"),
+        (("imagenet", (0.5,) * 3, (1,) * 3), "go with --normalize channel"),
+        (("zca", None, None), "choose one of imagenet, none, channel"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            normalization_from(*args)
+
+
+def test_plain_file_is_fed_as_the_user_says(tmp_path: Path, capsys) -> None:
+    """A state dict that records nothing: ImageNet's statistics unless --normalize says
+    otherwise, in predict as in the library; a file that records its own is warned."""
+    from PIL import Image
+
+    from reslab.cli import main
+    from reslab.inference import normalization_from, predict
+
+    torch.manual_seed(0)
+    plain = tmp_path / "resnet20-plain.pth"
+    torch.save(reslab.create_model("resnet20").state_dict(), plain)
+    image = tmp_path / "cat.png"
+    Image.fromarray((torch.rand(32, 32, 3) * 255).byte().numpy()).save(image)
+    assert load_model(plain).normalization == IMAGENET_NORMALIZATION
+    none = normalization_from("none")
+    assert load_model(plain, normalization=none).normalization == none
+    a = predict(plain, [str(image)], top=10)[0]["top"]
+    b = predict(plain, [str(image)], top=10, normalization=none)[0]["top"]
+    assert [t["prob"] for t in a] != [t["prob"] for t in b]  # the inputs differ
+    assert main(["predict", str(plain), str(image), "--normalize", "none", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(plain), str(image), "--normalize", "channel"]) == 2
+    assert "needs both --mean and --std" in capsys.readouterr().err
+    aka_file = tmp_path / "aka.th"
+    torch.save({"state_dict": {"module." + k: v for k, v in AkaResNet(3).state_dict().items()}},
+               aka_file)  # fmt: skip
+    with pytest.warns(UserWarning, match="instead of the one the file records"):
+        load_model(aka_file, normalization=none)

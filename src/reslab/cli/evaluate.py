@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from . import preprocessing
+
 
 def _eval(args: argparse.Namespace) -> int:
     from .. import zoo
@@ -26,7 +28,7 @@ def _eval(args: argparse.Namespace) -> int:
         args.model, data_dir=args.data_dir, dataset=args.dataset, split=args.split,
         ten_crop=args.ten_crop, scales=scales, flip=args.flip, shift=args.shift,
         batch_size=args.batch_size,
-        device=args.device, arch=args.arch,
+        device=args.device, arch=args.arch, normalization=preprocessing.normalization(args),
     )  # fmt: skip
     print(
         f"{args.split}: top-1 error {res['top1_error']:.2f}%  top-5 error "
@@ -69,4 +71,5 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=200)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="JSON file to write (default: RUN/eval-SPLIT-VIEW.json)")
+    preprocessing.add_flags(p)
     p.set_defaults(func=_eval)

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from . import preprocessing
+
 
 def _predict(args: argparse.Namespace) -> int:
     from ..inference import predict
@@ -13,9 +15,8 @@ def _predict(args: argparse.Namespace) -> int:
     for flag, value in (("--batch-size", args.batch_size), ("--top", args.top)):
         if value < 1:
             raise ValueError(f"{flag} must be >= 1, got {value}")
-    results = predict(
-        args.model, args.images, top=args.top, batch_size=args.batch_size, arch=args.arch
-    )
+    results = predict(args.model, args.images, top=args.top, batch_size=args.batch_size,
+                      arch=args.arch, normalization=preprocessing.normalization(args))  # fmt: skip
     if not results:
         print("reslab predict: no images found", file=sys.stderr)
         return 1
@@ -51,6 +52,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--arch", default=None, help=arch_help)
+    preprocessing.add_flags(p)
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("export", help="write a BN-folded ONNX or TorchScript file")

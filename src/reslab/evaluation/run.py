@@ -48,13 +48,16 @@ def evaluate_run(
     batch_size: int = 200,
     device: str = "auto",
     arch: str | None = None,
+    normalization: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Top-1/top-5 error (%) of a run, reslab checkpoint or torchvision/timm weights file.
 
-    The data defaults to the run's own; a plain weights file needs dataset and data_dir.
+    The data defaults to the run's own; a plain weights file needs dataset and data_dir,
+    and `normalization` (reslab.inference.normalization_from) where the file's
+    preprocessing is not ImageNet's.
     """
     dev = pick_device(device)
-    loaded = load_model(model_path, arch)
+    loaded = load_model(model_path, arch, normalization)
     model = loaded.model.to(dev, memory_format=torch.channels_last)
     cfg = loaded.config
     dataset = dataset or cfg.get("dataset")

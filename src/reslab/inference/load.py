@@ -5,6 +5,9 @@ the evaluation transform that comes with torchvision's weights."""
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ class Loaded:
     name: str
     config: dict[str, Any] = field(default_factory=dict)  # a reslab run's config, else {}
     recorded_classes: bool = False  # classes came from the checkpoint, not a default list
+    recorded_normalization: bool = False  # the file says how it was fed
     file: Path | None = None  # the weights file it was read from
 
     @property
@@ -43,13 +47,63 @@ class Loaded:
 # ---------------------------------------------------------------------------- loading
 
 
-def load_model(model_or_path: nn.Module | str | Path, arch: str | None = None) -> Loaded:
+# What `--normalize NAME` means for a weights file that records no preprocessing.
+NAMED_NORMALIZATIONS = ("imagenet", "none", "channel")
+
+
+def normalization_from(
+    name: str | None, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> dict[str, Any] | None:
+    """The normalisation record of `--normalize NAME [--mean M --std S]` (None: not given).
+
+    "imagenet": ImageNet's per-channel statistics (torchvision's weights, and most
+    community CIFAR files); "none": pixels / 255 as they are; "channel": the given
+    per-channel mean and std, on [0, 1] RGB. --mean/--std alone imply "channel"."""
+    if name is None and mean is None and std is None:
+        return None
+    name = name or "channel"
+    if name not in NAMED_NORMALIZATIONS:
+        raise ValueError(f"--normalize {name!r}: choose one of {', '.join(NAMED_NORMALIZATIONS)}")
+    if name != "channel":
+        if mean is not None or std is not None:
+            raise ValueError(f"--mean/--std go with --normalize channel, not {name!r}")
+        if name == "imagenet":
+            return dict(IMAGENET_NORMALIZATION)
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    if mean is None or std is None:
+        raise ValueError("--normalize channel needs both --mean and --std (3 values each)")
+    for flag, values in (("--mean", mean), ("--std", std)):
+        if len(values) != 3 or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"{flag} needs 3 finite numbers (R,G,B on [0, 1]), got {values}")
+    if min(std) <= 0:
+        raise ValueError(f"--std must be > 0, got {std}")
+    return {**IMAGENET_NORMALIZATION, "mean": [float(v) for v in mean],
+            "std": [float(v) for v in std]}  # fmt: skip
+
+
+def load_model(
+    model_or_path: nn.Module | str | Path,
+    arch: str | None = None,
+    normalization: dict[str, Any] | None = None,
+) -> Loaded:
     """A model with its classes and preprocessing, from a module, run folder or weights file.
 
     A bare module or plain state dict carries no preprocessing: it gets the ImageNet
     transform (and, with 1000 classes, the ImageNet names), the only one published
-    with such weights. Run folders and reslab checkpoints use what they recorded.
+    with such weights, unless `normalization` (see normalization_from) says otherwise.
+    Run folders, reslab checkpoints and known community files use what they record;
+    `normalization` overrides that too, with a warning.
     """
+    loaded = _load(model_or_path, arch)
+    if normalization is not None:
+        if loaded.recorded_normalization and normalization != loaded.normalization:
+            warnings.warn(f"{loaded.file}: using the given normalisation instead of the one "
+                          "the file records", stacklevel=2)  # fmt: skip
+        loaded.normalization = normalization
+    return loaded
+
+
+def _load(model_or_path: nn.Module | str | Path, arch: str | None) -> Loaded:
     if isinstance(model_or_path, nn.Module):
         model = model_or_path
         spec = spec_of(model)
@@ -86,7 +140,7 @@ def load_model(model_or_path: nn.Module | str | Path, arch: str | None = None) -
     if not config and ckpt.get("dataset"):  # a weights file that says what it was trained on
         config = {"dataset": ckpt["dataset"], "val_size": 0}
     return Loaded(model.eval(), classes, norm, size, model.spec.name, config,
-                  bool(ckpt.get("classes")), file)  # fmt: skip
+                  bool(ckpt.get("classes")), bool(ckpt.get("normalization")), file)  # fmt: skip
 
 
 def _plain_args(state: dict[str, Tensor], arch: str | None, file: Path) -> dict[str, Any]:

@@ -59,10 +59,12 @@ def predict(
     top: int = 5,
     batch_size: int = 32,
     arch: str | None = None,
+    normalization: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Classify images: per image {"path", "top": [{"label", "index", "prob"}, ...]}, or
-    {"path", "error"} for a file that cannot be decoded (the others are still classified)."""
-    loaded = load_model(model_or_path, arch)
+    {"path", "error"} for a file that cannot be decoded (the others are still classified).
+    `normalization` (see normalization_from) says how a file that records none was fed."""
+    loaded = load_model(model_or_path, arch, normalization)
     net = optimize_for_inference(loaded.model, mode="fold")
     norm = normalizer(loaded.normalization)
     top = max(1, min(top, len(loaded.classes)))
