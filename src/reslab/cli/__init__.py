@@ -1,7 +1,7 @@
 """`reslab ...`: parse arguments, call the library. Nothing here that Python users lack.
 
 One module per group of commands (catalog: models, weights; train; evaluate: eval;
-use: predict, export; reproduce: reproduce, report), each with an `add(sub)` that
+use: predict, export; data: sort-val; reproduce: reproduce, report), each with an `add(sub)` that
 registers its parsers; the library is imported inside the handlers so that
 `reslab --help` stays fast."""
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import ReslabError
-from . import catalog, evaluate, reproduce, train, use
+from . import catalog, data, evaluate, reproduce, train, use
 
 DESCRIPTION = """Deep residual networks (He et al., CVPR 2016): train, evaluate, reproduce the
 paper's experiments, and use the networks. `reslab COMMAND --help` for each."""
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reslab", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"reslab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (catalog, train, evaluate, use, reproduce):  # the order of `--help`
+    for command in (catalog, train, evaluate, use, data, reproduce):  # the order of `--help`
         command.add(sub)
     return parser
 
