@@ -107,15 +107,29 @@ def bench_cifar(data_dir: Path, cache: Path, batches: int, bs: int, workers: int
 def bench_folder(
     data_dir: Path, cache: Path, batches: int, bs: int, workers: int, size: int
 ) -> None:
-    data = build_data("imagefolder", data_dir, batch_size=bs, cache_dir=cache, workers=workers,
-                      image_size=size, val_size=0)  # fmt: skip
-    ours = rate(data.train.epoch(0), batches)
+    # JPEGs decoded while iterating, and the decoded-image cache (built first if absent)
+    data, cached = (
+        build_data(
+            "imagefolder",
+            data_dir,
+            batch_size=bs,
+            cache_dir=cache,
+            workers=workers,
+            image_size=size,
+            val_size=0,
+            decoded_cache=use,
+        )  # fmt: skip
+        for use in (False, True)
+    )
+    ours, ours_cached = rate(data.train.epoch(0), batches), rate(cached.train.epoch(0), batches)
     ds = data.train.loader.dataset
     base_ds = NaiveFolder([str(p) for p in ds.paths], ds.labels.tolist(), size)
     dl = DataLoader(
         base_ds, bs, shuffle=True, num_workers=2, drop_last=True, persistent_workers=True
     )
-    report(f"imagefolder {size}px", ours, rate(dl, batches))
+    base = rate(dl, batches)
+    report(f"imagefolder {size}px", ours, base)
+    report(f"imagefolder {size}px, decoded cache", ours_cached, base)
 
 
 def main() -> None:

@@ -59,9 +59,18 @@ def train_flops_per_image(model: torch.nn.Module, size: int) -> float:
     return counter.get_total_flops() / 2
 
 
+def peak_rss_mb() -> float:
+    """Peak RSS of this process and its children (the DataLoader workers), MiB: what a
+    run's summary.json records."""
+    from reslab.training.runstate import peak_rss_mb as peak
+
+    return peak()
+
+
 def baseline_train(model_name: str, dataset, steps: int, batch: int, size: int,
-                   device: str = "cpu") -> float:  # fmt: skip
-    """Eager NCHW fp32 model, per-sample Dataset in a 2-worker DataLoader: images/s."""
+                   device: str = "cpu") -> tuple[float, float]:  # fmt: skip
+    """Eager NCHW fp32 model, per-sample Dataset in a 2-worker DataLoader: images/s, and
+    peak RSS (MiB) with the workers, read while they are alive."""
     from torch.utils.data import DataLoader
 
     from reslab import create_model
@@ -88,13 +97,14 @@ def baseline_train(model_name: str, dataset, steps: int, batch: int, size: int,
         opt.step()
         n += len(y)
     loss.item()  # wait for the device
-    return n / (time.perf_counter() - t)
+    return n / (time.perf_counter() - t), peak_rss_mb()
 
 
 def reslab_train(model_name: str, dataset: str, data_dir: str, steps: int, batch: int,
                  size: int | None, compile: bool = False, device: str = "cpu",
-                 cuda_graphs: bool = False) -> float:  # fmt: skip
-    """`reslab.train` itself: steady-state images/s of its second logging interval."""
+                 cuda_graphs: bool = False) -> tuple[float, float]:  # fmt: skip
+    """`reslab.train` itself: steady-state images/s of its second logging interval, and
+    the run's peak RSS (MiB, with its child processes) from its summary.json."""
     from reslab.config import make_config
     from reslab.training.loop import train
 
@@ -107,7 +117,8 @@ def reslab_train(model_name: str, dataset: str, data_dir: str, steps: int, batch
         )  # fmt: skip
         train(cfg)
         recs = [json.loads(r) for r in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in recs if r["kind"] == "train"][-1]["images_per_s"]
+        peak = json.loads((Path(out) / "summary.json").read_text())["peak_rss_mb"]
+    return [r for r in recs if r["kind"] == "train"][-1]["images_per_s"], peak
 
 
 def graphed_train(model_name: str, data_dir: str, steps: int, batch: int) -> float:
@@ -156,7 +167,7 @@ def graphed_train(model_name: str, data_dir: str, steps: int, batch: int) -> flo
         graph.replay()
         n += len(y)
     static_loss.item()  # wait for the device
-    return n / (time.perf_counter() - t)
+    return n / (time.perf_counter() - t), peak_rss_mb()
 
 
 def cifar_dataset(data_dir: str):
@@ -177,8 +188,23 @@ def folder_dataset(data_dir: str, size: int):
     from reslab.data import build_data
 
     ds = build_data("imagefolder", data_dir, batch_size=8, val_size=0, image_size=size,
-                    workers=0).train.loader.dataset  # fmt: skip
+                    workers=0, decoded_cache=False).train.loader.dataset  # fmt: skip
     return NaiveFolder([str(p) for p in ds.paths], ds.labels.tolist(), size)
+
+
+def folder_cache_build(data_dir: str, size: int, cache: str) -> dict:
+    """Seconds to decode the training split into reslab's uint8 cache (2 workers)."""
+    from reslab.data.folder_cache import decoded_split, stored_side
+    from reslab.data.sources import find_tree, index_tree
+
+    train = index_tree(find_tree(Path(data_dir), Path(cache)))["train"]
+    split = decoded_split(train.root, train.paths, stored_side(size), Path(cache),
+                          limit_bytes=2**62)  # fmt: skip
+    return {
+        "build_s": split.build_s,
+        "images": len(train.paths),
+        "gib": split.images.nbytes / 2**30,
+    }
 
 
 def inference_runner(model_name: str, variant: str, batch: int, size: int):
@@ -288,25 +314,33 @@ def worker(case: str, variant: str, params: dict) -> dict:
     if case == "cifar":
         if variant == "baseline":
             ds = cifar_dataset(p["data_dir"])
-            ips = baseline_train(p["model"], ds, p["steps"], p["batch"], 32, p["device"])
+            ips, peak = baseline_train(p["model"], ds, p["steps"], p["batch"], 32, p["device"])
         elif variant == "reslab+cudagraph":
-            ips = graphed_train(p["model"], p["data_dir"], p["steps"], p["batch"])
+            ips, peak = graphed_train(p["model"], p["data_dir"], p["steps"], p["batch"])
         else:
-            ips = reslab_train(p["model"], "cifar10", p["data_dir"], p["steps"], p["batch"],
+            ips, peak = reslab_train(p["model"], "cifar10", p["data_dir"], p["steps"], p["batch"],
                                None, compile=variant == "reslab+compile",
                                device=p["device"], cuda_graphs=variant == "reslab --cuda-graphs")  # fmt: skip
         from reslab import create_model
 
         flops = train_flops_per_image(create_model(p["model"]), 32)
-        return {"images_per_s": ips, "train_gflop_per_image": flops / 1e9}
+        return {"images_per_s": ips, "train_gflop_per_image": flops / 1e9, "peak_rss_mb": peak}
+    if case == "folder-cache":  # building the decoded-image cache, in a fresh folder
+        return folder_cache_build(p["data_dir"], p["size"], p["cache"])
     if case == "folder":
         if variant == "baseline":
             ds = folder_dataset(p["data_dir"], p["size"])
-            ips = baseline_train(p["model"], ds, p["steps"], p["batch"], p["size"])
+            ips, peak = baseline_train(p["model"], ds, p["steps"], p["batch"], p["size"])
         else:
-            ips = reslab_train(p["model"], "imagefolder", p["data_dir"], p["steps"], p["batch"],
-                               p["size"])  # fmt: skip
-        return {"images_per_s": ips}
+            # "reslab" decodes JPEGs while training (the cache off); "reslab+cache" trains
+            # from the decoded rows the folder-cache case built
+            if variant == "reslab+cache":
+                os.environ["RESLAB_CACHE"] = p["cache"]
+            else:
+                os.environ["RESLAB_FOLDER_CACHE_GB"] = "0"
+            ips, peak = reslab_train(p["model"], "imagefolder", p["data_dir"], p["steps"],
+                                     p["batch"], p["size"])  # fmt: skip
+        return {"images_per_s": ips, "peak_rss_mb": peak}
     if case == "memory":
         return {"peak_rss_mb": step_memory(variant == "checkpointing", p["batch"], p["n"])}
     raise ValueError(f"unknown case {case!r}")
@@ -340,7 +374,10 @@ def side_by_side(title: str, rows: list[tuple[str, dict]], key: str, higher: boo
             print(f"  {name:<28} failed: {res.get('error')}")
             continue
         ratio = (res[key] / base if higher else base / res[key]) if base else float("nan")
-        print(f"  {name:<28} {res[key]:>12,.4g} {unit:<8} {ratio:6.2f}x baseline")
+        mem = ""
+        if "peak_rss_mb" in res and key != "peak_rss_mb":  # training cases: memory beside speed
+            mem = f"  peak RSS {res['peak_rss_mb']:>7,.0f} MiB"
+        print(f"  {name:<28} {res[key]:>12,.4g} {unit:<8} {ratio:6.2f}x baseline{mem}")
 
 
 def main() -> None:
@@ -414,10 +451,14 @@ def main() -> None:
         for model, size in (("resnet18", 128), ("resnet50", 224)):
             p = {"model": model, "data_dir": folder, "steps": max(2, steps // 3),
                  "batch": 8 if args.quick else 32, "size": 64 if args.quick else size}  # fmt: skip
+            p["cache"] = str(Path(tmp.name) / f"folder-cache-{model}")  # built fresh, timed
+            built = record("folder-cache", "build", p, measure("folder-cache", "", p, malloc=True))
             rows = [(v, record("folder", v, p, measure("folder", v, p, malloc=v != "baseline")))
-                    for v in ("baseline", "reslab")]  # fmt: skip
+                    for v in ("baseline", "reslab", "reslab+cache")]  # fmt: skip
             side_by_side(f"2. ImageFolder training, {model} at {p['size']} px, batch {p['batch']}",
                          rows, "images_per_s", True, "img/s")  # fmt: skip
+            print(f"  the cache's build (once): {built.get('build_s', float('nan')):.1f} s for "
+                  f"{built.get('images', 0):,} images, {built.get('gib', 0):.2f} GiB")  # fmt: skip
 
     if "inference" in cases:
         # torch.compile takes minutes to warm up: measured in full runs, not --quick.

@@ -30,6 +30,7 @@ def _build(root: Path, tmp: Path, **kw):
         "workers": 0,
         "cache_dir": tmp / "cache",
         "image_size": 32,
+        "decoded_cache": False,  # these tests are about the streaming (JPEG-decoding) loader
     } | kw
     return build_data("imagefolder", root, **kw)
 

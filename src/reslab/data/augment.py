@@ -157,6 +157,29 @@ def ten_crop_batch(x: torch.Tensor, pad: int) -> torch.Tensor:
     return torch.stack(views, 1)
 
 
+def crop_resize(
+    x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, size: int
+) -> torch.Tensor:
+    """Crop a box out of every image, resize it to size x size (bilinear), mirror where asked.
+
+    x (B, C, L, L) float; boxes (B, 4) = top, left, height, width in pixels (fractional
+    allowed); flip (B,) bool. One affine grid and one grid_sample for the whole batch.
+    Not antialiased: the stored squares (folder_cache.stored_side) are 1.25x the crop,
+    so no box shrinks by more than that. (Separable resampling by two batched matmuls,
+    antialiased, measured 3-4x slower on this CPU: 37 vs 11 ms for 32 images, 1 thread.)
+    """
+    b, c, side = x.shape[0], x.shape[1], x.shape[-1]
+    top, left, h, w = boxes.to(x).unbind(1)  # (B,) each
+    theta = torch.zeros(b, 2, 3, dtype=x.dtype, device=x.device)
+    # align_corners=False: [-1, 1] spans the pixels' outer edges, [0, side] in pixels
+    theta[:, 0, 0] = torch.where(flip, -w, w) / side
+    theta[:, 0, 2] = (2 * left + w) / side - 1
+    theta[:, 1, 1] = h / side
+    theta[:, 1, 2] = (2 * top + h) / side - 1
+    grid = F.affine_grid(theta, [b, c, size, size], align_corners=False)  # (B, size, size, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 # ---------------------------------------------------------------------------- per-image (Pillow)
 
 

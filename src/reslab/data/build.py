@@ -23,6 +23,8 @@ from .augment import (
     ten_crop_view,
 )
 from .cifar import load_cifar
+from .decoded_loader import DecodedLoader
+from .folder_cache import decoded_split, stored_side
 from .loaders import FolderDataset, FolderLoader, Loader, MemoryLoader
 from .sources import (
     DatasetError,
@@ -111,6 +113,7 @@ def build_data(
     cutout: int = 0,  # CIFAR: side of a random square set to the mean colour, px; 0: off
     alternate_flip: bool = False,  # CIFAR: mirror each image in every other epoch
     normalization: dict | None = None,  # fixed statistics (a trained model's), not refitted
+    decoded_cache: bool | None = None,  # imagefolder: train from decoded rows; None: if small
 ) -> Data:
     kind = KINDS.get(dataset.lower())
     if kind is None:
@@ -143,7 +146,8 @@ def build_data(
         return _memory_data(src, image_size or 32, normalize, crop_pad=crop_pad, cutout=cutout,
                             alternate_flip=alternate_flip, **common)  # fmt: skip
     root = find_tree(Path(data_dir), cache)
-    return _folder_data(index_tree(root), image_size or 224, normalize, workers=workers, **common)
+    return _folder_data(index_tree(root), image_size or 224, normalize, workers=workers,
+                        cache=cache, decoded_cache=decoded_cache, **common)  # fmt: skip
 
 
 def _resize(x: torch.Tensor | None, size: int) -> torch.Tensor | None:
@@ -201,7 +205,7 @@ class _EvalView:
 
 
 def _folder_data(splits: dict[str, FolderIndex], image_size, normalize, *, workers, device,
-                 eval_batch_size, augment, strict, **kw) -> Data:  # fmt: skip
+                 eval_batch_size, augment, strict, cache, decoded_cache, **kw) -> Data:  # fmt: skip
     if strict:
         bad = [p for ix in splits.values() for p in check_files(ix.paths)]
         if bad:
@@ -232,11 +236,17 @@ def _folder_data(splits: dict[str, FolderIndex], image_size, normalize, *, worke
     loader_kw = dict(
         seed=kw["seed"], workers=workers, device=device, channels_last=kw["channels_last"]
     )
-    train = FolderLoader(
-        FolderDataset(*sub["train"], view, seed=kw["seed"], pca=pca, strict=strict),
-        norm, batch_size=kw["batch_size"], train=True, rank=kw["rank"],
-        world_size=kw["world_size"], **loader_kw,
-    )  # fmt: skip
+    # A smoke run (`limit`) streams: it should not decode a whole split first.
+    use_cache = decoded_cache is not False and (kw["limit"] is None or decoded_cache)
+    train = _decoded_train(full, tr, image_size, norm, cache=cache, workers=workers, device=device,
+                           augment=augment, strict=strict, forced=bool(decoded_cache),
+                           **kw) if use_cache else None  # fmt: skip
+    if train is None:
+        train = FolderLoader(
+            FolderDataset(*sub["train"], view, seed=kw["seed"], pca=pca, strict=strict),
+            norm, batch_size=kw["batch_size"], train=True, rank=kw["rank"],
+            world_size=kw["world_size"], **loader_kw,
+        )  # fmt: skip
 
     def make_eval(split: str, view: str, scale: int | None) -> Loader | None:
         if sub.get(split) is None:
@@ -252,6 +262,26 @@ def _folder_data(splits: dict[str, FolderIndex], image_size, normalize, *, worke
         return FolderLoader(ds, norm, batch_size=bs, train=False, **loader_kw)
 
     return _data(train, make_eval, full.classes, image_size, norm, "imagefolder")
+
+
+def _decoded_train(full: FolderIndex, tr: np.ndarray, image_size: int, norm: Normalizer, *,
+                   cache: Path, workers: int, forced: bool, **kw) -> DecodedLoader | None:  # fmt: skip
+    """The training split from its decoded-image cache (folder_cache.py), or None when it
+    is too large for one (or the disk too full): then JPEGs are decoded while training."""
+    split = decoded_split(full.root, full.paths, stored_side(image_size), cache,
+                          workers=workers, strict=kw["strict"],
+                          limit_bytes=2**62 if forced else None)  # fmt: skip
+    if split is None:
+        return None
+    if not split.ok[tr].all():
+        bad = [full.paths[i] for i in tr[~split.ok[tr]]]
+        warnings.warn(f"skipped {len(bad)} unreadable image files, e.g. {bad[:3]}", stacklevel=4)
+    rows = tr[split.ok[tr]]
+    return DecodedLoader(
+        split.images, rows, np.asarray(full.labels)[rows], norm, batch_size=kw["batch_size"],
+        image_size=image_size, augment=kw["augment"], seed=kw["seed"], device=kw["device"],
+        rank=kw["rank"], world_size=kw["world_size"], channels_last=kw["channels_last"],
+    )  # fmt: skip
 
 
 def _data(train, make_eval, classes, image_size, norm, kind) -> Data:
