@@ -58,6 +58,11 @@ class DownStage(nn.Module):
 class FastResNet(nn.Module):
     """See the module docstring. widths/depths: one entry per stage."""
 
+    @staticmethod
+    def weighted_layers(block: str, depths: Sequence[int]) -> int:
+        """The whitening conv, one conv per stage, two per residual block, fc."""
+        return 2 + len(depths) + 2 * sum(depths)
+
     def __init__(
         self,
         widths: Sequence[int] = (32, 128, 128),

@@ -35,11 +35,8 @@ class ModelSpec:
 
     @property
     def layers(self) -> int:
-        """Weighted layers as the paper counts them: convs on the main path + fc."""
-        per_block = 2 if self.block == "basic" else 3
-        if self.family == "fast":  # whitening conv, one conv per stage, the blocks, fc
-            return 2 + len(self.depths) + per_block * sum(self.depths)
-        return per_block * sum(self.depths) + 2
+        """Weighted layers as the paper counts them (each builder knows its own count)."""
+        return BUILDERS[self.builder].weighted_layers(self.block, self.depths)
 
     def builder_kwargs(self) -> dict[str, object]:
         """The spec as keyword arguments of its builder (each takes the ones it names)."""

@@ -52,6 +52,11 @@ class ResNet(nn.Module):
         shortcut_pad: option A: "end" or "both", where the zero channels go (PadShortcut).
     """
 
+    @staticmethod
+    def weighted_layers(block: str, depths: Sequence[int]) -> int:
+        """Layers as the paper counts them: the stem conv, the convs of the main path, fc."""
+        return (2 if block == "basic" else 3) * sum(depths) + 2
+
     def __init__(
         self,
         block: str,
