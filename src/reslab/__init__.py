@@ -25,6 +25,7 @@ _LAZY = {
     "optimize_for_inference": ("reslab.inference", "optimize_for_inference"),
     "predict": ("reslab.inference", "predict"),
     "export": ("reslab.inference", "export"),
+    "quantize": ("reslab.inference", "quantize"),
     "load_weights": ("reslab.models", "load_weights"),
     "build_data": ("reslab.data", "build_data"),
 }

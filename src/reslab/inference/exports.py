@@ -1,12 +1,14 @@
-"""Export a network to ONNX or TorchScript (BN folded, dynamic batch), checked against
-PyTorch on a random batch before the file is kept."""
+"""Export a network to ONNX, TorchScript or torch.export (BN folded, dynamic batch; int8
+optionally), checked against PyTorch before the file is kept."""
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..errors import ReslabError
 from ..storage.files import check_target
-from .load import load_model
+from .export_int8 import check_int8, read_pt2_metadata, write_onnx_int8, write_pt2
+from .int8 import (
+    calibration_batches,
+    load_torchao,
+    quantize_graph,
+    require_torchao,
+    take_images,
+)
+from .load import Loaded, load_model
 from .optimize import fold_batchnorm
 
+FORMATS = ("onnx", "torchscript", "pt2")
 # ONNX opsets the TorchScript-based exporter writes for these networks.
 OPSETS = (9, 20)
 
@@ -29,14 +41,31 @@ def export(
     arch: str | None = None,
     opset: int = 17,
     atol: float = 1e-3,
+    *,
+    int8: bool = False,
+    calibration: str | Path | Iterable[Any] | None = None,
+    dataset: str | None = None,
 ) -> Path:
-    """Write a batch-norm-folded ONNX or TorchScript file with a dynamic batch axis,
-    its class names and preprocessing in the file's metadata, then run the file on a
-    batch of 2 and compare with PyTorch; a file that disagrees is deleted and an error raised."""
-    if fmt not in ("onnx", "torchscript"):
-        raise ValueError(f"format must be 'onnx' or 'torchscript', not {fmt!r}")
+    """Write a batch-norm-folded ONNX, TorchScript or torch.export (.pt2) file with a
+    dynamic batch axis, its class names and preprocessing in the file's metadata, then run
+    the file and compare with PyTorch; a file that disagrees is deleted and an error raised.
+
+    int8=True writes a statically quantized network, calibrated on `calibration`: a
+    dataset folder (its training split, the run's validation images held out; `dataset`
+    names its kind when the model does not) or preprocessed image batches. fmt "pt2" is
+    the PT2E program `reslab.quantize` runs (load it with `load_pt2`; needs torchao),
+    "onnx" ONNX Runtime's QDQ quantization of the fp32 export. It is checked on
+    calibration images against the fp32 network (export_int8.INT8_MAX_RELATIVE_ERROR)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if int8 and fmt == "torchscript":
+        raise ValueError("int8 export writes format pt2 or onnx, not torchscript")
     if fmt == "onnx" and not OPSETS[0] <= opset <= OPSETS[1]:
         raise ValueError(f"--opset {opset} is not supported; choose {OPSETS[0]}..{OPSETS[1]}")
+    if int8 and fmt == "pt2":
+        require_torchao()
+    if int8 and fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+        raise ReslabError('int8 ONNX export needs onnxruntime: pip install "reslab[onnx]"')
     out = check_target(out)  # refuse /dev/null, folders, links before any work
     loaded = load_model(model_or_path, arch)
     reference = loaded.model.eval()
@@ -51,19 +80,28 @@ def export(
         "resize_shorter_side": loaded.resize_shorter_side,
         "input": f"float32 (batch, 3, {s}, {s}), RGB, normalised as in 'normalization'",
         "output": "logits (batch, num_classes)",
+        "int8": int8,
     })  # fmt: skip
+    images = _calibration_images(loaded, calibration, dataset) if int8 else None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ValueError(f"cannot create {out.parent}: {e.strerror or e}") from None
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = out.with_name(f".tmp-{out.name}")  # keeps the suffix: torch.export.save wants .pt2
     try:
-        (_export_onnx if fmt == "onnx" else _export_torchscript)(folded, s, tmp, meta, opset)
-        x = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(0))
+        _write(fmt, folded, images, tmp, meta, opset, s)
+        # int8 is judged on real images: on noise its error says little.
+        x = (
+            images[:8]
+            if images is not None
+            else torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(0))
+        )
         with torch.inference_mode():
             want = reference(x).numpy()
-        got = _run_onnx(tmp, x) if fmt == "onnx" else _run_torchscript(tmp, x)
-        if got is not None:
+        got = RUNNERS[fmt](tmp, x)
+        if got is not None and int8:
+            check_int8(got, want, fmt)
+        elif got is not None:
             diff = float(np.abs(got - want).max())
             if got.shape != want.shape or not diff <= atol:
                 raise ValueError(
@@ -76,6 +114,40 @@ def export(
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def _calibration_images(loaded: Loaded, calibration: Any, dataset: str | None) -> Tensor:
+    """The images an int8 export is calibrated on: given batches, a dataset folder, or
+    (for a run) the folder it was trained on."""
+    if calibration is None:
+        calibration = loaded.config.get("data_dir")
+        if calibration is None:
+            raise ValueError(
+                "int8 export needs calibration images: a dataset folder of training images (--calibration DIR)"
+            )
+    if isinstance(calibration, (str, Path)):
+        calibration = calibration_batches(loaded, calibration, dataset)
+    return take_images(calibration)
+
+
+def _write(fmt: str, folded: nn.Module, images: Tensor | None, path: Path, meta: str,
+           opset: int, size: int) -> None:  # fmt: skip
+    """One file of `fmt`: fp32 from the folded net, int8 when calibration images are given."""
+    if fmt == "torchscript":
+        _export_torchscript(folded, size, path, meta, opset)
+    elif fmt == "pt2" and images is None:
+        write_pt2(folded, torch.randn(2, 3, size, size), path, meta)
+    elif fmt == "pt2":
+        write_pt2(quantize_graph(folded, [images]), images, path, meta)
+    elif images is None:
+        _export_onnx(folded, size, path, meta, opset)
+    else:
+        fp32 = path.with_name(path.name + ".fp32")
+        try:
+            _export_onnx(folded, size, fp32, meta, opset)
+            write_onnx_int8(fp32, images, path, meta)
+        finally:
+            fp32.unlink(missing_ok=True)
 
 
 def _export_onnx(model: nn.Module, size: int, path: Path, meta: str, opset: int) -> None:
@@ -122,9 +194,24 @@ def _run_torchscript(path: Path, x: Tensor) -> np.ndarray:
         return module(x).numpy()
 
 
+def _run_pt2(path: Path, x: Tensor) -> np.ndarray:
+    # The program as written (int8: quantize/dequantize in fp32 arithmetic, which is
+    # what inductor's int8 kernels compute), without minutes of compilation.
+    if read_pt2_metadata(path).get("int8"):
+        load_torchao()
+    module = torch.export.load(str(path)).module()
+    with torch.no_grad():
+        return module(x).numpy()
+
+
+RUNNERS = {"onnx": _run_onnx, "torchscript": _run_torchscript, "pt2": _run_pt2}
+
+
 def read_export_metadata(path: str | Path) -> dict[str, Any]:
-    """The reslab metadata (classes, normalization, image_size) of an exported file."""
+    """The reslab metadata (classes, normalization, image_size, int8) of an exported file."""
     path = Path(path)
+    if path.suffix == ".pt2":
+        return read_pt2_metadata(path)
     if path.suffix == ".onnx":
         import onnx
 

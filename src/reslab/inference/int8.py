@@ -1,0 +1,187 @@
+"""Static post-training int8 quantization for CPU inference (`quantize`).
+
+PyTorch's own maintained path, the PT2E flow: the batch-norm-folded network is captured
+with torch.export, observed on a few hundred calibration images by torchao's
+X86InductorQuantizer (int8 weights per output channel, uint8 activations per tensor,
+the oneDNN recipe), converted to quantize/dequantize pairs around fp32 ops, then
+compiled by inductor with freezing, whose torchao patterns turn each
+dequantize-conv(-add)(-ReLU)-quantize into one oneDNN int8 convolution (VNNI or AMX
+where the CPU has them). torch 2.13 no longer ships the PT2E quantizer itself
+(torch.ao.quantization.quantize_pt2e is gone): it lives in torchao, an optional extra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch._inductor.config as inductor_config
+from torch import Tensor, nn
+
+from ..data import build_data
+from ..errors import ReslabError
+from .optimize import fold_batchnorm
+
+INSTALL = 'int8 needs torchao: pip install "reslab[int8]" (or pip install torchao)'
+CALIBRATION_IMAGES = 512  # "a few hundred": more moved no activation range measurably
+
+
+def require_torchao() -> None:
+    """Raise one readable line, not an ImportError deep in torch, when torchao is absent."""
+    if importlib.util.find_spec("torchao") is None:
+        raise ReslabError(INSTALL)
+
+
+@contextlib.contextmanager
+def _quiet_import() -> Iterator[None]:
+    # torchao warns on import about its CUDA-only kernel libraries on a CPU build, and
+    # torch about an enum torchao registers: noise for a CPU user, so held back once.
+    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
+
+
+def load_torchao() -> tuple[Any, Any, Any]:
+    """torchao's prepare_pt2e, convert_pt2e and x86 inductor quantizer module (importing
+    the quantizer also registers its int8 fusion patterns with inductor)."""
+    require_torchao()
+    with _quiet_import():
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    return prepare_pt2e, convert_pt2e, xiq
+
+
+def _images(batches: Iterable[Any]) -> Iterator[Tensor]:
+    """Image tensors from tensors, (x, y) loader batches or lists of either."""
+    for b in batches:
+        x = b[0] if isinstance(b, (tuple, list)) else b
+        if not isinstance(x, Tensor) or x.dim() != 4:
+            raise ValueError(
+                "calibration batches must be image tensors (B, 3, H, W) or (x, y) pairs"
+            )
+        yield x
+
+
+def take_images(batches: Iterable[Any], count: int = CALIBRATION_IMAGES) -> Tensor:
+    """The first `count` images of `batches` as one float CPU tensor (N, 3, H, W)."""
+    got, n = [], 0
+    for x in _images(batches):
+        got.append(x[: count - n].float().cpu())
+        n += len(got[-1])
+        if n >= count:
+            break
+    if not got:
+        raise ValueError("no calibration images: give a few hundred training images")
+    return torch.cat(got).contiguous()
+
+
+def capture(model: nn.Module, example: Tensor) -> torch.fx.GraphModule:
+    """`model` (batch norm already folded) as an ATen graph with a dynamic batch axis.
+
+    strict=True (TorchDynamo tracing) names every call of a module apart: reslab's blocks
+    call one ReLU module twice, and the non-strict tracer files both calls under one
+    source, which the quantizer's conv-add-ReLU pattern matcher rejects."""
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    x = example[:2] if len(example) >= 2 else example.expand(2, -1, -1, -1)  # not 0/1-specialised
+    program = torch.export.export(model, (x,), dynamic_shapes=({0: batch},), strict=True)
+    return program.module()
+
+
+def quantize_graph(
+    model: nn.Module, calibration: Iterable[Any], count: int = CALIBRATION_IMAGES
+) -> torch.fx.GraphModule:
+    """The int8 program of `model`: BN folded, observed on `count` calibration images,
+    converted to quantize/dequantize pairs (runs anywhere, slowly, in fp32 arithmetic;
+    `Int8Network` compiles it into int8 kernels)."""
+    prepare_pt2e, convert_pt2e, xiq = load_torchao()
+    images = take_images(calibration, count)
+    folded = fold_batchnorm(_copy_eval(model)).requires_grad_(False)
+    quantizer = xiq.X86InductorQuantizer()
+    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+    with torch.no_grad():
+        prepared = prepare_pt2e(capture(folded, images), quantizer)
+        for chunk in images.split(64):  # observers record min/max per tensor
+            prepared(chunk)
+        return convert_pt2e(prepared)
+
+
+def _copy_eval(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model).cpu().eval()
+
+
+class Int8Network(nn.Module):
+    """An int8 network for CPU inference. `graph` is the quantized program (what
+    `export(..., int8=True)` saves); calls run its inductor compilation with freezing.
+
+    The compilation happens at the first call of each batch size (tens of seconds on a
+    small CPU, then cached for the process); inputs are made channels-last, the layout
+    the oneDNN int8 kernels work in."""
+
+    def __init__(self, graph: torch.fx.GraphModule) -> None:
+        super().__init__()
+        self.graph = graph
+        # Kept out of the module tree so state_dict() has the graph's tensors once.
+        self.__dict__["compiled"] = torch.compile(graph)
+
+    def train(self, mode: bool = True) -> Int8Network:
+        # An exported program has no train mode (.train() on it raises): the flag only,
+        # so that code which calls model.eval() (evaluation, predict) takes this net too.
+        self.training = mode
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+
+        # Freezing (weights as constants) is what lets inductor prepack the int8 weights.
+        # Patched around the call, where compilation happens, not set process-wide; the
+        # per-compile options={"freezing": True} form fails in torch 2.13 (qconv_prepack
+        # reaches the fake-tensor pass).
+        with torch.no_grad(), inductor_config.patch(freezing=True):
+            return self.compiled(x.contiguous(memory_format=torch.channels_last))
+
+
+def quantize(
+    model: nn.Module, calibration: Iterable[Any], count: int = CALIBRATION_IMAGES
+) -> Int8Network:
+    """An int8 copy of `model` for CPU inference, calibrated on `calibration`.
+
+    calibration: preprocessed training images as tensors (B, 3, H, W) or (x, y) batches
+    (a reslab loader's epoch), of which the first `count` are used; never the images
+    the result is evaluated on. Static quantization: activation ranges are fixed by
+    these images, so they should look like what the network will see. Needs torchao
+    (`pip install "reslab[int8]"`).
+    """
+    return Int8Network(quantize_graph(model, calibration, count))
+
+
+def calibration_batches(
+    loaded: Any, data_dir: str | Path, dataset: str | None = None, batch_size: int = 64
+) -> Iterator[Tensor]:
+    """Unaugmented training images of a loaded run, in a seeded random order (so a
+    class-sorted folder still gives every class), preprocessed as the network expects.
+
+    The validation images are carved off exactly as in training (the run's val_size,
+    split_seed and limit), so they are never calibrated on: the same carve as
+    reslab.evaluation.run.run_data, with augmentation off for the training split."""
+    cfg = loaded.config
+    dataset = dataset or cfg.get("dataset")
+    if not dataset:
+        raise ValueError("say which dataset the calibration images are (--dataset)")
+    data = build_data(
+        dataset, Path(data_dir).expanduser(), batch_size=batch_size,
+        val_size=cfg.get("val_size", 5000), split_seed=cfg.get("split_seed", 0),
+        limit=cfg.get("limit"), image_size=loaded.image_size, augment="none",
+        normalization=loaded.normalization, workers=cfg.get("workers", 2),
+    )  # fmt: skip
+    return (x for x, _ in data.train.epoch(0))
