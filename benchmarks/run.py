@@ -12,7 +12,8 @@ own and are timed in interleaved rounds, so that drift of a shared machine hits 
 Figures are printed and appended as JSON lines to --out.
 
 Cases (issue "Speed"): 1 CIFAR training end to end, 2 ImageFolder training,
-3 inference, 4 ResNet-1202 training-step memory, 5 time to accuracy (read from runs).
+3 inference, 4 ResNet-1202 training-step memory, 5 time to accuracy (read from runs),
+6 int8 inference (int8_case.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import int8_case  # benchmarks/: the script's own folder is first on sys.path
 import torch
 
 HERE = Path(__file__).resolve().parent
@@ -210,7 +212,7 @@ def folder_cache_build(data_dir: str, size: int, cache: str) -> dict:
 def inference_runner(model_name: str, variant: str, batch: int, size: int):
     """A function that classifies one batch at `size` px the way `variant` does."""
     from reslab import create_model
-    from reslab.inference import export, optimize_for_inference
+    from reslab.inference import optimize_for_inference
 
     model = create_model(model_name).eval()
     x = torch.randn(batch, 3, size, size)
@@ -219,7 +221,7 @@ def inference_runner(model_name: str, variant: str, batch: int, size: int):
         def run():  # noqa: E306
             with torch.no_grad():
                 model(x)
-    elif variant.startswith("reslab"):
+    elif variant.startswith("reslab") and variant != "reslab:int8":
         mode = variant.split(":")[1] if ":" in variant else "auto"
         fast = optimize_for_inference(model, x[:1], mode=mode)
         # Each mode's own layout: the jit graph is NCHW, the others channels-last
@@ -229,18 +231,8 @@ def inference_runner(model_name: str, variant: str, batch: int, size: int):
         def run():
             with torch.no_grad():
                 fast(xc)
-    else:  # onnxruntime on reslab's export
-        import onnxruntime as ort
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = export(model, "onnx", Path(tmp) / "m.onnx")
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = os.cpu_count() or 1
-            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        name, xn = sess.get_inputs()[0].name, x.numpy()
-
-        def run():
-            sess.run(None, {name: xn})
+    else:  # reslab int8, ONNX Runtime fp32 or int8 on reslab's export (int8_case.py)
+        run = int8_case.runner(model, variant, x)
 
     for _ in range(3):
         run()
@@ -497,6 +489,9 @@ def main() -> None:
                 print(f"    {r['wall'] / 60:6.1f} min  step {r['step']:>6}  "
                       f"val accuracy {100 - r['top1_error']:.2f}%")  # fmt: skip
             record("tta", cfg["recipe"], {"run": run}, {"evals": evals})
+
+    if "int8" in cases:
+        int8_case.run_case(args.quick, inference_rounds, record)
 
     if args.out:
         with open(args.out, "a") as f:
