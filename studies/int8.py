@@ -62,7 +62,7 @@ def compare(source: str, data_dir: str, cfg: dict | None = None) -> dict:
         "val_images": len(labels), "calibration_images": 512,
         "fp32_top1": 100 - fp32["top1_error"], "int8_top1": 100 - q["top1_error"],
         "drop_points": q["top1_error"] - fp32["top1_error"], "argmax_agreement": 100 * agree,
-        "quantize_and_first_compile_s": quantize_s,
+        "quantize_s": quantize_s,
     }  # fmt: skip
     print(json.dumps(row), flush=True)
     return row

@@ -118,6 +118,9 @@ def test_int8_bad_requests_say_what_to_do(cifar, tmp_path: Path) -> None:
         export(model, "onnx", tmp_path / "m.onnx", int8=True)
     with pytest.raises(ValueError, match="image tensors"):
         int8_module.take_images([torch.zeros(3, 32, 32)])
+    if importlib.util.find_spec("torchao") is not None:
+        with pytest.raises(ValueError, match="do not fit the network"):
+            reslab.quantize(model, [torch.zeros(4, 1, 32, 32)])
 
 
 @needs_torchao

@@ -25,7 +25,7 @@ import torch._inductor.config as inductor_config
 from torch import Tensor, nn
 
 from ..data import build_data
-from ..errors import ReslabError
+from ..errors import ReslabError, one_line
 from .optimize import fold_batchnorm
 
 INSTALL = 'int8 needs torchao: pip install "reslab[int8]" (or pip install torchao)'
@@ -111,6 +111,12 @@ def quantize_graph(
     quantizer = xiq.X86InductorQuantizer()
     quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
     with torch.no_grad():
+        try:  # images the network cannot take: one line here, not a trace deep in export
+            folded(images[:1])
+        except RuntimeError as e:
+            raise ValueError(
+                f"calibration images of shape {tuple(images.shape[1:])} do not fit the network: {one_line(e)}"
+            ) from None
         prepared = prepare_pt2e(capture(folded, images), quantizer)
         for chunk in images.split(64):  # observers record min/max per tensor
             prepared(chunk)
