@@ -87,9 +87,10 @@ def test_build_data_uses_the_cache_when_small(tree, tmp_path, monkeypatch) -> No
     data = build_data("imagefolder", tree, **kw)
     assert isinstance(data.train, DecodedLoader) and data.train.images.shape[1] == stored_side(32)
     assert data.train.num_samples == 17 and data.val.num_samples == 4  # val still streams
+    assert data.decoded_cache is not None and Path(data.decoded_cache).name.endswith(".u8")
     assert not isinstance(build_data("imagefolder", tree, limit=12, **kw).train, DecodedLoader)
     monkeypatch.setenv("RESLAB_FOLDER_CACHE_GB", "0")
-    assert not isinstance(build_data("imagefolder", tree, **kw).train, DecodedLoader)
+    assert build_data("imagefolder", tree, **kw).decoded_cache is None
     monkeypatch.setenv("RESLAB_FOLDER_CACHE_GB", "lots")
     with pytest.raises(DatasetError, match="RESLAB_FOLDER_CACHE_GB='lots'"):
         build_data("imagefolder", tree, **kw)

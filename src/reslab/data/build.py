@@ -57,6 +57,8 @@ class Data:
     kind: str  # "memory" or "imagefolder"
     _make_eval: Callable[[str, str, int | None], Loader | None] = field(repr=False)
     _evals: dict = field(default_factory=dict, repr=False)
+    # imagefolder: the decoded-image file training reads (folder_cache.py); None: JPEGs
+    decoded_cache: str | None = None
 
     def eval_loader(self, split: str, view: str = "center", scale: int | None = None) -> Loader:
         """An unaugmented, unsharded loader. view "ten-crop" yields x (B, 10, C, H, W);
@@ -261,7 +263,10 @@ def _folder_data(splits: dict[str, FolderIndex], image_size, normalize, *, worke
         ds = FolderDataset(*sub[split], fn, seed=0, pca=False, strict=strict)
         return FolderLoader(ds, norm, batch_size=bs, train=False, **loader_kw)
 
-    return _data(train, make_eval, full.classes, image_size, norm, "imagefolder")
+    data = _data(train, make_eval, full.classes, image_size, norm, "imagefolder")
+    if isinstance(train, DecodedLoader):
+        data.decoded_cache = str(train.images.filename)
+    return data
 
 
 def _decoded_train(full: FolderIndex, tr: np.ndarray, image_size: int, norm: Normalizer, *,
