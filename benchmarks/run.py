@@ -381,6 +381,8 @@ def main() -> None:
     ap.add_argument("--cifar", default=str(SHARED / "cifar10-train-jpeg.tar.gz"))
     ap.add_argument("--imagefolder", default=str(SHARED / "imagenette-224-train.tar"))
     ap.add_argument("--steps", type=int, default=30, help="timed training steps per case")
+    ap.add_argument("--folder-models", default="resnet18:128,resnet50:224",
+                    help="folder case: model:size pairs")  # fmt: skip
     ap.add_argument("--tta-runs", nargs="*", default=[], help="run folders for time-to-accuracy")
     ap.add_argument("--out", help="append results as JSON lines to this file")
     ap.add_argument("--device", default="cpu", help="cifar case: train on this device (cuda)")
@@ -440,7 +442,8 @@ def main() -> None:
                     print(f"  {name:<28} model FLOP/s = {frac:.0%} of the matmul peak")
 
     if "folder" in cases:
-        for model, size in (("resnet18", 128), ("resnet50", 224)):
+        for model, size in (m.split(":") for m in args.folder_models.split(",")):
+            size = int(size)
             p = {"model": model, "data_dir": folder, "steps": max(2, steps // 3),
                  "batch": 8 if args.quick else 32, "size": 64 if args.quick else size}  # fmt: skip
             p["cache"] = str(Path(tmp.name) / f"folder-cache-{model}")  # built fresh, timed
