@@ -76,10 +76,10 @@ def test_int8_pt2_round_trip(cifar, tmp_path: Path) -> None:
     meta = read_export_metadata(path)
     assert meta["int8"] is True and meta["image_size"] == 32
     program = torch.export.load(str(path)).module()  # torchao's ops are loaded by now
-    reference = int8_module.quantize_graph(model, [calibration])
     with torch.no_grad():
-        torch.testing.assert_close(program(x[:32]), reference(x[:32]))
-        program(x[:1])  # the batch axis is dynamic
+        agree = (program(x).argmax(1) == model(x).argmax(1)).float().mean()
+        assert program(x[:1]).shape == (1, 10)  # the batch axis is dynamic
+    assert agree >= 0.98  # the same program as reslab.quantize's, run as written
 
 
 @needs_ort
