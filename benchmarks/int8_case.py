@@ -13,6 +13,7 @@ too, and speed does not depend on what the ranges are.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from collections.abc import Callable
@@ -67,6 +68,12 @@ def runner(model: torch.nn.Module, variant: str, x: torch.Tensor) -> Callable[[]
 
 def run_case(quick: bool, inference_rounds: Callable, record: Callable) -> None:
     """Measure, record and print the table: ms per batch at batch 1, images/s at 32."""
+    missing = [m for m in ("torchao", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(
+            f'\n6. int8 inference: skipped, needs {" and ".join(missing)} (pip install "reslab[int8,onnx]")'
+        )
+        return
     size = 224
     # (batch, calls per variant per round, rounds), as in case 3.
     shapes = ((1, 3, 1), (2, 2, 1)) if quick else ((1, 10, 6), (32, 2, 5))
