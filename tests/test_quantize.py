@@ -75,6 +75,8 @@ def test_int8_pt2_round_trip(cifar, tmp_path: Path) -> None:
     path = export(model, "pt2", tmp_path / "r20.pt2", int8=True, calibration=[calibration])
     meta = read_export_metadata(path)
     assert meta["int8"] is True and meta["image_size"] == 32
+    fp32_bytes = 4 * sum(p.numel() for p in model.parameters())
+    assert path.stat().st_size < fp32_bytes  # int8 weights only: no fp32 copies, no samples
     program = torch.export.load(str(path)).module()  # torchao's ops are loaded by now
     with torch.no_grad():
         agree = (program(x).argmax(1) == model(x).argmax(1)).float().mean()
