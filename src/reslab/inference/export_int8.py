@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import tempfile
 import zipfile
@@ -33,26 +32,11 @@ INT8_MAX_RELATIVE_ERROR = 0.15
 def write_pt2(model: nn.Module, example: Tensor, path: Path, meta: str) -> None:
     """`model` (a folded fp32 net or an int8 graph) as a torch.export program with a
     dynamic batch axis and reslab's metadata as the extra file reslab.json."""
-    if isinstance(model, torch.fx.GraphModule):
-        model = _without_unused_tensors(model)
     batch = torch.export.Dim("batch", min=1, max=4096)
     x = example[:2].clone()  # a view would save the whole calibration tensor in the file
     with torch.no_grad():
         program = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
     torch.export.save(program, str(path), extra_files={"reslab.json": meta})
-
-
-def _without_unused_tensors(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """A copy without the parameters its graph no longer reads: convert_pt2e folds each
-    weight into an int8 constant but leaves the fp32 original attached, which torch.export
-    would save too (ResNet-18: 81 MB instead of 12)."""
-    graph = copy.deepcopy(graph)
-    used = {n.target for n in graph.graph.nodes if n.op == "get_attr"}
-    for name, _ in [*graph.named_parameters(), *graph.named_buffers()]:
-        if name not in used:
-            owner, _, leaf = name.rpartition(".")
-            delattr(graph.get_submodule(owner), leaf)
-    return graph
 
 
 def read_pt2_metadata(path: str | Path) -> dict[str, Any]:

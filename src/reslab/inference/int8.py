@@ -120,7 +120,19 @@ def quantize_graph(
         prepared = prepare_pt2e(capture(folded, images), quantizer)
         for chunk in images.split(64):  # observers record min/max per tensor
             prepared(chunk)
-        return convert_pt2e(prepared)
+        return _drop_unused_tensors(convert_pt2e(prepared))
+
+
+def _drop_unused_tensors(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Remove the parameters the graph no longer reads: convert_pt2e folds each weight
+    into an int8 constant but leaves the fp32 original attached, which would stay in
+    memory and be saved by torch.export (ResNet-18 .pt2: 81 MB instead of 12)."""
+    used = {n.target for n in graph.graph.nodes if n.op == "get_attr"}
+    for name, _ in [*graph.named_parameters(), *graph.named_buffers()]:
+        if name not in used:
+            owner, _, leaf = name.rpartition(".")
+            delattr(graph.get_submodule(owner), leaf)
+    return graph
 
 
 def _copy_eval(model: nn.Module) -> nn.Module:
