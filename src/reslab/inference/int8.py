@@ -29,7 +29,7 @@ from ..errors import ReslabError, one_line
 from .optimize import fold_batchnorm
 
 INSTALL = 'int8 needs torchao: pip install "reslab[int8]" (or pip install torchao)'
-CALIBRATION_IMAGES = 512  # "a few hundred": more moved no activation range measurably
+CALIBRATION_IMAGES = 512  # ResNet-20, 320 val images: 98.8% agreement from 64, 99.4% from 512
 
 
 def require_torchao() -> None:
