@@ -100,6 +100,13 @@ def test_eval_bad_values(capsys: pytest.CaptureFixture, run: Path, tmp_path: Pat
     out, err = capsys.readouterr()
     assert code == 2 and "top-1 error" in out and "/sys/eval.json" in err
     assert len(err.strip().splitlines()) == 1
+    # A file the user names as --out is never replaced unless they say so.
+    mine = tmp_path / "mine.json"
+    mine.write_text("my notes")
+    one_line_error(capsys, ["eval", str(run), "--out", str(mine)], "exists; give another --out")
+    assert mine.read_text() == "my notes"
+    assert main(["eval", str(run), "--split", "test", "--out", str(mine), "--overwrite"]) == 0
+    assert "top1_error" in mine.read_text()
 
 
 def test_eval_val_split_shorter_than_a_batch(capsys: pytest.CaptureFixture, run: Path) -> None:

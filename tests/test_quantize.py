@@ -141,3 +141,16 @@ def test_benchmark_int8_quick(tmp_path: Path) -> None:
     int8 = {r["variant"] for r in rows if r["case"] == "int8"}
     assert {"reslab:int8", "onnxruntime:int8", "onnxruntime"} <= int8
     assert all(r["cpu"] for r in rows if r["case"] == "int8")
+
+
+def test_cli_export_int8_onnx(tiny_cifar: Path, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("onnxruntime")
+    from reslab.cli import main
+
+    out = tmp_path / "r20-int8.onnx"
+    argv = ["export", "cifar10:resnet20", "--format", "onnx", "--int8", "--calibration",
+            str(tiny_cifar), "--dataset", "cifar10", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    assert out.is_file() and "checked against the fp32 network" in capsys.readouterr().out
+    assert main([*argv[:-1], str(out)]) == 2  # never over a file that is there
+    assert "exists" in capsys.readouterr().err

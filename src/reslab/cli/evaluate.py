@@ -12,7 +12,7 @@ from . import preprocessing
 def _eval(args: argparse.Namespace) -> int:
     from .. import zoo
     from ..evaluation import evaluate_run
-    from ..storage.files import atomic_write
+    from ..storage.files import atomic_write, refuse_existing
 
     try:
         scales = [int(s) for s in args.scales.split(",")] if args.scales else None
@@ -24,6 +24,8 @@ def _eval(args: argparse.Namespace) -> int:
         )
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.out:  # before the evaluation, which can take minutes
+        refuse_existing(args.out, args.overwrite)
     res = evaluate_run(
         args.model, data_dir=args.data_dir, dataset=args.dataset, split=args.split,
         ten_crop=args.ten_crop, scales=scales, flip=args.flip, shift=args.shift,
@@ -70,6 +72,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=200)
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", help="JSON file to write (default: RUN/eval-SPLIT-VIEW.json)")
+    p.add_argument("--out", help="JSON file to write, never replaced without --overwrite "
+                   "(default: RUN/eval-SPLIT-VIEW.json, reslab's own, updated)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     preprocessing.add_flags(p)
     p.set_defaults(func=_eval)

@@ -34,9 +34,14 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from ..inference import export
+    from ..storage.files import refuse_existing
 
-    out = export(args.model, args.format, args.out, arch=args.arch, opset=args.opset)
-    print(f"wrote {out} (checked against PyTorch on a batch of 2)")
+    refuse_existing(args.out, args.overwrite)
+    out = export(args.model, args.format, args.out, arch=args.arch, opset=args.opset,
+                 int8=args.int8, calibration=args.calibration, dataset=args.dataset)  # fmt: skip
+    check = ("the fp32 network on calibration images" if args.int8
+             else "PyTorch on a batch of 2")  # fmt: skip
+    print(f"wrote {out} (checked against {check})")
     return 0
 
 
@@ -55,10 +60,19 @@ def add(sub: argparse._SubParsersAction) -> None:
     preprocessing.add_flags(p)
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("export", help="write a BN-folded ONNX or TorchScript file")
+    p = sub.add_parser("export", help="write a BN-folded ONNX, TorchScript or torch.export "
+                       "file, fp32 or int8")  # fmt: skip
     p.add_argument("model", help=model_help)
-    p.add_argument("--format", required=True, choices=("onnx", "torchscript"))
-    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript", "pt2"),
+                   help="pt2: a torch.export program (int8: what reslab.quantize runs)")  # fmt: skip
+    p.add_argument("--out", required=True, help="output file (never replaced without --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--arch", default=None, help=arch_help)
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    p.add_argument("--int8", action="store_true", help="static int8 quantization, calibrated "
+                   "on training images (pt2 needs reslab[int8]; onnx: ONNX Runtime's)")  # fmt: skip
+    p.add_argument("--calibration", metavar="DIR", help="dataset folder whose training split "
+                   "calibrates --int8 (default: the run's own data)")  # fmt: skip
+    p.add_argument("--dataset", help="the kind of --calibration data (cifar10, cifar100, "
+                   "imagefolder) when the model does not record it")  # fmt: skip
     p.set_defaults(func=_export)

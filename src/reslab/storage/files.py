@@ -40,6 +40,14 @@ def check_target(path: str | Path) -> Path:
     return path
 
 
+def refuse_existing(path: str | Path, overwrite: bool) -> Path:
+    """A file the user named as output is never replaced unless they say so."""
+    path = check_target(path)
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} exists; give another --out, or --overwrite to replace it")
+    return path
+
+
 def atomic_write(path: str | Path, data: bytes | Callable[[BinaryIO], None]) -> Path:
     """Write bytes (or call writer(f)) to `path` via temp file + fsync + rename (atomic on
     POSIX): a crash leaves the old file or the new one, never half of one. A full disk
