@@ -176,3 +176,10 @@ def test_peak_rss_counts_child_processes() -> None:
         assert peak_rss_mb() >= own + 290
     finally:
         child.communicate("\n", timeout=30)
+
+
+def test_unwritable_cache_falls_back_to_streaming(tree: Path, tmp_path: Path, capfd) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    ix = index_split(tree, "train")
+    assert decoded_split(ix.root, ix.paths, 40, tmp_path / "a-file", workers=0) is None
+    assert "could not write the decoded-image cache" in capfd.readouterr().err

@@ -164,6 +164,19 @@ def decoded_split(
         if not isinstance(opened, str):
             return DecodedSplit(*opened, side, data, 0.0)
         _say(f"the decoded-image cache of {root} is unusable: {opened}; decoding it again")
+    try:  # a cache that cannot be written costs speed, not the run
+        return _build(root, paths, side, folder, data, head, prefix, workers, strict)
+    except DatasetError:
+        raise
+    except (OSError, ValueError) as e:
+        _say(f"could not write the decoded-image cache in {folder} ({e}); decoding JPEGs "
+             "while training instead")  # fmt: skip
+        return None
+
+
+def _build(root: Path, paths: list[str], side: int, folder: Path, data: Path, head: Path,
+           prefix: str, workers: int, strict: bool) -> DecodedSplit | None:  # fmt: skip
+    size = len(paths) * side * side * 3
     folder.mkdir(parents=True, exist_ok=True)
     stale = [p for p in folder.glob(f"{prefix}*") if p.name not in (data.name, head.name)]
     if stale:  # ours, for an older state of the same folder: a new key means it changed
