@@ -29,6 +29,10 @@ def test_benchmark_quick(tmp_path: Path) -> None:
     cifar = [r for r in rows if r["case"] == "cifar"]
     assert {r["variant"] for r in cifar} == {"baseline", "reslab"}
     assert all(r["images_per_s"] > 0 and r["train_gflop_per_image"] > 0 for r in cifar)
+    folder = [r for r in rows if r["case"] == "folder"]
+    assert {r["variant"] for r in folder} == {"baseline", "reslab", "reslab+cache"}
+    assert all(r["build_s"] > 0 for r in rows if r["case"] == "folder-cache")
+    assert all(r["peak_rss_mb"] > 0 for r in cifar + folder)  # memory beside every speed
     mem = {r["variant"]: r["peak_rss_mb"] for r in rows if r["case"] == "memory"}
     assert set(mem) == {"no-checkpointing", "checkpointing"}
 
