@@ -377,7 +377,7 @@ def main() -> None:
     ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="tiny generated data, a few steps")
-    ap.add_argument("--cases", default="cifar,folder,inference,memory,tta")
+    ap.add_argument("--cases", default="cifar,folder,inference,memory,tta,int8")
     ap.add_argument("--cifar", default=str(SHARED / "cifar10-train-jpeg.tar.gz"))
     ap.add_argument("--imagefolder", default=str(SHARED / "imagenette-224-train.tar"))
     ap.add_argument("--steps", type=int, default=30, help="timed training steps per case")
