@@ -41,6 +41,7 @@ class TrainConfig:
     limit: int | None = None  # use only this many training images (smoke runs)
     download: bool = False  # fetch the official CIFAR archive (MD5-checked) if absent
     strict: bool = False  # unreadable images are an error (default: skipped, one warning)
+    decoded_cache: bool | None = None  # ImageFolder: train from decoded uint8; None: if it fits
     # --- optimisation ---
     recipe: str = "cifar-paper"
     batch_size: int = 128  # images per step, all processes together

@@ -36,6 +36,8 @@ GROUPS: dict[str, dict[str, str]] = {
         "limit": "use only this many training images (smoke runs)",
         "download": "fetch the official CIFAR archive (MD5-checked) if absent",
         "strict": "an unreadable image is an error (default: skipped with a warning)",
+        "decoded_cache": "ImageFolder: train from images decoded once into a uint8 cache "
+        "(default: when the split fits in $RESLAB_FOLDER_CACHE_GB, a quarter of RAM)",
     },
     "optimiser": {
         "recipe": "named preset the other flags override: cifar-paper (section 4.2), "

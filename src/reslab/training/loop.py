@@ -292,6 +292,7 @@ def finish(run: Run, status: str, signal: str | None, total: int) -> TrainResult
         "wall_s": run.wall(),
         "best_val_top1_error": run.best_error if math.isfinite(run.best_error) else None,
         "peak_rss_mb": peak_rss_mb(),
+        "decoded_cache": getattr(run.data, "decoded_cache", None),  # which input path trained
     }
     if run.device.type == "cuda":
         summary["peak_cuda_mb"] = torch.cuda.max_memory_allocated(run.device) / 2**20

@@ -163,7 +163,7 @@ def accelerate(run: Run, family: str, layers: int, first_images: Any) -> None:
 DATA_FIELDS = (
     "batch_size", "eval_batch_size", "val_size", "split_seed", "seed", "image_size",
     "normalize", "augment", "workers", "limit", "download", "strict", "crop_pad", "cutout",
-    "alternate_flip",
+    "alternate_flip", "decoded_cache",
 )  # fmt: skip
 
 
