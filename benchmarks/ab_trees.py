@@ -1,0 +1,60 @@
+"""Two source trees of reslab trained side by side: did a change cost training speed?
+
+    git worktree add /tmp/old <commit>
+    python benchmarks/ab_trees.py --old /tmp/old/src --new src --model resnet20
+
+Each round trains the model for 90 steps with each tree in turn (a fresh process with
+that tree's `src` first on the path and reslab's malloc tuning), reading images/s of
+steps 31-90 from the run's metrics; the rounds alternate so that drift of a shared
+machine hits both. Prints each round and the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+CODE = r"""
+import json, sys, tempfile
+from reslab.config import make_config
+from reslab.training.loop import train
+out = tempfile.mkdtemp() + "/run"
+cfg = make_config("cifar-paper", model=sys.argv[1], data_dir=sys.argv[2], out=out,
+                  iterations=90, log_every=30, eval_every=10**6, checkpoint_every=10**6,
+                  progress=False, compile=False)
+train(cfg)
+recs = [json.loads(line) for line in open(out + "/metrics.jsonl") if '"train"' in line]
+print(json.dumps([r["images_per_s"] for r in recs]))
+"""
+MALLOC = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--old", required=True, help="the baseline tree's src folder")
+    ap.add_argument("--new", required=True, help="the changed tree's src folder")
+    ap.add_argument("--model", default="resnet20")
+    ap.add_argument("--data-dir", default="/work/data/cifar10-jpeg")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    results: dict[str, list[float]] = {"old": [], "new": []}
+    for r in range(args.rounds):
+        for name in ("old", "new"):
+            env = {**os.environ, "GLIBC_TUNABLES": MALLOC, "PYTHONPATH": getattr(args, name)}
+            proc = subprocess.run([sys.executable, "-c", CODE, args.model, args.data_dir],
+                                  env=env, capture_output=True, text=True)  # fmt: skip
+            if proc.returncode:
+                sys.exit(f"{name}: {proc.stderr[-2000:]}")
+            ips = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[name].append(statistics.mean(ips[1:]))  # steps 31-90
+            print(r, name, [round(v) for v in ips], flush=True)
+    for name, values in results.items():
+        print(name, [round(v) for v in values], "median", round(statistics.median(values)))
+
+
+if __name__ == "__main__":
+    main()
