@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -407,11 +406,12 @@ def main() -> None:
         make_cifar_archive(Path(tmp.name) / "c" / "tiny.tar.gz", 600, 0)
         make_image_folder(Path(tmp.name) / "f", ["a", "b"], 24, (160, 120))
         cifar, folder, steps = str(Path(tmp.name) / "c"), str(Path(tmp.name) / "f"), 2
-    print(f"reslab benchmark, {platform.processor() or platform.machine()}, {os.cpu_count()} "
+    cpu = int8_case.cpu()
+    print(f"reslab benchmark, {cpu['cpu']} ({' '.join(cpu['isa'])}), {os.cpu_count()} "
           f"CPUs, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M')}")  # fmt: skip
 
     def record(case: str, name: str, params: dict, res: dict) -> dict:
-        results.append({"case": case, "variant": name, **params, **res})
+        results.append({"case": case, "variant": name, **params, **res, **cpu})
         return res
 
     peak = measure("peak", "", {"n": 512 if args.quick else 4096}, malloc=False)["gflops"]
