@@ -175,7 +175,7 @@ def test_export_runs_and_agrees(fmt, r20_file, tmp_path):
 
 
 def test_export_that_disagrees_is_deleted(r20_file, tmp_path, monkeypatch):
-    monkeypatch.setattr(inference.exports, "_run_torchscript", lambda path, x: np.zeros((2, 10)))
+    monkeypatch.setitem(inference.exports.RUNNERS, "torchscript", lambda path, x: np.zeros((2, 10)))
     out = tmp_path / "bad.pt"
     with pytest.raises(ValueError, match="disagrees"):
         export(r20_file, "torchscript", out)
