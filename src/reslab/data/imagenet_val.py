@@ -19,8 +19,9 @@ import re
 import shutil
 from pathlib import Path
 
+from .sources import IMAGE_EXTENSIONS
+
 WNID = re.compile(r"^n\d{8}$")
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 
 
 def read_val_labels(labels: str | Path, synsets: str | Path | None = None) -> dict[str, str]:
@@ -93,7 +94,7 @@ def sort_val(
         raise ValueError(f"{flat_dir}: not a folder")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out}: exists and is not an empty folder; give a new --out")
-    by_stem = {p.stem: p for p in flat_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    by_stem = {p.stem: p for p in flat_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS}
     truth = read_val_labels(labels, synsets)
     missing = [s for s in truth if s not in by_stem]
     if len(missing) == len(truth):

@@ -12,10 +12,11 @@ from PIL import Image
 from torch import nn
 
 from ..data.augment import Normalizer, center_view, scaled
+from ..data.sources import IMAGE_EXTENSIONS
 from .load import load_model
 from .optimize import optimize_for_inference
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # what an ImageFolder tree is read for, too
 
 
 def normalizer(norm: dict[str, Any]) -> Normalizer:

@@ -217,7 +217,8 @@ def build(
     kwargs.update({k: v for k, v in asked.items() if v is not None})
     refused = sorted(set(kwargs) - builder_arguments(spec.builder))
     if refused:
-        takes = sorted(set(OVERRIDES) & builder_arguments(spec.builder) | {"n", "width_mult"})
+        generic = {"n", "width_mult", "grad_checkpointing"}  # handled here, for every family
+        takes = sorted(set(OVERRIDES) & builder_arguments(spec.builder) | generic)
         raise ValueError(f"{name!r} does not take {', '.join(refused)}; it takes: "
                          f"{', '.join(takes)}")  # fmt: skip
     if mult != 1.0:

@@ -30,7 +30,7 @@ from .. import distributed
 from ..config import TrainConfig, check_config, make_config
 from ..errors import ReslabError, one_line
 from ..evaluation import evaluate
-from ..models import build, get_spec
+from ..models import build
 from ..storage import checkpoint as ckpt_io
 from ..storage.files import write_json
 from ..storage.runlock import claim_run_dir
@@ -95,7 +95,6 @@ def train(
 def check_model(cfg: TrainConfig) -> None:
     """An unknown model, shortcut or model argument fails before anything is created
     (built on the meta device: no memory, no initialisation)."""
-    get_spec(cfg.model)
     with torch.device("meta"):
         build(cfg.model, shortcut=cfg.shortcut, **cfg.model_args)
 
