@@ -112,9 +112,13 @@ def _header(name: str, meta: dict[str, Any], runs: list[Run]) -> list[str]:
         md.append(f"- Seeds: {', '.join(map(str, seeds)) if seeds else meta.get('seeds')}")
     if budget:
         md.append(f"- Budget: `{budget}` — {meta.get('budget_note', '')}")
-    if meta.get("wall_s") is not None:
-        md.append(f"- Wall time: {_hms(meta.get('wall_s'))} (started {meta.get('started', '?')}, "
-                  f"finished {meta.get('finished', '?')})")  # fmt: skip
+    if meta.get("started"):
+        # invocations before provenance was recorded are missing from meta's wall_s, and
+        # runs overlap under --jobs: give the span, the runs' own sum and the recorded part
+        run_s = sum(r.summary.get("wall_s") or 0 for r in runs)
+        md.append(f"- Time: {meta['started']} to {meta.get('finished', '?')}; the runs' own wall "
+                  f"times add up to {_hms(run_s)} (they overlap under `--jobs`); recorded "
+                  f"invocations: {_hms(meta.get('wall_s'))}")  # fmt: skip
     for inv in meta.get("invocations", [])[:-1] if len(meta.get("invocations", [])) > 1 else []:
         md.append(f"- Earlier invocation: `{inv['command']}` at `{inv['commit']}`, "
                   f"{inv['started']}, {_hms(inv.get('wall_s'))}")  # fmt: skip
