@@ -21,23 +21,9 @@ from pathlib import Path
 
 import torch
 
+from reslab.provenance import cpu
+
 VARIANTS = ["eager", "reslab", "reslab:int8", "onnxruntime", "onnxruntime:int8"]
-# The ISA extensions int8 and fp32 inference speed depend on, recorded with every row.
-ISA = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
-def cpu() -> dict:
-    """The CPU's model name and which of ISA it has (from /proc/cpuinfo on Linux)."""
-    info = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    flags = set(info.get("flags", "").split())
-    return {"cpu": info.get("model name", "unknown"), "isa": [f for f in ISA if f in flags],
-            "cpus": os.cpu_count()}  # fmt: skip
 
 
 def calibration(size: int) -> torch.Tensor:

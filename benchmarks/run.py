@@ -31,6 +31,8 @@ from pathlib import Path
 import int8_case  # benchmarks/: the script's own folder is first on sys.path
 import torch
 
+from reslab.provenance import cpu as cpu_info
+
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent / ".." / "shared" / "datasets"
 MALLOC = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
@@ -406,7 +408,7 @@ def main() -> None:
         make_cifar_archive(Path(tmp.name) / "c" / "tiny.tar.gz", 600, 0)
         make_image_folder(Path(tmp.name) / "f", ["a", "b"], 24, (160, 120))
         cifar, folder, steps = str(Path(tmp.name) / "c"), str(Path(tmp.name) / "f"), 2
-    cpu = int8_case.cpu()
+    cpu = cpu_info()
     print(f"reslab benchmark, {cpu['cpu']} ({' '.join(cpu['isa'])}), {os.cpu_count()} "
           f"CPUs, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M')}")  # fmt: skip
 

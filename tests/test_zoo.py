@@ -44,6 +44,10 @@ def test_ship_writes_weights_card_and_manifest(shipped: Path) -> None:
     assert entry["sha256"] == zoo.file_digest(folder / entry["file"], "sha256")
     card = (folder / entry["card"]).read_text()
     assert f"{entry['val_top1_error']:.2f}%" in card and entry["sha256"] in card
+    # a plain `train` run records who made it, and the card names that command and commit
+    prov = json.loads((shipped / "run" / "summary.json").read_text())["provenance"]
+    assert prov["command"] and prov["commit"] and prov["hardware"] and "torch" in prov
+    assert entry["command"] == prov["command"] and f"`{prov['command']}`" in card
 
 
 def test_load_by_name_uses_recorded_preprocessing(

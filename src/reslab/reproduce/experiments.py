@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from typing import Any
 
 from ..config import make_config
 from ..errors import ReslabError
+from ..provenance import provenance
 from ..storage.files import write_json
 from ..storage.runlock import FolderInUse, FolderLock
 from ..training.loop import train
@@ -185,37 +184,6 @@ EXPERIMENTS: dict[str, Experiment] = {
 
 def run_name(model: str, shortcut: str | None, seed: int) -> str:
     return f"{model}{'-' + shortcut if shortcut else ''}-s{seed}"
-
-
-def provenance(argv: list[str], data_dir: str) -> dict[str, Any]:
-    """Everything a reader needs to redo the experiment."""
-    import torch
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-            cwd=Path(__file__).parent, check=False,
-        ).stdout.strip()  # fmt: skip
-    except OSError:
-        commit = ""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {
-        "command": "reslab " + " ".join(argv),
-        "commit": commit or "unknown",
-        "hardware": f"{cpu}, {os.cpu_count()} cores" + (f", {gpu}" if gpu else ""),
-        "torch": str(torch.__version__),
-        "python": platform.python_version(),
-        "data_dir": str(data_dir),
-        "malloc": os.environ.get("GLIBC_TUNABLES", "default"),
-    }
 
 
 def run_experiment(

@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from ..evaluation import run_data
 from ..inference import load_model
+from ..provenance import provenance
 from ..storage.files import write_json
-from .experiments import provenance
 
 
 def response_layers(model: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:

@@ -14,13 +14,19 @@ from . import MANIFEST, ZOO_DIR
 
 
 def ship(
-    run_dir: str | Path, tag: str, out: str | Path = ZOO_DIR, *, results: str | None = None
+    run_dir: str | Path,
+    tag: str,
+    out: str | Path = ZOO_DIR,
+    *,
+    results: str | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Publish a finished run's best weights as TAG:MODEL in folder `out`.
 
     Writes MODEL-TAG.safetensors, MODEL-TAG.md (the model card) and the manifest
     entry; every number comes from the run's own files. `results` names where the
-    run's records are committed (for the card).
+    run's records are committed (for the card); `provenance` (command, commit, hardware)
+    is for a run that did not record its own.
     """
     run = Path(run_dir)
     summary = json.loads((run / "summary.json").read_text())
@@ -32,9 +38,11 @@ def ship(
     best = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in best if r.get("kind") == "eval"]
     best_eval = min(evals, key=lambda r: r["top1_error"])
+    # who made it: the run's own record, or its experiment's (runs of `reslab reproduce`
+    # made before runs recorded their own), or what the caller knows
     exp_path = run.parent.parent / "experiment.json"
     exp = json.loads(exp_path.read_text()) if exp_path.exists() else {}
-    prov = exp.get("provenance", {})
+    prov = provenance or summary.get("provenance") or exp.get("provenance", {})
     meta = {
         "model_args": {k: v for k, v in loaded.model.build_args.items() if v is not None},
         "classes": loaded.classes,
