@@ -105,7 +105,7 @@ def baseline_train(model_name: str, dataset, steps: int, batch: int, size: int,
 
 def reslab_train(model_name: str, dataset: str, data_dir: str, steps: int, batch: int,
                  size: int | None, compile: bool = False, device: str = "cpu",
-                 cuda_graphs: bool = False) -> tuple[float, float]:  # fmt: skip
+                 cuda_graphs: bool = False, amp: str | None = None) -> tuple[float, float]:  # fmt: skip
     """`reslab.train` itself: steady-state images/s of its second logging interval, and
     the run's peak RSS (MiB, with its child processes) from its summary.json."""
     from reslab.config import make_config
@@ -116,7 +116,7 @@ def reslab_train(model_name: str, dataset: str, data_dir: str, steps: int, batch
             "cifar-paper", model=model_name, dataset=dataset, data_dir=data_dir, out=out,
             batch_size=batch, iterations=2 * steps, log_every=steps, eval_every=10**9,
             checkpoint_every=10**9, val_size=0, image_size=size, progress=False,
-            compile=compile, milestones=(), device=device, cuda_graphs=cuda_graphs,
+            compile=compile, milestones=(), device=device, cuda_graphs=cuda_graphs, amp=amp,
         )  # fmt: skip
         train(cfg)
         recs = [json.loads(r) for r in (Path(out) / "metrics.jsonl").read_text().splitlines()]
@@ -313,7 +313,8 @@ def worker(case: str, variant: str, params: dict) -> dict:
         else:
             ips, peak = reslab_train(p["model"], "cifar10", p["data_dir"], p["steps"], p["batch"],
                                None, compile=variant == "reslab+compile",
-                               device=p["device"], cuda_graphs=variant == "reslab --cuda-graphs")  # fmt: skip
+                               device=p["device"], cuda_graphs=variant == "reslab --cuda-graphs",
+                               amp="bf16" if variant == "reslab --amp bf16" else None)  # fmt: skip
         from reslab import create_model
 
         flops = train_flops_per_image(create_model(p["model"]), 32)
@@ -433,6 +434,8 @@ def main() -> None:
             variants += (
                 ("reslab --cuda-graphs", "reslab+cudagraph") if args.device == "cuda" else ()
             )
+            # bf16 autocast: 2.3-2.5x on CPUs with AMX, a loss on those without (docs/benchmarks.md)
+            variants += ("reslab --amp bf16",) if args.device == "cpu" else ()
             rows = [(v, record("cifar", v, p, measure("cifar", v, p, malloc=v != "baseline")))
                     for v in variants]  # fmt: skip
             side_by_side(f"1. CIFAR training end to end, {model}, batch {p['batch']}", rows,

@@ -282,6 +282,19 @@ def test_compile_auto_only_where_measured_faster(monkeypatch) -> None:
     assert off == (False, "torch.compile does not work here (CppCompileError: no compiler)")
 
 
+def test_amp_defaults_and_the_amx_hint(monkeypatch) -> None:
+    from reslab import devices
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert devices.amp_dtype(None, cpu) is None  # fp32 on every CPU unless asked
+    assert devices.amp_dtype("bf16", cpu) is torch.bfloat16
+    monkeypatch.setattr(devices, "cpu", lambda: {"isa": ["avx512f", "amx_bf16"]})
+    assert "--amp bf16" in devices.amp_hint(None, cpu)
+    assert devices.amp_hint("off", cpu) is None and devices.amp_hint(None, gpu) is None
+    monkeypatch.setattr(devices, "cpu", lambda: {"isa": ["avx2"]})
+    assert devices.amp_hint(None, cpu) is None  # no AMX: bf16 would be slower
+
+
 def test_failed_automatic_compile_falls_back_to_eager(tiny_cifar, tmp_path, monkeypatch) -> None:
     class Broken(torch.nn.Module):
         def forward(self, x):

@@ -21,7 +21,7 @@ from torch import nn
 from .. import distributed
 from ..config import TrainConfig, save_config
 from ..data import Data, build_data
-from ..devices import amp_dtype, pick_device, set_threads
+from ..devices import amp_dtype, amp_hint, pick_device, set_threads
 from ..distributed import DistInfo, convert_sync_batchnorm
 from ..models import create_model, get_spec
 from .accelerate import check_cuda_graphs, decide_compile, graphed
@@ -148,6 +148,9 @@ def accelerate(run: Run, family: str, layers: int, first_images: Any) -> None:
     run.may_fall_back = use_compile and cfg.compile is None
     if run.main and run.may_fall_back:
         print(f"compile: on ({why})")
+    hint = amp_hint(cfg.amp, run.device)
+    if run.main and hint:
+        print(hint)
     if run.main and cfg.lr is None and cfg.batch_size != cfg.lr_base_batch:
         print(f"lr: {cfg.peak_lr():g} at batch {cfg.batch_size} (the recipe's {cfg.lr_base:g} "
               f"per {cfg.lr_base_batch} images, scaled linearly; --lr sets it directly)")  # fmt: skip
