@@ -31,7 +31,6 @@ from ..config import TrainConfig, check_config, make_config
 from ..errors import ReslabError, one_line
 from ..evaluation import evaluate
 from ..models import build
-from ..provenance import provenance
 from ..storage import checkpoint as ckpt_io
 from ..storage.files import write_json
 from ..storage.runlock import claim_run_dir
@@ -293,7 +292,7 @@ def finish(run: Run, status: str, signal: str | None, total: int) -> TrainResult
         "best_val_top1_error": run.best_error if math.isfinite(run.best_error) else None,
         "peak_rss_mb": peak_rss_mb(),
         "decoded_cache": getattr(run.data, "decoded_cache", None),  # which input path trained
-        "provenance": provenance(data_dir=cfg.data_dir),  # the process that ended the run
+        "provenance": {**run.provenance, "data_dir": cfg.data_dir},  # this process's
     }
     if run.device.type == "cuda":
         summary["peak_cuda_mb"] = torch.cuda.max_memory_allocated(run.device) / 2**20

@@ -24,6 +24,7 @@ from ..data import Data, build_data
 from ..devices import amp_dtype, amp_hint, pick_device, set_threads
 from ..distributed import DistInfo, convert_sync_batchnorm
 from ..models import create_model, get_spec
+from ..provenance import provenance
 from .accelerate import check_cuda_graphs, decide_compile, graphed
 from .ema import WeightEMA
 from .finetune import freeze, init_from
@@ -55,6 +56,9 @@ class Run:
     best_error: float = math.inf
     acc: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "wrong": 0, "seen": 0})
     wall_before: float = 0.0  # seconds trained before a resume
+    # the command, commit and machine of this process, taken when it starts (the commit
+    # can move while a long run trains); summary.json records it
+    provenance: dict[str, Any] = field(default_factory=lambda: provenance())
     t0: float = field(default_factory=time.time)
 
     @property

@@ -96,6 +96,7 @@ def _card(name: str, e: dict[str, Any], cfg: dict[str, Any], meta: dict, prov: d
 |---|---|
 | validation top-1 error | **{e["val_top1_error"]:.2f}%** on {e["val_images"]} held-out training images (best evaluation, step {e["step"]}) |
 | recipe | `{e["recipe"]}`, {e["iterations"]} iterations of batch {cfg.get("batch_size")}, lr {lr} ({cfg.get("schedule")}, warm-up {cfg.get("warmup_iters")} steps), weight decay {cfg.get("weight_decay")}, seed {e["seed"]} |
+| precision | {"bf16 autocast (weights and optimizer state in fp32)" if cfg.get("amp") == "bf16" else "fp16 autocast with loss scaling" if cfg.get("amp") == "fp16" else "fp32"} in training and in its evaluations |
 | how far | {e["iterations"] * cfg.get("batch_size", 128) / 45000:.1f} epochs of 45k images; the paper's CIFAR schedule is 64,000 iterations ({64000 * 128 / 45000:.0f} epochs) |
 | data | {cfg.get("data_dir")}: the 45k/5k split of the training images (split seed {cfg.get("split_seed")}) |
 | input | RGB {meta["image_size"]}x{meta["image_size"]}, values /255, then {pre} |
