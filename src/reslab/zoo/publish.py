@@ -79,13 +79,17 @@ def ship(
     return entry
 
 
+def _rgb(values: list[float]) -> str:
+    return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"
+
+
 def _card(name: str, e: dict[str, Any], cfg: dict[str, Any], meta: dict, prov: dict) -> str:
     norm = meta["normalization"]
     pre = (
         "subtract the training split's per-pixel mean image and divide by one global std "
         f"({norm['std'][0]:.4f}); both are stored in the file's metadata"
         if norm.get("kind") == "pixel-mean"
-        else f"per-channel mean {norm['mean']} and std {norm['std']}"
+        else f"per-channel mean {_rgb(norm['mean'])} and std {_rgb(norm['std'])}"
     )
     lr = cfg.get("lr") or cfg.get("lr_base")
     return f"""# {name}
