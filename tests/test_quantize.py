@@ -41,7 +41,7 @@ def _grid(name: str, n: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.fixture(scope="module")
 def cifar() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The shipped ResNet-20, 512 training images to calibrate on and 320 validation
-    images (split seed 0: the images its 22.46% error was measured on), normalised for it."""
+    images (split seed 0: the images its card's validation error was measured on), normalised for it."""
     loaded = load_model("cifar10:resnet20")
     norm = normalizer(loaded.normalization)
     calibration, _ = _grid("cifar10-train-512", 512, 32)
