@@ -154,3 +154,23 @@ def test_published_weights_are_found_where_torch_hub_keeps_them(
     (mine / "manifest.json").write_text(json.dumps({"imagenet:resnet18": entry}))
     with pytest.raises(ValueError, match="does not match imagenet:resnet18"):
         zoo.resolve("imagenet:resnet18", mine)
+
+
+def test_commit_is_read_from_git_files(tmp_path: Path) -> None:
+    """No child process (it would count a training process's memory twice): loose refs,
+    packed refs, a detached HEAD, and no repository at all."""
+    from reslab.provenance import commit
+
+    git = tmp_path / "repo" / ".git"
+    (git / "refs" / "heads").mkdir(parents=True)
+    src = tmp_path / "repo" / "src" / "reslab" / "provenance.py"
+    src.parent.mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    (git / "refs" / "heads" / "main").write_text("0123456789abcdef\n")
+    assert commit(src) == "0123456"
+    (git / "refs" / "heads" / "main").unlink()
+    (git / "packed-refs").write_text("# pack-refs\nfedcba9876543210 refs/heads/main\n")
+    assert commit(src) == "fedcba9"
+    (git / "HEAD").write_text("abcdef0123456789\n")
+    assert commit(src) == "abcdef0"
+    assert commit(tmp_path / "elsewhere" / "x.py") == "unknown"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,16 +33,40 @@ def cpu() -> dict[str, Any]:
             "isa": [f for f in ISA if f in flags], "cpus": os.cpu_count()}  # fmt: skip
 
 
-def commit() -> str:
-    """The short git commit of the reslab source in use, or "unknown" (an installed wheel)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-            cwd=Path(__file__).parent, check=False,
-        ).stdout.strip()  # fmt: skip
-    except OSError:
-        out = ""
-    return out or "unknown"
+def commit(where: Path | None = None) -> str:
+    """The short git commit of the reslab source in use, or "unknown" (an installed wheel).
+
+    Read from .git's files, not by running git: a child process forked from a large
+    training process would count that process's memory again in its peak RSS."""
+    for root in (where or Path(__file__)).resolve().parents:
+        git = root / ".git"
+        if not git.exists():
+            continue
+        try:
+            if git.is_file():  # a worktree or submodule: "gitdir: PATH"
+                git = (root / git.read_text().split(":", 1)[1].strip()).resolve()
+            head = (git / "HEAD").read_text().strip()
+            if not head.startswith("ref: "):
+                return head[:7]  # detached
+            ref = head[5:]
+            for base in (git, _common_dir(git)):
+                if (base / ref).is_file():
+                    return (base / ref).read_text().strip()[:7]
+                packed = base / "packed-refs"
+                if packed.is_file():
+                    for line in packed.read_text().splitlines():
+                        if line.endswith(" " + ref):
+                            return line.split()[0][:7]
+        except (OSError, IndexError):
+            pass
+        return "unknown"
+    return "unknown"
+
+
+def _common_dir(git: Path) -> Path:
+    """A worktree's shared .git folder (where its branches live)."""
+    common = git / "commondir"
+    return (git / common.read_text().strip()).resolve() if common.is_file() else git
 
 
 def command(argv: list[str] | None = None) -> str:
