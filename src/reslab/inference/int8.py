@@ -164,8 +164,10 @@ class Int8Network(nn.Module):
         # Freezing (weights as constants) is what lets inductor prepack the int8 weights.
         # Patched around the call, where compilation happens, not set process-wide; the
         # per-compile options={"freezing": True} form fails in torch 2.13 (qconv_prepack
-        # reaches the fake-tensor pass).
-        with torch.no_grad(), inductor_config.patch(freezing=True):
+        # reaches the fake-tensor pass). cpp_wrapper calls the ~70 kernels from C++, not
+        # Python: ResNet-50 at batch 1 spent ~2 ms of ~15 in the Python wrapper, and ran
+        # 16-18% faster with it (docs/benchmarks.md, section 6); compiling takes ~10 s more.
+        with torch.no_grad(), inductor_config.patch(freezing=True, cpp_wrapper=True):
             return self.compiled(x.contiguous(memory_format=torch.channels_last))
 
 
