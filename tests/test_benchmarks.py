@@ -30,7 +30,7 @@ def test_benchmark_quick(tmp_path: Path) -> None:
     rows = [json.loads(r) for r in out.read_text().splitlines()]
     assert all(r["cpu"] and "isa" in r for r in rows)  # the machine in every row
     cifar = [r for r in rows if r["case"] == "cifar"]
-    assert {r["variant"] for r in cifar} == {"baseline", "reslab"}
+    assert {r["variant"] for r in cifar} == {"baseline", "reslab", "reslab --amp bf16"}
     assert all(r["images_per_s"] > 0 and r["train_gflop_per_image"] > 0 for r in cifar)
     folder = [r for r in rows if r["case"] == "folder"]
     assert {r["variant"] for r in folder} == {"baseline", "reslab", "reslab+cache"}
