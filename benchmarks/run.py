@@ -434,7 +434,7 @@ def main() -> None:
             variants += (
                 ("reslab --cuda-graphs", "reslab+cudagraph") if args.device == "cuda" else ()
             )
-            # bf16 autocast: 2.3-2.5x on CPUs with AMX, a loss on those without (docs/benchmarks.md)
+            # bf16 autocast: 1.5-2x reslab fp32 on CPUs with AMX, a loss on those without (docs/benchmarks.md)
             variants += ("reslab --amp bf16",) if args.device == "cpu" else ()
             rows = [(v, record("cifar", v, p, measure("cifar", v, p, malloc=v != "baseline")))
                     for v in variants]  # fmt: skip

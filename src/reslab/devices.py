@@ -42,7 +42,7 @@ def set_threads(threads: int | None, dist_info: DistInfo) -> None:
 def amp_dtype(mode: str | None, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of --amp (None: off). Unset, it is bf16 on CUDA GPUs that run it
     fast (Ampere and newer), fp16 on older GPUs, and off on CPUs: fp32, the paper's and
-    every CPU's numerics (bf16 is 2.3-2.5x faster on CPUs with AMX, see `amp_hint`, and
+    every CPU's numerics (bf16 is 1.5-2x faster on CPUs with AMX, see `amp_hint`, and
     slower on those without)."""
     if mode is None:
         if device.type != "cuda":
@@ -57,8 +57,8 @@ def amp_dtype(mode: str | None, device: torch.device) -> torch.dtype | None:
 
 def amp_hint(mode: str | None, device: torch.device) -> str | None:
     """A line for a CPU run left in fp32 on a CPU with AMX (Sapphire Rapids and later
-    Xeons), where bf16 autocast trained the CIFAR ResNets 2.3-2.5x faster
+    Xeons), where bf16 autocast trained the CIFAR ResNets 1.5-2x faster than fp32
     (docs/benchmarks.md); None elsewhere."""
     if mode is not None or device.type != "cpu" or "amx_bf16" not in cpu()["isa"]:
         return None
-    return "amp: off (fp32); this CPU has AMX, where --amp bf16 trains 2-2.5x faster"
+    return "amp: off (fp32); this CPU has AMX, where --amp bf16 trains 1.5-2x faster (docs/benchmarks.md, 1b)"
