@@ -145,3 +145,18 @@ def test_imagenet_classes():
     known = {0: "tench", 1: "goldfish", 207: "golden retriever", 281: "tabby",
              409: "analog clock", 999: "toilet tissue"}  # fmt: skip
     assert all(names[i] == v for i, v in known.items())
+
+
+def test_safetensors_bytes_are_the_same_every_save(tmp_path):
+    """Shipped weights are identified by SHA-256: the header (whose metadata safetensors
+    writes in random order) is written with sorted keys, so saving again gives the same file."""
+    model = create_model("resnet20")
+    meta = {"dataset": "cifar10", "classes": ["a", "b"], "image_size": 32}
+    files = [save_torchvision(model, tmp_path / f"{i}.safetensors", meta) for i in range(4)]
+    assert len({f.read_bytes() for f in files}) == 1
+    blob = files[0].read_bytes()
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    assert n % 8 == 0 and list(header) == sorted(header)
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+    assert read_weights(files[0]).state_dict.keys() == model.state_dict().keys()

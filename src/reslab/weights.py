@@ -176,4 +176,18 @@ def save_torchvision(
             "writing .safetensors needs the safetensors package: pip install safetensors"
         ) from None
     extra = {META_KEY: json.dumps(meta)} if meta else {}
-    return atomic_write(path, save(state, metadata={"format": "pt", **extra}))
+    return atomic_write(
+        path, canonical_safetensors(save(state, metadata={"format": "pt", **extra}))
+    )
+
+
+def canonical_safetensors(blob: bytes) -> bytes:
+    """The same file with its JSON header's keys sorted: safetensors writes the metadata
+    in a hash map's random order, so the same weights got a different SHA-256 each time
+    they were saved. (Offsets in the header are relative to the data, so only the
+    header's length prefix changes; it is padded to 8 bytes, as safetensors does.)"""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.dumps(json.loads(blob[8 : 8 + n]), sort_keys=True, separators=(",", ":"))
+    raw = header.encode()
+    raw += b" " * (-len(raw) % 8)
+    return len(raw).to_bytes(8, "little") + raw + blob[8 + n :]
