@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from reslab import zoo
+from reslab import provenance, zoo
 from reslab.evaluation import class_scores, run_data, topk_errors
 from reslab.inference import calibration_batches, load_model, quantize
 
@@ -85,14 +82,12 @@ def write_test_images(cifar_dir: str) -> None:
 
 
 def write_report(rows: list[dict], out: Path, argv: list[str]) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())  # fmt: skip
+    commit, machine = provenance.commit(), provenance.cpu()
+    cpu = machine["cpu"]
     meta = {
         "command": "python studies/int8.py " + " ".join(argv), "commit": commit,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu,
-        "cpus": os.cpu_count(), "torch": torch.__version__, "seed": 0,
+        "cpus": machine["cpus"], "torch": torch.__version__, "seed": 0,
     }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")

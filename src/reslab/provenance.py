@@ -49,7 +49,7 @@ def commit(where: Path | None = None) -> str:
             if not head.startswith("ref: "):
                 return head[:7]  # detached
             ref = head[5:]
-            for base in (git, _common_dir(git)):
+            for base in dict.fromkeys((git, _common_dir(git))):  # a worktree: both
                 if (base / ref).is_file():
                     return (base / ref).read_text().strip()[:7]
                 packed = base / "packed-refs"

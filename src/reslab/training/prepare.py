@@ -58,7 +58,7 @@ class Run:
     wall_before: float = 0.0  # seconds trained before a resume
     # the command, commit and machine of this process, taken when it starts (the commit
     # can move while a long run trains); summary.json records it
-    provenance: dict[str, Any] = field(default_factory=lambda: provenance())
+    provenance: dict[str, Any] = field(default_factory=provenance)
     t0: float = field(default_factory=time.time)
 
     @property
