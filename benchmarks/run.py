@@ -2,7 +2,8 @@
 
     python benchmarks/run.py                    # every case on the real data (../shared)
     python benchmarks/run.py --cases cifar,inference
-    python benchmarks/run.py --quick            # tiny generated data, a few steps (tests)
+    python benchmarks/run.py --quick            # tiny generated data, a few steps, the
+                                                # first model and batch size of each case (tests)
 
 Each measurement runs in a fresh subprocess, one after the other, so that neither side
 inherits the other's allocator state, threads or caches: the baseline with the default
@@ -422,7 +423,7 @@ def main() -> None:
     record("peak", "matmul", {}, {"gflops": peak})
 
     if "cifar" in cases:
-        for model in ("resnet20", "resnet56"):
+        for model in ("resnet20",) if args.quick else ("resnet20", "resnet56"):
             p = {
                 "model": model,
                 "data_dir": cifar,
@@ -447,7 +448,8 @@ def main() -> None:
                     print(f"  {name:<28} model FLOP/s = {frac:.0%} of the matmul peak")
 
     if "folder" in cases:
-        for model, size in (m.split(":") for m in args.folder_models.split(",")):
+        pairs = args.folder_models.split(",")[: 1 if args.quick else None]
+        for model, size in (m.split(":") for m in pairs):
             size = int(size)
             p = {"model": model, "data_dir": folder, "steps": max(2, steps // 3),
                  "batch": 8 if args.quick else 32, "size": 64 if args.quick else size}  # fmt: skip
@@ -469,7 +471,7 @@ def main() -> None:
         )
         size = 224  # the exported ONNX graph has a fixed 224 px input (dynamic batch)
         # (batch, calls per variant per round, rounds)
-        shapes = ((1, 3, 1), (2, 2, 1)) if args.quick else ((1, 10, 6), (32, 2, 5))
+        shapes = ((1, 3, 1),) if args.quick else ((1, 10, 6), (32, 2, 5))
         for model in ("resnet18",) if args.quick else ("resnet18", "resnet50"):
             for batch, reps, rounds in shapes:
                 p = {"model": model, "batch": batch, "reps": reps, "size": size}

@@ -16,7 +16,7 @@ Issue 14, part 1. Three measurements, written as JSON and one figure into --out:
     python studies/startup.py --cifar-dir /work/data/cifar10-jpeg \\
         --imagenette-dir /work/data/imagenette --out docs/results/startup
 
-`--steps` and `--quick` shrink it (the test runs it on generated data).
+`--steps`, `--batch`, `--in-batch` and `--limit` shrink it (the test runs it on generated data).
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def lr_at(step: int, lr: float, warmup: int, milestones: tuple[int, ...]) -> flo
     return lr * 0.1 ** sum(step >= m for m in milestones)
 
 
-def train_reference(depth, tensors, steps, lr, warmup, milestones, seed, log_every):
+def train_reference(depth, tensors, steps, lr, warmup, milestones, seed, log_every, batch=128):
     tx, ty, vx, vy, norm = tensors
     torch.manual_seed(seed)
     model = RefResNet(depth)
@@ -140,7 +140,7 @@ def train_reference(depth, tensors, steps, lr, warmup, milestones, seed, log_eve
         opt, lambda s: lr_at(s, lr, warmup, milestones) / lr
     )  # MultiStepLR, with the optional warm-up in front
     mean, std = norm.mean, float(norm.std.flatten()[0])
-    loader = DataLoader(PerSample(tx, ty, mean, std), batch_size=128, shuffle=True,
+    loader = DataLoader(PerSample(tx, ty, mean, std), batch_size=batch, shuffle=True,
                         drop_last=True, num_workers=0)  # fmt: skip
     records, step, sums = [], 0, [0.0, 0, 0]
     while step < steps:
@@ -186,7 +186,7 @@ def train_reslab(model, data_dir, steps, lr, warmup, milestones, seed, log_every
 def study_init(args, tensors) -> dict:
     tx, ty, _, _, norm = tensors
     torch.manual_seed(0)
-    idx = torch.randperm(len(tx))[:128]
+    idx = torch.randperm(len(tx))[: args.batch]
     x, y = norm(tx[idx]), ty[idx]
     rows = {}
     for depth in (20, 56, 110):
@@ -196,7 +196,7 @@ def study_init(args, tensors) -> dict:
             torch.manual_seed(0)
             rows[f"reference {kind}{depth}"] = init_scale(RefResNet(depth, kind == "resnet"), x, y)
     if args.imagenette_dir:
-        data = build_data("imagefolder", args.imagenette_dir, batch_size=64, image_size=64,
+        data = build_data("imagefolder", args.imagenette_dir, batch_size=args.in_batch, image_size=64,
                           val_size=args.val_n, workers=0, limit=args.limit)  # fmt: skip
         xb, yb = next(data.train.epoch(0))
         for name in ("plain18", "resnet18", "plain34", "resnet34"):
@@ -216,7 +216,7 @@ def study_cifar(args, tensors, runs: dict, save) -> dict:
             continue
         t0 = time.time()
         if who == "reference":
-            rec, err = train_reference(56, tensors, s, 0.1, warm, ms, args.seed, 5)
+            rec, err = train_reference(56, tensors, s, 0.1, warm, ms, args.seed, 5, args.batch)
         else:
             rec, err = train_reslab("resnet56", args.cifar_dir, s, 0.1, warm, ms, args.seed, 5,
                                     args.work / f"resnet56-w{warm}", args.cifar_extra)  # fmt: skip
@@ -233,7 +233,7 @@ def study_imagenet(args, runs: dict, save) -> dict:
                 continue
             cfg = make_config(
                 "imagenet-paper", model=name, data_dir=args.imagenette_dir, out=str(out),
-                image_size=64, batch_size=64, lr=lr, iterations=args.in_steps,
+                image_size=64, batch_size=args.in_batch, lr=lr, iterations=args.in_steps,
                 val_size=args.val_n, schedule="step", milestones=(), seed=args.seed,
                 log_every=10, eval_every=args.in_steps, checkpoint_every=args.in_steps,
                 progress=False, workers=args.workers, limit=args.limit,
@@ -267,7 +267,7 @@ def plot(results: dict, path: Path) -> None:
         ax.axhline(math.log(10), color="grey", lw=0.6)
         ax.set(xlabel="iteration", ylabel="training loss (interval mean)", ylim=(0, 6),
                title={"cifar": "CIFAR-10 ResNet-56: reslab vs hand-written reference",
-                      "imagenet": "Imagenette 64 px, batch 64: lr 0.1 vs 0.025"}[key])  # fmt: skip
+                      "imagenet": "Imagenette 64 px: lr 0.1 vs 0.025"}[key])  # fmt: skip
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -281,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=300, help="CIFAR steps per run")
     p.add_argument("--warmup", type=int, default=200, help="CIFAR warm-up steps (0: none)")
     p.add_argument("--in-steps", type=int, default=100, help="Imagenette steps per run")
+    p.add_argument("--batch", type=int, default=128, help="CIFAR batch (the paper's 128)")
+    p.add_argument("--in-batch", type=int, default=64, help="Imagenette batch")
     p.add_argument("--val-n", type=int, default=1000, help="validation images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, help="training images (the test uses a few)")
@@ -293,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     args.work = args.out / "runs"
     args.cifar_extra = {"limit": args.limit, "val_size": args.val_n} if args.limit else {
         "val_size": 5000}  # fmt: skip
+    args.cifar_extra["batch_size"] = args.batch
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "startup.json"
     results = json.loads(path.read_text()) if path.exists() else {}

@@ -22,7 +22,8 @@ def test_startup_study_runs_and_records(tiny_cifar: Path, tmp_path: Path) -> Non
     out = tmp_path / "out"
     study.main(["--cifar-dir", str(tiny_cifar), "--imagenette-dir", str(folder), "--out",
                 str(out), "--steps", "5", "--warmup", "2", "--in-steps", "2", "--val-n", "16",
-                "--limit", "160", "--threads", "1", "--workers", "0"])  # fmt: skip
+                "--limit", "160", "--threads", "1", "--workers", "0", "--batch", "32",
+                "--in-batch", "16"])  # fmt: skip
     res = json.loads((out / "startup.json").read_text())
     init = res["init"]
     # The residual stream grows with depth at init; a plain net's features do not.
