@@ -1,6 +1,7 @@
 """What torch.compile gains on a CIFAR net's training step, and what its first compile costs.
 
     python benchmarks/compile_gain.py [--models plain20,resnet32,plain56,resnet110] [--pairs 2]
+                                      [--isa avx2]
 
 The numbers behind `reslab train`'s compile=None ("auto") rule. For each model it times
 the training step (batch 128 of 32x32 random images, channels-last, SGD, reslab's
@@ -26,6 +27,8 @@ MALLOC = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
 def measure(name: str, compiled: bool, steps: int, batch: int) -> dict:
     from synthetic_step import cifar_step
 
+    from reslab.provenance import cpu
+
     step = cifar_step(name, batch, compiled)
     start = time.perf_counter()
     step()
@@ -36,7 +39,7 @@ def measure(name: str, compiled: bool, steps: int, batch: int) -> dict:
         step()
     rate = batch * steps / (time.perf_counter() - start)
     mode = "compile" if compiled else "eager"
-    return {"model": name, "mode": mode, "first_step_s": first, "images_per_s": rate}
+    return {"model": name, "mode": mode, "first_step_s": first, "images_per_s": rate, **cpu()}
 
 
 def main() -> None:
@@ -46,11 +49,19 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--seconds", type=float, default=8.0, help="rough timed seconds per process")
     ap.add_argument("--worker", nargs=3, metavar=("MODEL", "MODE", "STEPS"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--isa", help="cap torch at this ISA's code paths (reslab.provenance.limit_isa)"
+    )
     args = ap.parse_args()
     if args.worker:
         name, mode, steps = args.worker
         print(json.dumps(measure(name, mode == "compile", int(steps), args.batch)))
         return
+    if args.isa:
+        from reslab.provenance import limit_isa
+
+        limit_isa(args.isa)
+        print(f"ISA limited to {args.isa} code paths", flush=True)
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, GLIBC_TUNABLES=MALLOC, TORCHINDUCTOR_CACHE_DIR=cache)
 

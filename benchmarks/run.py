@@ -32,6 +32,7 @@ from pathlib import Path
 import int8_case  # benchmarks/: the script's own folder is first on sys.path
 import torch
 
+from reslab.provenance import ISA_LIMITS, limit_isa
 from reslab.provenance import cpu as cpu_info
 
 HERE = Path(__file__).resolve().parent
@@ -390,7 +391,12 @@ def main() -> None:
     ap.add_argument("--out", help="append results as JSON lines to this file")
     ap.add_argument("--device", default="cpu", help="cifar case: train on this device (cuda)")
     ap.add_argument("--compile", action="store_true", help="cifar case: add reslab+compile")
+    ap.add_argument("--isa", choices=sorted(ISA_LIMITS),
+                    help="cap torch, oneDNN and MKL at this ISA's code paths in every row "
+                         "(ONNX Runtime ignores it)")  # fmt: skip
     args = ap.parse_args()
+    if args.isa:
+        limit_isa(args.isa)  # the workers inherit it
     if args.serve:
         serve_inference(json.loads(args.serve[2]), args.serve[1])
         return
@@ -413,6 +419,9 @@ def main() -> None:
     cpu = cpu_info()
     print(f"reslab benchmark, {cpu['cpu']} ({' '.join(cpu['isa'])}), {os.cpu_count()} "
           f"CPUs, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M')}")  # fmt: skip
+    if args.isa:
+        print(f"ISA limited to {args.isa} code paths ({', '.join(ISA_LIMITS[args.isa])}); "
+              "ONNX Runtime rows are not: it picks kernels from the CPU itself")  # fmt: skip
 
     def record(case: str, name: str, params: dict, res: dict) -> dict:
         results.append({"case": case, "variant": name, **params, **res, **cpu})
@@ -436,7 +445,8 @@ def main() -> None:
                 ("reslab --cuda-graphs", "reslab+cudagraph") if args.device == "cuda" else ()
             )
             # bf16 autocast: 1.5-2x reslab fp32 on CPUs with AMX, a loss on those without (docs/benchmarks.md)
-            variants += ("reslab --amp bf16",) if args.device == "cpu" else ()
+            # (an ISA limit keeps oneDNN off AMX: bf16 is then ~10x slower, minutes a row)
+            variants += ("reslab --amp bf16",) if args.device == "cpu" and not args.isa else ()
             rows = [(v, record("cifar", v, p, measure("cifar", v, p, malloc=v != "baseline")))
                     for v in variants]  # fmt: skip
             side_by_side(f"1. CIFAR training end to end, {model}, batch {p['batch']}", rows,

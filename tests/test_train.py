@@ -293,6 +293,30 @@ def test_amp_defaults_and_the_amx_hint(monkeypatch) -> None:
     assert devices.amp_hint("off", cpu) is None and devices.amp_hint(None, gpu) is None
     monkeypatch.setattr(devices, "cpu", lambda: {"isa": ["avx2"]})
     assert devices.amp_hint(None, cpu) is None  # no AMX: bf16 would be slower
+    monkeypatch.setattr(
+        devices, "cpu", lambda: {"isa": ["amx_bf16"], "isa_limit": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}
+    )
+    assert devices.amp_hint(None, cpu) is None  # AMX there, but oneDNN kept off it
+
+
+def test_limit_isa_caps_torch_and_is_recorded() -> None:
+    """`limit_isa("avx2")` (benchmarks' --isa) puts torch on its AVX2 kernels in a child
+    process, and the provenance record says so."""
+    import subprocess
+    import sys
+
+    code = (
+        "from reslab.provenance import limit_isa, provenance; limit_isa('avx2'); import torch; "
+        "print(torch.backends.cpu.get_cpu_capability(), provenance()['isa_limit'])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    capability, limits = proc.stdout.split(" ", 1)
+    assert capability in ("AVX2", "DEFAULT") and "'ATEN_CPU_CAPABILITY': 'avx2'" in limits
+    from reslab.provenance import limit_isa
+
+    with pytest.raises(ValueError, match="unknown ISA limit 'sse9'"):
+        limit_isa("sse9")
 
 
 def test_failed_automatic_compile_falls_back_to_eager(tiny_cifar, tmp_path, monkeypatch) -> None:

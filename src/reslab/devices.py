@@ -59,6 +59,7 @@ def amp_hint(mode: str | None, device: torch.device) -> str | None:
     """A line for a CPU run left in fp32 on a CPU with AMX (Sapphire Rapids and later
     Xeons), where bf16 autocast trained the CIFAR ResNets 1.5-2x faster than fp32
     (docs/benchmarks.md); None elsewhere."""
-    if mode is not None or device.type != "cpu" or "amx_bf16" not in cpu()["isa"]:
-        return None
+    c = cpu()
+    if mode is not None or device.type != "cpu" or "amx_bf16" not in c["isa"] or "isa_limit" in c:
+        return None  # (an ISA limit keeps oneDNN off the AMX units)
     return "amp: off (fp32); this CPU has AMX, where --amp bf16 trains 1.5-2x faster (docs/benchmarks.md, 1b)"

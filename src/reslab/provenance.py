@@ -19,8 +19,24 @@ import torch
 ISA = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
+# The settings that cap the instruction sets torch's own kernels (ATen), its
+# inductor-generated code, oneDNN and MKL use, whatever the CPU has. `limit_isa("avx2")`
+# sets them so that one machine can time the AVX2 code paths an AVX2-only CPU would run.
+# ONNX Runtime has no such setting: it picks its kernels from the CPU itself.
+ISA_LIMITS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                       "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}  # fmt: skip
+
+
+def limit_isa(isa: str) -> None:
+    """Cap this process and its children at `isa`'s code paths (before torch runs a kernel)."""
+    if isa not in ISA_LIMITS:
+        raise ValueError(f"unknown ISA limit {isa!r}; valid: {', '.join(ISA_LIMITS)}")
+    os.environ.update(ISA_LIMITS[isa])
+
+
 def cpu() -> dict[str, Any]:
-    """The CPU's model name, which of ISA it has (from /proc/cpuinfo on Linux) and its cores."""
+    """The CPU's model name, which of ISA it has (from /proc/cpuinfo on Linux) and its cores,
+    and the ISA_LIMITS settings in force, if any."""
     info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -29,8 +45,12 @@ def cpu() -> dict[str, Any]:
     except OSError:
         pass
     flags = set(info.get("flags", "").split())
-    return {"cpu": info.get("model name") or platform.processor() or platform.machine(),
-            "isa": [f for f in ISA if f in flags], "cpus": os.cpu_count()}  # fmt: skip
+    out = {"cpu": info.get("model name") or platform.processor() or platform.machine(),
+           "isa": [f for f in ISA if f in flags], "cpus": os.cpu_count()}  # fmt: skip
+    limits = {k: os.environ[k] for k in ISA_LIMITS["avx2"] if os.environ.get(k)}
+    if limits:
+        out["isa_limit"] = limits
+    return out
 
 
 def commit(where: Path | None = None) -> str:
@@ -88,6 +108,7 @@ def provenance(argv: list[str] | None = None, data_dir: str | None = None) -> di
         "commit": commit(),
         "hardware": f"{c['cpu']}, {c['cpus']} cores" + (f", {gpu}" if gpu else ""),
         "isa": c["isa"],
+        **({"isa_limit": c["isa_limit"]} if "isa_limit" in c else {}),
         "torch": str(torch.__version__),
         "python": platform.python_version(),
         "malloc": os.environ.get("GLIBC_TUNABLES", "default"),
