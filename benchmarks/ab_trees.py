@@ -1,12 +1,16 @@
-"""Two source trees of reslab trained side by side: did a change cost training speed?
+"""Two source trees of reslab, or two settings, trained side by side: did a change cost
+training speed?
 
     git worktree add /tmp/old <commit>
     python benchmarks/ab_trees.py --old /tmp/old/src --new src --model resnet20
+    python benchmarks/ab_trees.py --old src --new src --old-set channels_last=false --isa avx2
 
 Each round trains the model for 90 steps with each tree in turn (a fresh process with
 that tree's `src` first on the path and reslab's malloc tuning), reading images/s of
 steps 31-90 from the run's metrics; the rounds alternate so that drift of a shared
-machine hits both. Prints each round and the medians.
+machine hits both. `--old-set`/`--new-set KEY=VALUE` (a JSON value) override the
+recipe's config on one side; `--isa avx2` caps both at torch's AVX2 code paths
+(reslab.provenance.limit_isa). Prints each round and the medians.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from reslab.training.loop import train
 out = tempfile.mkdtemp() + "/run"
 cfg = make_config("cifar-paper", model=sys.argv[1], data_dir=sys.argv[2], out=out,
                   iterations=90, log_every=30, eval_every=10**6, checkpoint_every=10**6,
-                  progress=False, compile=False)
+                  progress=False, **{"compile": False, **json.loads(sys.argv[3])})
 train(cfg)
 recs = [json.loads(line) for line in open(out + "/metrics.jsonl") if '"train"' in line]
 print(json.dumps([r["images_per_s"] for r in recs]))
@@ -40,13 +44,24 @@ def main() -> None:
     ap.add_argument("--model", default="resnet20")
     ap.add_argument("--data-dir", default="/work/data/cifar10-jpeg")
     ap.add_argument("--rounds", type=int, default=3)
+    for side in ("old", "new"):
+        ap.add_argument(f"--{side}-set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"config override for the {side} side (JSON value)")  # fmt: skip
+    ap.add_argument("--isa", help="cap both sides at this ISA's code paths, e.g. avx2")
     args = ap.parse_args()
+    sets = {side: {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in getattr(args, f"{side}_set"))}
+            for side in ("old", "new")}  # fmt: skip
+    if args.isa:
+        sys.path.insert(0, args.new)
+        from reslab.provenance import limit_isa
+
+        limit_isa(args.isa)
     results: dict[str, list[float]] = {"old": [], "new": []}
     for r in range(args.rounds):
         for name in ("old", "new"):
             env = {**os.environ, "GLIBC_TUNABLES": MALLOC, "PYTHONPATH": getattr(args, name)}
-            proc = subprocess.run([sys.executable, "-c", CODE, args.model, args.data_dir],
-                                  env=env, capture_output=True, text=True)  # fmt: skip
+            proc = subprocess.run([sys.executable, "-c", CODE, args.model, args.data_dir,
+                                   json.dumps(sets[name])], env=env, capture_output=True, text=True)  # fmt: skip
             if proc.returncode:
                 sys.exit(f"{name}: {proc.stderr[-2000:]}")
             ips = json.loads(proc.stdout.strip().splitlines()[-1])
