@@ -66,7 +66,8 @@ def run_case(quick: bool, inference_rounds: Callable, record: Callable) -> None:
     shapes = ((1, 3, 1),) if quick else ((1, 10, 6), (32, 2, 5))
     machine = cpu()
     print(f"\n6. int8 inference at {size} px, {machine['cpu']}, {machine['cpus']} CPUs, "
-          f"ISA: {' '.join(machine['isa'])}")  # fmt: skip
+          f"ISA: {' '.join(machine['isa'])}"
+          + (f", capped by {machine['isa_limit']}" if "isa_limit" in machine else ""))  # fmt: skip
     for model in ("resnet18",) if quick else ("resnet18", "resnet50"):
         res = {}
         for batch, reps, rounds in shapes:
