@@ -37,6 +37,19 @@ print(json.dumps([r["images_per_s"] for r in recs]))
 MALLOC = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
 
 
+def config_override(text: str) -> tuple[str, object]:
+    """KEY=VALUE (VALUE in JSON: false, 0.1, "nchw") as a (key, value) pair."""
+    key, eq, value = text.partition("=")
+    try:
+        if not (key and eq):
+            raise ValueError
+        return key, json.loads(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not KEY=JSON_VALUE (e.g. channels_last=false)"
+        ) from None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--old", required=True, help="the baseline tree's src folder")
@@ -46,16 +59,20 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     for side in ("old", "new"):
         ap.add_argument(f"--{side}-set", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"config override for the {side} side (JSON value)")  # fmt: skip
+                        type=config_override, help=f"config override for the {side} side (JSON value)")  # fmt: skip
     ap.add_argument("--isa", help="cap both sides at this ISA's code paths, e.g. avx2")
     args = ap.parse_args()
-    sets = {side: {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in getattr(args, f"{side}_set"))}
-            for side in ("old", "new")}  # fmt: skip
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, not {args.rounds}")
+    sets = {side: dict(getattr(args, f"{side}_set")) for side in ("old", "new")}
     if args.isa:
         sys.path.insert(0, args.new)
         from reslab.provenance import limit_isa
 
-        limit_isa(args.isa)
+        try:
+            limit_isa(args.isa)
+        except ValueError as e:
+            ap.error(str(e))
     results: dict[str, list[float]] = {"old": [], "new": []}
     for r in range(args.rounds):
         for name in ("old", "new"):

@@ -60,7 +60,10 @@ def main() -> None:
     if args.isa:
         from reslab.provenance import limit_isa
 
-        limit_isa(args.isa)
+        try:
+            limit_isa(args.isa)
+        except ValueError as e:
+            ap.error(str(e))
         print(f"ISA limited to {args.isa} code paths", flush=True)
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, GLIBC_TUNABLES=MALLOC, TORCHINDUCTOR_CACHE_DIR=cache)

@@ -65,3 +65,21 @@ def test_compile_gain_runs_both_modes() -> None:
     assert [r["mode"] for r in rows] == ["eager", "compile"]
     assert all(r["images_per_s"] > 0 for r in rows)
     assert "resnet20: compile / eager = " in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "script, args, message",
+    [
+        ("ab_trees.py", ["--old-set", "channels_last"], "is not KEY=JSON_VALUE"),
+        ("ab_trees.py", ["--new-set", "channels_last=nope"], "is not KEY=JSON_VALUE"),
+        ("ab_trees.py", ["--rounds", "0"], "--rounds must be at least 1"),
+        ("ab_trees.py", ["--isa", "sse9"], "unknown ISA limit 'sse9'"),
+        ("compile_gain.py", ["--isa", "sse9"], "unknown ISA limit 'sse9'"),
+    ],
+)
+def test_benchmark_scripts_refuse_bad_options_in_one_line(script, args, message) -> None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script)]
+    cmd += ["--old", "src", "--new", "src"] if script == "ab_trees.py" else []
+    proc = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert message in proc.stderr.strip().splitlines()[-1]

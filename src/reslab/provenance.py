@@ -47,7 +47,8 @@ def cpu() -> dict[str, Any]:
     flags = set(info.get("flags", "").split())
     out = {"cpu": info.get("model name") or platform.processor() or platform.machine(),
            "isa": [f for f in ISA if f in flags], "cpus": os.cpu_count()}  # fmt: skip
-    limits = {k: os.environ[k] for k in ISA_LIMITS["avx2"] if os.environ.get(k)}
+    names = dict.fromkeys(k for limit in ISA_LIMITS.values() for k in limit)
+    limits = {k: os.environ[k] for k in names if os.environ.get(k)}
     if limits:
         out["isa_limit"] = limits
     return out
