@@ -257,6 +257,7 @@ def test_compile_auto_only_where_measured_faster(monkeypatch) -> None:
     from reslab.training import accelerate as setup
 
     monkeypatch.setattr(setup, "inductor_problem", lambda: None)
+    monkeypatch.setattr(setup, "usable_isa", lambda: {"avx2", "avx512f"})
     cpu = torch.device("cpu")
 
     def decide(device=cpu, family="cifar", layers=20, ddp=False, **kw):
@@ -276,6 +277,9 @@ def test_compile_auto_only_where_measured_faster(monkeypatch) -> None:
         (decide(model_args={"grad_checkpointing": True}), "checkpointing"),
     ]:
         assert off[0] is False and reason in off[1], off
+    monkeypatch.setattr(setup, "usable_isa", lambda: {"avx2"})  # an AVX2-only EPYC
+    assert decide() == (False, "not measured faster on a CPU without AVX-512")
+    monkeypatch.setattr(setup, "usable_isa", lambda: {"avx2", "avx512f"})
     monkeypatch.setattr(setup, "inductor_problem", lambda: "CppCompileError: no compiler")
     with pytest.warns(UserWarning, match="training eagerly"):
         off = decide()
@@ -317,6 +321,20 @@ def test_limit_isa_caps_torch_and_is_recorded() -> None:
 
     with pytest.raises(ValueError, match="unknown ISA limit 'sse9'"):
         limit_isa("sse9")
+
+
+def test_usable_isa_honours_the_cap(monkeypatch) -> None:
+    """Under ONEDNN_MAX_CPU_ISA=AVX2 an AVX-512 VNNI CPU answers as an AVX2-only one would
+    (int8's 7-bit choice and compile's rule read this, not the CPU's flags)."""
+    from reslab import provenance
+
+    flags = ["avx2", "avx512f", "avx512_vnni", "amx_int8"]
+    monkeypatch.setattr(provenance, "cpu", lambda: {"isa": flags})
+    for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"):
+        monkeypatch.delenv(k, raising=False)
+    assert provenance.usable_isa() == set(flags)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert provenance.usable_isa() == {"avx2"}
 
 
 def test_failed_automatic_compile_falls_back_to_eager(tiny_cifar, tmp_path, monkeypatch) -> None:

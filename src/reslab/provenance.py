@@ -34,6 +34,17 @@ def limit_isa(isa: str) -> None:
     os.environ.update(ISA_LIMITS[isa])
 
 
+def usable_isa() -> set[str]:
+    """The ISA extensions torch's kernels may use here: the CPU's, less those above an
+    ISA_LIMITS cap in force (so a capped Xeon answers as an AVX2-only CPU would)."""
+    have = set(cpu()["isa"])
+    capped = [isa for isa, limit in ISA_LIMITS.items()
+              if any(os.environ.get(k, "").lower() == v.lower() for k, v in limit.items())]  # fmt: skip
+    if capped:  # every cap so far is "avx2": nothing above it
+        have &= set(ISA[: ISA.index("avx2") + 1])
+    return have
+
+
 def cpu() -> dict[str, Any]:
     """The CPU's model name, which of ISA it has (from /proc/cpuinfo on Linux) and its cores,
     and the ISA_LIMITS settings in force, if any."""

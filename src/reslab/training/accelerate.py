@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..config import TrainConfig
 from ..errors import one_line
+from ..provenance import usable_isa
 
 
 def check_cuda_graphs(device: torch.device, ddp: bool) -> None:
@@ -35,7 +36,10 @@ def graphed(model: nn.Module, sample: Tensor, amp: bool):
 # it faster: the CIFAR nets up to 110 layers training on a CPU (2-26% a step), in runs
 # long enough to repay the first compile (17-36 s for 20-56 layers, 67-82 s for 110).
 # ResNet-1202 would compile for far longer; fastresnet and ResNet-18 at 128 px ran
-# slower compiled, and GPU results were mixed.
+# slower compiled, and GPU results were mixed. On an AVX2-only CPU (AMD EPYC, 2026-12-03)
+# it gained nothing: ResNet-20 end to end 1.25x the hand-written loop compiled against
+# 1.28x eager, compiled/eager 0.83-1.19x over 4 pairs, for ~800 MiB more and a minute of
+# compiling; so "auto" needs AVX-512 (docs/benchmarks.md, 7b).
 AUTO_COMPILE_MIN_STEPS = 5_000
 AUTO_COMPILE_MAX_LAYERS = 110
 
@@ -53,6 +57,8 @@ def decide_compile(
          f"{cfg.model} is not a CIFAR net of at most {AUTO_COMPILE_MAX_LAYERS} layers"),
         (steps < AUTO_COMPILE_MIN_STEPS,
          f"{steps} steps do not repay the first compile (< {AUTO_COMPILE_MIN_STEPS})"),
+        (device.type == "cpu" and "avx512f" not in usable_isa(),
+         "not measured faster on a CPU without AVX-512"),
         (cfg.deterministic, "deterministic runs stay eager"),
         (ddp or cfg.cuda_graphs or bool(cfg.model_args.get("grad_checkpointing")),
          "not measured with DDP, CUDA graphs or activation checkpointing"),
