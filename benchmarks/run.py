@@ -32,7 +32,7 @@ from pathlib import Path
 import int8_case  # benchmarks/: the script's own folder is first on sys.path
 import torch
 
-from reslab.provenance import ISA_LIMITS, limit_isa
+from reslab.provenance import ISA_LIMITS, limit_isa, usable_isa
 from reslab.provenance import cpu as cpu_info
 
 HERE = Path(__file__).resolve().parent
@@ -444,9 +444,13 @@ def main() -> None:
             variants += (
                 ("reslab --cuda-graphs", "reslab+cudagraph") if args.device == "cuda" else ()
             )
-            # bf16 autocast: 1.5-2x reslab fp32 on CPUs with AMX, a loss on those without (docs/benchmarks.md)
-            # (an ISA limit keeps oneDNN off AMX: bf16 is then ~10x slower, minutes a row)
-            variants += ("reslab --amp bf16",) if args.device == "cpu" and not args.isa else ()
+            # bf16 autocast: 1.5-2x reslab fp32 on CPUs with AMX; on an AVX2-only CPU (or
+            # under --isa) 0.10x, ~10 minutes of rows for nothing (docs/benchmarks.md 7b)
+            if args.device == "cpu" and usable_isa() & {"amx_bf16", "avx512_bf16"}:
+                variants += ("reslab --amp bf16",)
+            elif args.device == "cpu":
+                print("(no bf16 rows: this CPU, as torch may use it, has neither AMX nor "
+                      "AVX-512 bf16, where bf16 trains ~10x slower than fp32)")  # fmt: skip
             rows = [(v, record("cifar", v, p, measure("cifar", v, p, malloc=v != "baseline")))
                     for v in variants]  # fmt: skip
             side_by_side(f"1. CIFAR training end to end, {model}, batch {p['batch']}", rows,
