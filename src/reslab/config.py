@@ -44,7 +44,11 @@ class TrainConfig:
     decoded_cache: bool | None = None  # ImageFolder: train from decoded uint8; None: if it fits
     # --- optimisation ---
     recipe: str = "cifar-paper"
-    batch_size: int = 128  # images per step, all processes together
+    batch_size: int = 128  # images per optimiser step, all processes together
+    # Split each step's batch into this many micro-batches of batch_size / N, their
+    # gradients summed before the one update (timm's --grad-accum-steps): the memory of
+    # batch_size / N, the step of batch_size. Batch norm sees each micro-batch alone.
+    grad_accum_steps: int = 1
     # Peak learning rate. None: lr_base per lr_base_batch images, scaled linearly to
     # batch_size (Goyal et al. 2017; timm's --lr-base): the paper's 0.1 is per 128 images
     # on CIFAR and per 256 on ImageNet. A number given here is used as it is.
@@ -86,6 +90,7 @@ class TrainConfig:
     out: str = "runs/run"
     tensorboard: bool = False
     progress: bool = True
+    ignore_memory_check: bool = False  # train even where the estimate says it cannot fit
 
     def scaled(self, steps: int) -> int:
         return max(1, round(steps * self.scale))
@@ -213,6 +218,13 @@ def check_config(cfg: TrainConfig) -> None:
     for key in ("batch_size", "iterations", "eval_every", "log_every", "checkpoint_every"):
         if getattr(cfg, key) < 1:
             raise ValueError(f"{key} must be >= 1, got {getattr(cfg, key)}")
+    if cfg.grad_accum_steps < 1:
+        raise ValueError(f"grad_accum_steps must be >= 1, got {cfg.grad_accum_steps}")
+    if cfg.batch_size % cfg.grad_accum_steps:
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is not divisible by grad_accum_steps "
+            f"{cfg.grad_accum_steps}: each step is that many equal micro-batches"
+        )
     if not 0 < cfg.scale <= 1000:
         raise ValueError(f"scale must be in (0, 1000], got {cfg.scale}")
     for key in ("lr", "lr_base"):

@@ -42,7 +42,9 @@ GROUPS: dict[str, dict[str, str]] = {
     "optimiser": {
         "recipe": "named preset the other flags override: cifar-paper (section 4.2), "
         "imagenet-paper (3.4), cifar-fast, cifar-speedrun (beyond the paper)",
-        "batch_size": "images per step, all processes together",
+        "batch_size": "images per optimiser step, all processes together",
+        "grad_accum_steps": "split each step into this many micro-batches of "
+        "batch-size/N (less memory, the same step; BN sees each micro-batch)",
         "lr": "peak learning rate, used as given (default: --lr-base scaled to --batch-size)",
         "lr_base": "peak learning rate per --lr-base-batch images (linear scaling rule)",
         "lr_base_batch": "the batch size --lr-base is quoted for (CIFAR 128, ImageNet 256)",
@@ -79,6 +81,8 @@ GROUPS: dict[str, dict[str, str]] = {
         "checkpoint_every": "save checkpoints/last.pt every this many steps",
         "tensorboard": "also write TensorBoard logs (needs the tensorboard package)",
         "progress": "show a progress bar",
+        "ignore_memory_check": "train even where the memory estimate says the run cannot "
+        "fit (docs/memory.md)",
         "deterministic": "bit-exact runs and resumes (CPU)",
     },
     "speed and devices": {
