@@ -174,7 +174,46 @@ def _summary_table(runs: list[Run]) -> list[str]:
     return _table(header, rows)
 
 
+def _at_common_seeds(by_model: dict[str, list[Run]], a: str, b: str, get) -> tuple:
+    """Means of `get` for a and b over the seeds both ran (a 110-layer net may have run
+    one seed where the shallower ones ran two: compare like with like), and the seeds."""
+    seeds = sorted({r.seed for r in by_model[a]} & {r.seed for r in by_model[b]})
+    ma = _mean([get(r) for r in by_model[a] if r.seed in seeds])
+    mb = _mean([get(r) for r in by_model[b] if r.seed in seeds])
+    return ma, mb, seeds
+
+
+def _over(seeds: list[int]) -> str:
+    return f"mean over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
+
+
+def _read_plain_pair(a: str, b: str, ta: float, tb: float, seeds: list[int], n: int) -> str:
+    gap = f"{tb:.1f}% vs {ta:.1f}%, {_over(seeds)}"
+    if tb > ta and _differs(tb, ta, n):
+        return (f"{b} ends with higher training error than {a} ({gap}): the degradation "
+                "problem shows at this budget.")  # fmt: skip
+    if tb > ta:
+        return (f"{b} ends with slightly higher training error than {a} ({gap}), within "
+                "the sampling noise of the last logged batches: no clear degradation.")  # fmt: skip
+    return (f"{b} does not end with higher training error than {a} ({gap}): the "
+            "degradation problem does not show at this budget.")  # fmt: skip
+
+
+def _read_residual_pair(a: str, b: str, va: float, vb: float, seeds: list[int], n: int) -> str:
+    gap = f"final val top-1 {vb:.1f}% vs {va:.1f}% on {n} images, {_over(seeds)}"
+    noise = math.hypot(_noise(va, n), _noise(vb, n))
+    if vb < va and _differs(vb, va, n):
+        return f"Residual nets: deeper is better at this budget ({b} vs {a}: {gap})."
+    if vb < va:
+        return (f"Residual nets: deeper is better at this budget, by less than the sampling "
+                f"noise of one evaluation (±{noise:.1f} points) ({b} vs {a}: {gap}).")  # fmt: skip
+    if _differs(vb, va, n):
+        return f"Residual nets: deeper is not better at this budget ({b} vs {a}: {gap})."
+    return f"Residual nets: {b} is not better than {a}, within sampling noise ({gap})."
+
+
 def _read_degradation(runs: list[Run]) -> list[str]:
+    """Each finding of Figure 6 / Table 6, depth by depth (20 vs 56, 56 vs 110, ...)."""
     by_model: dict[str, list[Run]] = {}
     for r in runs:
         by_model.setdefault(r.model, []).append(r)
@@ -183,61 +222,40 @@ def _read_degradation(runs: list[Run]) -> list[str]:
     batch = int(runs[0].config.get("batch_size", 128))
     train_n = 3 * batch  # the last 3 logged intervals' batches, at least
     val_n = min((r.val_n for r in runs if r.val_n), default=1)
-    tr = {m: _mean([r.final_train for r in by_model[m]]) for m in by_model}
-    va = {m: _mean([r.final_val for r in by_model[m]]) for m in by_model}
+    train, val = (lambda r: r.final_train), (lambda r: r.final_val)
     md = []
-    if len(plain) >= 2 and tr[plain[0]] is not None and tr[plain[-1]] is not None:
-        a, b = plain[0], plain[-1]
-        gap = f"{tr[b]:.1f}% vs {tr[a]:.1f}%"
-        if tr[b] > tr[a] and _differs(tr[b], tr[a], train_n):
-            md.append(f"{b} ends with higher training error than {a} ({gap}): the degradation "
-                      "problem shows at this budget.")  # fmt: skip
-        elif tr[b] > tr[a]:
-            md.append(f"{b} ends with slightly higher training error than {a} ({gap}), within "
-                      f"the sampling noise of the last logged batches: no clear degradation.")  # fmt: skip
-        else:
-            md.append(f"{b} does not end with higher training error than {a} ({gap}): the "
-                      "degradation problem does not show at this budget.")  # fmt: skip
-    if len(res) >= 2 and va[res[0]] is not None and va[res[-1]] is not None:
-        a, b = res[0], res[-1]
-        k = min(len(by_model[a]), len(by_model[b]))
-        over = f" (mean over {k} seeds)" if k > 1 else ""
-        gap = f"final val top-1 {va[b]:.1f}% vs {va[a]:.1f}% on {val_n} images{over}"
-        noise = math.hypot(_noise(va[a], val_n), _noise(va[b], val_n))
-        if va[b] < va[a] and _differs(va[b], va[a], val_n):
-            md.append(f"Residual nets: deeper is better at this budget ({b} vs {a}: {gap}).")
-        elif va[b] < va[a]:
-            md.append(f"Residual nets: deeper is better at this budget, by less than the "
-                      f"sampling noise of one evaluation (±{noise:.1f} points) ({b} vs {a}: "
-                      f"{gap}).")  # fmt: skip
-        elif _differs(va[b], va[a], val_n):
-            md.append(f"Residual nets: deeper is not better at this budget ({b} vs {a}: {gap}).")
-        else:
-            md.append(f"Residual nets: {b} is not better than {a}, within sampling noise ({gap}).")
-        if tr[a] is not None and tr[b] is not None:
-            lower = "lower" if tr[b] < tr[a] else "higher"
-            md.append(f"{b} ends with {lower} training error than {a} ({tr[b]:.1f}% vs "
-                      f"{tr[a]:.1f}%).")  # fmt: skip
+    for a, b in zip(plain, plain[1:]):
+        ta, tb, seeds = _at_common_seeds(by_model, a, b, train)
+        if ta is not None and tb is not None:
+            md.append(_read_plain_pair(a, b, ta, tb, seeds, train_n))
+    for a, b in zip(res, res[1:]):
+        va, vb, seeds = _at_common_seeds(by_model, a, b, val)
+        if va is not None and vb is not None:
+            md.append(_read_residual_pair(a, b, va, vb, seeds, val_n))
+        ta, tb, seeds = _at_common_seeds(by_model, a, b, train)
+        if ta is not None and tb is not None:
+            lower = "lower" if tb < ta else "higher"
+            md.append(f"{b} ends with {lower} training error than {a} ({tb:.1f}% vs "
+                      f"{ta:.1f}%, {_over(seeds)}).")  # fmt: skip
+    chance = 99.0 if runs[0].config.get("dataset") == "cifar100" else 90.0  # else 10 classes
+    for m in plain:  # the paper's plain-110 "fails to train": how near chance it ends
+        t = _mean([r.final_train for r in by_model[m]])
+        if t is not None and depth(m) >= 110:
+            near = "near" if t > chance - 10 else "well below"
+            md.append(f"{m} ends at {t:.1f}% training error, {near} chance ({chance:.0f}%).")
     seeds = sorted({r.seed for r in runs})
     if len(seeds) > 1:  # the orderings seed by seed: is the mean's ordering luck?
-        for kind, models, metric in (
-            ("plain", plain, "final train"),
-            ("residual", res, "final val"),
-        ):
-            if len(models) < 2:
-                continue
-            a, b = models[0], models[-1]
-            per = []
-            for seed in seeds:
-                ra = [r for r in by_model[a] if r.seed == seed]
-                rb = [r for r in by_model[b] if r.seed == seed]
-                if ra and rb:
-                    get = (lambda r: r.final_train) if kind == "plain" else (lambda r: r.final_val)
-                    va_, vb_ = get(ra[0]), get(rb[0])
-                    if va_ is not None and vb_ is not None:
-                        per.append(f"seed {seed}: {vb_:.1f} vs {va_:.1f}")
-            if per:
-                md.append(f"Seed by seed, {b} vs {a} ({metric} error, %): {'; '.join(per)}.")
+        for models, metric, get in ((plain, "final train", train), (res, "final val", val)):
+            for a, b in zip(models, models[1:]):
+                per = []
+                for seed in seeds:
+                    ra = [get(r) for r in by_model[a] if r.seed == seed]
+                    rb = [get(r) for r in by_model[b] if r.seed == seed]
+                    if ra and rb and ra[0] is not None and rb[0] is not None:
+                        per.append(f"seed {seed}: {rb[0]:.1f} vs {ra[0]:.1f}")
+                if len(per) > 1:
+                    md.append(f"Seed by seed, {b} vs {a} ({metric} error, %): {'; '.join(per)}.")
+    tr = {m: _mean([r.final_train for r in by_model[m]]) for m in by_model}
     pairs = [(d, f"plain{d}", f"resnet{d}") for d in sorted({depth(m) for m in by_model})]
     pairs = [(d, p, q) for d, p, q in pairs if tr.get(p) is not None and tr.get(q) is not None]
     if pairs:
