@@ -501,3 +501,83 @@ def test_amp_fp16_with_loss_scaling_trains_and_resumes(tiny_cifar: Path, tmp_pat
     assert make_config("cifar-paper", amp=True).amp == "bf16"  # configs from before fp16
     with pytest.raises(ValueError, match="unknown amp 'fp8'"):
         make_config("cifar-paper", amp="fp8")
+
+
+def without_batch_norm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training builds its networks with every BatchNorm2d replaced by the identity: with
+    batch norm, each micro-batch would be normalised by its own statistics."""
+    create = prepare.create_model
+
+    def create_without_bn(*args, **kwargs):
+        model = create(*args, **kwargs)
+        for module in list(model.modules()):
+            for child, sub in list(module.named_children()):
+                if isinstance(sub, torch.nn.BatchNorm2d):
+                    setattr(module, child, torch.nn.Identity())
+        return model
+
+    monkeypatch.setattr(prepare, "create_model", create_without_bn)
+
+
+def test_accumulation_equals_one_big_batch_without_bn(tiny_cifar, tmp_path, monkeypatch) -> None:
+    """batch 32 in 4 micro-batches of 8 takes the step of batch 32 at once: the same
+    weights (up to float summation order), lr, steps and logged loss and error over
+    the whole step. Checked on a net without batch norm, the one part that differs."""
+    without_batch_norm(monkeypatch)
+    kw = dict(iterations=6, lr=0.01, label_smoothing=0.1, ema_decay=0.5)
+    one = train(tiny_config(tiny_cifar, tmp_path / "one", **kw))
+    four = train(tiny_config(tiny_cifar, tmp_path / "four", grad_accum_steps=4, **kw))
+    assert four.step == one.step == 6
+    for (k, a), b in zip(one.model.state_dict().items(), four.model.state_dict().values()):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4, msg=lambda m, k=k: f"{k}: {m}")
+    a, b = records(tmp_path / "one"), records(tmp_path / "four")
+    assert [(r["kind"], r["step"], r.get("lr")) for r in a] == [
+        (r["kind"], r["step"], r.get("lr")) for r in b
+    ]
+    for ra, rb in zip(a, b):
+        for key in ("loss", "error", "top1_error"):
+            if key in ra:
+                assert rb[key] == pytest.approx(ra[key], rel=1e-4, abs=1e-4), (ra, rb)
+
+
+KILL_AT_CALL = """
+import json, os, signal, sys
+from reslab.config import make_config
+from reslab.training import loop
+calls, at = [0], int(sys.argv[2])
+step = loop.forward_backward
+def counted(*a, **k):
+    calls[0] += 1
+    if calls[0] == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(*a, **k)
+loop.forward_backward = counted
+d = json.load(open(sys.argv[1])); recipe = d.pop("recipe")
+loop.train(make_config(recipe, **d))
+"""
+
+
+def test_kill_mid_accumulation_resumes_exactly(tiny_cifar: Path, tmp_path: Path) -> None:
+    """SIGKILL in the middle of step 8's micro-batches (the 30th of 4 a step): the run
+    resumes from step 6, its last checkpoint (taken at step boundaries only), and ends
+    bit-identical to an uninterrupted run, log included."""
+    kw = dict(iterations=10, checkpoint_every=3, grad_accum_steps=4)
+    cfg = tiny_config(tiny_cifar, tmp_path / "killed", **kw)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
+    argv = [sys.executable, "-c", KILL_AT_CALL, str(tmp_path / "cfg.json"), "30"]
+    proc = subprocess.run(argv, env=os.environ.copy(), timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    assert _step(tmp_path / "killed" / "checkpoints" / "last.pt") == 6
+    resumed = train(resume=tmp_path / "killed")
+    clean = train(tiny_config(tiny_cifar, tmp_path / "clean", **kw))
+    for (k, a), b in zip(clean.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert records(tmp_path / "clean") == records(tmp_path / "killed")
+
+
+def test_accumulation_refuses_an_uneven_split(tiny_cifar: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="batch_size 32 is not divisible by grad_accum_steps 3"):
+        tiny_config(tiny_cifar, tmp_path / "r", grad_accum_steps=3)
+    with pytest.raises(ValueError, match="grad_accum_steps must be >= 1, got 0"):
+        tiny_config(tiny_cifar, tmp_path / "r", grad_accum_steps=0)
+    assert not (tmp_path / "r").exists()

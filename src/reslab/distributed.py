@@ -6,7 +6,9 @@ WORLD_SIZE and LOCAL_RANK, which is all this module reads. Gloo on CPU, NCCL on 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -111,6 +113,18 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
+@contextlib.contextmanager
+def no_sync(model: nn.Module, skip: bool) -> Iterator[None]:
+    """Inside, DDP's backward leaves the gradients unreduced where `skip` (the non-final
+    micro-batches of an accumulated step: one all-reduce per step, not per micro-batch).
+    Anything but a DDP module is left as it is."""
+    if skip and isinstance(model, nn.parallel.DistributedDataParallel):
+        with model.no_sync():
+            yield
+    else:
+        yield
+
+
 def all_reduce_mean(values: Tensor, info: DistInfo) -> Tensor:
     if info.enabled:
         values = values.clone()
@@ -126,5 +140,6 @@ __all__ = [
     "cleanup",
     "convert_sync_batchnorm",
     "from_env",
+    "no_sync",
     "setup",
 ]

@@ -35,6 +35,7 @@ from ..storage import checkpoint as ckpt_io
 from ..storage.files import write_json
 from ..storage.runlock import claim_run_dir
 from .checkpointing import save
+from .memory import check_memory
 from .prepare import Run, prepare_run
 from .recipes import learning_rate, observe_train_error, observe_val_error
 from .runstate import StopFlag, peak_rss_mb
@@ -80,6 +81,7 @@ def train(
             state, state_path = ckpt_io.load_resumable(resume)
             cfg = make_config(**{**state["config"], **overrides})
             cfg.out = str(resume)
+            check_run(cfg)
             run = prepare_run(cfg, state, state_path)
             return fit(run, stop_after, on_step)
     if isinstance(config, dict):
@@ -87,7 +89,7 @@ def train(
     cfg = config or make_config()
     if overrides:
         cfg = make_config(**{**cfg.to_dict(), **overrides})
-    check_model(cfg)
+    check_run(cfg)
     with claim_run_dir(cfg.out, resume=False, overwrite=overwrite, main=main):
         return fit(prepare_run(cfg, None, None), stop_after, on_step)
 
@@ -99,36 +101,70 @@ def check_model(cfg: TrainConfig) -> None:
         build(cfg.model, shortcut=cfg.shortcut, **cfg.model_args)
 
 
+def check_run(cfg: TrainConfig) -> None:
+    """What can be refused before any data is read: the model, the split of each step
+    over processes and micro-batches, and whether the run fits in memory."""
+    check_model(cfg)
+    world = distributed.from_env().world_size
+    if cfg.batch_size % (world * cfg.grad_accum_steps):
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is not divisible by {world} processes x "
+            f"grad_accum_steps {cfg.grad_accum_steps}: each process takes an equal share "
+            "of a step, in equal micro-batches"
+        )
+    check_memory(cfg, world)
+
+
 def train_step(run: Run, x: Tensor, y: Tensor, lr: float) -> tuple[Tensor, Tensor]:
-    """One step of SGD on a batch: forward, loss, backward, update. (B, K) logits, loss."""
+    """One SGD step on a batch: forward and backward over its micro-batches, one update.
+    Returns the batch's (B, K) logits and its mean loss."""
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     try:
-        logits, loss = forward_backward(run, run.train_model, x, y)
+        logits, loss = accumulate(run, run.train_model, x, y)
     except Exception as e:
         if not run.may_fall_back:
             raise
         warnings.warn(f"torch.compile failed on the first step ({one_line(e)}); training "
                       "eagerly", stacklevel=2)  # fmt: skip
         run.train_model = run.eager_model
-        logits, loss = forward_backward(run, run.train_model, x, y)
+        logits, loss = accumulate(run, run.train_model, x, y)
     run.may_fall_back = False
     run.scaler.step(run.optimizer)  # optimizer.step(), skipped if fp16 gradients overflowed
     run.scaler.update()
     if run.ema is not None:
-        run.ema.update()
+        run.ema.update()  # once per optimiser step, not per micro-batch
     return logits, loss
 
 
-def forward_backward(run: Run, net: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+def accumulate(run: Run, net: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradients of the batch's mean loss, summed over cfg.grad_accum_steps equal
+    micro-batches (each loss divided by their number). Under DDP only the last
+    micro-batch's backward all-reduces."""
+    run.optimizer.zero_grad(set_to_none=True)
+    n = run.cfg.grad_accum_steps
+    logits, losses = [], []
+    for i, (xi, yi) in enumerate(zip(x.chunk(n), y.chunk(n))):
+        with distributed.no_sync(run.eager_model, skip=i < n - 1):
+            out, loss = forward_backward(run, net, xi, yi, 1 / n)
+        logits.append(out.detach())
+        losses.append(loss.detach())
+    if n == 1:
+        return logits[0], losses[0]
+    return torch.cat(logits), torch.stack(losses).mean()
+
+
+def forward_backward(
+    run: Run, net: nn.Module, x: Tensor, y: Tensor, weight: float = 1.0
+) -> tuple[Tensor, Tensor]:
+    """Forward, loss, and backward of `weight` x loss into the gradients."""
     # (autocast's weight-cast cache cannot live across CUDA graph replays)
     with torch.autocast(run.device.type, run.amp_dtype or torch.bfloat16,
                         enabled=run.amp_dtype is not None,
                         cache_enabled=not run.cfg.cuda_graphs):  # fmt: skip
-        logits = net(x)  # (B, K)
+        logits = net(x)  # (b, K)
         loss = F.cross_entropy(logits, y, label_smoothing=run.cfg.label_smoothing)
-    run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(loss).backward()
+    run.scaler.scale(loss * weight if weight != 1.0 else loss).backward()
     return logits, loss
 
 

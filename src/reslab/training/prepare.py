@@ -163,7 +163,8 @@ def accelerate(run: Run, family: str, layers: int, first_images: Any) -> None:
             raise ValueError(
                 "cuda_graphs needs --amp bf16 or off on this GPU (fp16 is its default)"
             )
-        run.train_model = graphed(run.model, first_images(), run.amp_dtype is not None)
+        sample = first_images().chunk(cfg.grad_accum_steps)[0]  # a micro-batch's shape
+        run.train_model = graphed(run.model, sample, run.amp_dtype is not None)
 
 
 # TrainConfig fields that build_data takes under the same name.

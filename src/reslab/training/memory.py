@@ -1,0 +1,211 @@
+"""Will a training run fit in memory? Its peak, estimated before any data is read.
+
+A run killed by the kernel's OOM killer prints `Killed` and nothing else, after its data
+has been read; this says so before, in one line, with a batch that fits. The estimate
+is a sum of parts, in bytes, for one training process on a CPU (docs/memory.md):
+
+    peak = BASE                                  interpreter, torch, the run's bookkeeping
+         + DATA                                  CIFAR: the decoded dataset, held in memory
+         + 4 P x (3 + ema)                       weights, gradients, momentum (and an average)
+         + max(ACT x b x A x e, EVAL)            the micro-batch's activations, or evaluation
+         + IN x B x 3 S^2 x 4                    the step's input batch and its augmentation
+         + workers x (WORKER + 4 x B x 3 S^2 x 4)   JPEG decoding processes, 4 batches each
+
+P parameters; S the image size; B the images each process takes a step and b = B /
+grad_accum_steps a micro-batch; A the elements per image of every leaf module's output
+(conv, BN, ReLU...), counted by a forward on the meta device (no memory, no time); with
+activation checkpointing A is the blocks' inputs plus the largest block's outputs; e 4
+bytes (2 under bf16/fp16 autocast). EVAL is an evaluation batch's three widest
+outputs. BASE, ACT and IN were fitted to peaks measured by
+benchmarks/memory_calibration.py (within 25% of each, docs/memory.md).
+
+The memory a run may use is MemAvailable (/proc/meminfo, plus what this process holds
+already) or the cgroup's limit (v2 memory.max, v1 memory.limit_in_bytes) where that is
+lower; $RESLAB_MEMORY_LIMIT (bytes, or 512M, 8G...) replaces both. Only CPU runs are
+checked: on a GPU the activations live in its own memory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+from ..models import build
+
+GIB = 2**30
+MIB = 2**20
+BASE = 450 * MIB  # calibrated: python + torch + the run's objects, before any batch
+ACT = 1.0  # calibrated: bytes held per byte of leaf outputs (saved tensors, gradients)
+IN = 3.0  # the input batch: its float copy, the augmented copy, the loader's uint8
+WORKER = 250 * MIB  # a DataLoader worker's own memory (Pillow, its copy of the index)
+PREFETCH = 4  # batches each worker prepares ahead (data/loaders.py: prefetch_factor)
+CIFAR_IMAGES = 60_000  # CIFAR-10/100 train + test, held decoded in memory
+LIMIT_ENV = "RESLAB_MEMORY_LIMIT"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a model costs per image at one image size, from one meta-device forward."""
+
+    params: int  # P
+    stored: int  # A: activation elements kept for backward, per image
+    widest: int  # the largest leaf output per image (evaluation's working set)
+
+
+def model_shape(cfg: TrainConfig, image_size: int) -> Shape:
+    """P, A and the widest output of cfg's model at `image_size`, on the meta device."""
+    with torch.device("meta"):
+        model = build(cfg.model, shortcut=cfg.shortcut, **cfg.model_args)
+        outs: dict[nn.Module, int] = {}
+        ins: dict[nn.Module, int] = {}
+        hooks = [
+            m.register_forward_hook(lambda m, i, o: outs.__setitem__(m, o.numel()))
+            for m in model.modules()
+            if not list(m.children())
+        ]
+        blocks = [b for s in getattr(model, "stages", list)() for b in s]
+        hooks += [b.register_forward_pre_hook(lambda m, i: ins.__setitem__(m, i[0].numel()))
+                  for b in blocks]  # fmt: skip
+        with torch.no_grad():  # a plain forward: checkpointed blocks run as usual
+            model.train()(torch.empty(1, 3, image_size, image_size))
+        for h in hooks:
+            h.remove()
+    stored = sum(outs.values())
+    if getattr(model, "grad_checkpointing", False) and blocks:
+        # each block keeps its input; backward recomputes one block's outputs at a time
+        inner = [sum(outs.get(m, 0) for m in b.modules()) for b in blocks]
+        stored += sum(ins.values()) - sum(inner) + max(inner)
+    params = sum(p.numel() for p in model.parameters())
+    return Shape(params, stored, max(outs.values()))
+
+
+def image_size_of(cfg: TrainConfig) -> int:
+    return cfg.image_size or (
+        224 if cfg.dataset in ("imagefolder", "imagenet", "imagenette") else 32
+    )
+
+
+def estimate(cfg: TrainConfig, shape: Shape, batch: int, accum: int, world_size: int = 1) -> int:
+    """Peak bytes of one process training at `batch` (all processes) in `accum` micro-batches."""
+    s = image_size_of(cfg)
+    per = batch // world_size  # B
+    element = 2 if cfg.amp in ("bf16", "fp16") else 4
+    image = 3 * s * s * 4  # one float input image, bytes
+    data = CIFAR_IMAGES * 3 * s * s if cfg.dataset.startswith("cifar") else 0
+    state = 4 * shape.params * (3 + (cfg.ema_decay > 0))
+    act = ACT * (per // accum) * shape.stored * element
+    evaluation = cfg.eval_batch_size * (3 * shape.widest * 4 + image)
+    workers = 0 if cfg.dataset.startswith("cifar") else cfg.workers
+    loader = workers * (WORKER + PREFETCH * per * image)
+    return int(BASE + data + state + max(act, evaluation) + IN * per * image + loader)
+
+
+def available() -> tuple[int, str]:
+    """(bytes this run may use, where that figure comes from)."""
+    given = os.environ.get(LIMIT_ENV)
+    if given:
+        return parse_bytes(given), f"${LIMIT_ENV}"
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.exists():  # not Linux: nothing to compare with
+        return 2**62, "no /proc/meminfo"
+    kb = dict(re.findall(r"^(\w+):\s+(\d+)", meminfo.read_text(), re.M))
+    own = _own_rss()
+    best, where = int(kb["MemAvailable"]) * 1024 + own, "MemAvailable"
+    for limit in _cgroup_limits():
+        if limit < best:
+            best, where = limit, "the cgroup's memory limit"
+    return best, where
+
+
+def parse_bytes(text: str) -> int:
+    """'12884901888', '12G', '512M', '1.5T' (powers of 1024) -> bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, re.I)
+    if not m or float(m[1]) <= 0:
+        raise ValueError(f"${LIMIT_ENV}={text!r} is not a size: give bytes, or e.g. 512M, 8G")
+    return int(float(m[1]) * 1024 ** " KMGT".index(m[2].upper() or " "))
+
+
+def _own_rss() -> int:
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"^VmRSS:\s+(\d+)", status, re.M)[1]) * 1024  # type: ignore[index]
+    except (OSError, TypeError):
+        return 0
+
+
+def _cgroup_limits() -> list[int]:
+    """Memory limits of this process's cgroup (v2 and v1), where a container sets them."""
+    root = Path("/sys/fs/cgroup")
+    found = []
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            candidates = [root / "memory.max", root / path.lstrip("/") / "memory.max"]
+        elif "memory" in controllers.split(","):
+            base = root / "memory"
+            candidates = [base / "memory.limit_in_bytes",
+                          base / path.lstrip("/") / "memory.limit_in_bytes"]  # fmt: skip
+        else:
+            continue
+        for f in candidates:
+            try:
+                text = f.read_text().strip()
+            except OSError:
+                continue
+            if text.isdigit() and int(text) < 2**60:  # "max" / v1's 2^63: no limit
+                found.append(int(text))
+    return found
+
+
+def check_memory(cfg: TrainConfig, world_size: int = 1) -> None:
+    """Refuse, in one line, a CPU run whose estimated peak exceeds the memory available:
+    with the largest batch that fits and the accumulation that keeps the asked batch."""
+    if cfg.ignore_memory_check or not _on_cpu(cfg.device):
+        return
+    limit, where = available()
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))  # processes on this machine
+    shape = model_shape(cfg, image_size_of(cfg))
+    need = local * estimate(cfg, shape, cfg.batch_size, cfg.grad_accum_steps, world_size)
+    if need <= limit:
+        return
+    fits = lambda b, n: local * estimate(cfg, shape, b, n, world_size) <= limit  # noqa: E731
+    per = cfg.batch_size // world_size
+    largest = max((b for b in range(world_size, cfg.batch_size, world_size) if fits(b, 1)),
+                  default=None)  # fmt: skip
+    accum = next((n for n in range(cfg.grad_accum_steps + 1, per + 1)
+                  if per % n == 0 and fits(cfg.batch_size, n)), None)  # fmt: skip
+    what = (f"{cfg.model} at batch {cfg.batch_size} in {cfg.grad_accum_steps} micro-batch(es), "
+            f"{image_size_of(cfg)} px")  # fmt: skip
+    advice = []
+    if largest is not None:
+        advice.append(f"the largest batch that fits is {largest}")
+    if accum is not None:
+        advice.append(f"to keep batch {cfg.batch_size} use --batch-size {cfg.batch_size} "
+                      f"--grad-accum-steps {accum} (micro-batches of {cfg.batch_size // accum})")  # fmt: skip
+    if not advice:
+        advice.append("not even micro-batches of one image fit")
+    raise ValueError(
+        f"{what} needs about {need / GIB:.1f} GiB of memory and {where} gives "
+        f"{limit / GIB:.1f} GiB: {'; '.join(advice)}; --ignore-memory-check trains anyway"
+    )
+
+
+def _on_cpu(device: str) -> bool:
+    if device == "auto":
+        return not torch.cuda.is_available() and not (
+            getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+        )
+    return device == "cpu"
+
+
+__all__ = ["Shape", "available", "check_memory", "estimate", "model_shape", "parse_bytes"]
