@@ -71,3 +71,46 @@ def test_resume_with_another_process_count(setting: tuple[Path, dict]) -> None:
         torchrun(1, ["train", *ARGS, *data, "--out", str(ref)], env)
     for k, v in weights(ref).items():
         torch.testing.assert_close(weights(run)[k], v, **TOL, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_accumulation_two_processes_equal_one(setting: tuple[Path, dict]) -> None:
+    """2 processes x 2 micro-batches of 8 take the step of 1 process x 4 micro-batches of 8:
+    batch norm sees the same groups of 8 images (without --sync-bn), the gradients are
+    averaged once per step. Parameters agree; BN's running statistics do not (DDP
+    broadcasts rank 0's at every forward) and are left out."""
+    root, env = setting
+    args = [a for a in ARGS if a != "--sync-bn"] + ["--data-dir", str(root / "data")]
+    torchrun(1, ["train", *args, "--grad-accum-steps", "4", "--out", str(root / "acc1")], env)
+    torchrun(2, ["train", *args, "--grad-accum-steps", "2", "--out", str(root / "acc2")], env)
+    one, two = weights(root / "acc1"), weights(root / "acc2")
+    for k in one:
+        if "running_" not in k and "num_batches" not in k:
+            torch.testing.assert_close(two[k], one[k], **TOL, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_no_sync_skips_the_all_reduce(tmp_path: Path) -> None:
+    """distributed.no_sync(model, skip=True) leaves DDP's gradients unreduced: one
+    all-reduce per accumulated step, in the last micro-batch's backward."""
+    import torch.distributed as dist
+
+    from reslab import distributed
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)  # fmt: skip
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 2))
+        calls = []
+
+        def hook(state, bucket):
+            calls.append(1)
+            fut = torch.futures.Future()
+            fut.set_result(bucket.buffer())
+            return fut
+
+        ddp.register_comm_hook(None, hook)
+        for i in range(3):
+            with distributed.no_sync(ddp, skip=i < 2):
+                ddp(torch.randn(3, 4)).sum().backward()
+        assert len(calls) == 1
+    finally:
+        dist.destroy_process_group()
