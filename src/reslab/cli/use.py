@@ -33,15 +33,18 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..inference import export
+    from ..inference import export, read_export_metadata
     from ..storage.files import refuse_existing
 
     refuse_existing(args.out, args.overwrite)
     out = export(args.model, args.format, args.out, arch=args.arch, opset=args.opset,
-                 int8=args.int8, calibration=args.calibration, dataset=args.dataset)  # fmt: skip
+                 int8=args.int8, calibration=args.calibration, dataset=args.dataset,
+                 reduce_range=args.reduce_range)  # fmt: skip
     check = ("the fp32 network on calibration images" if args.int8
              else "PyTorch on a batch of 2")  # fmt: skip
     print(f"wrote {out} (checked against {check})")
+    if args.int8:
+        print(f"int8 for {read_export_metadata(out)['int8_runs_on']}")
     return 0
 
 
@@ -73,6 +76,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                    "on training images (pt2 needs reslab[int8]; onnx: ONNX Runtime's)")  # fmt: skip
     p.add_argument("--calibration", metavar="DIR", help="dataset folder whose training split "
                    "calibrates --int8 (default: the run's own data)")  # fmt: skip
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
+                   help="--int8 with 7-bit activations (pt2) or weights (onnx), which CPUs "
+                   "without VNNI need (default: chosen by this CPU)")  # fmt: skip
     p.add_argument("--dataset", help="the kind of --calibration data (cifar10, cifar100, "
                    "imagefolder) when the model does not record it")  # fmt: skip
     p.set_defaults(func=_export)

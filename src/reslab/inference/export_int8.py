@@ -7,12 +7,19 @@
 - "onnx": an ONNX QDQ file by ONNX Runtime's own static quantizer (quantize_static,
   int8 weights per channel, uint8 activations, min/max calibration) from the fp32 ONNX
   export and the same calibration images: for deployments that run ONNX Runtime.
+
+With reduce_range (chosen where the exporting CPU lacks VNNI, see int8.has_vnni), one
+operand of each u8 x s8 product gets 7 bits, so that vpmaddubsw's int16 pair sums cannot
+saturate on a CPU without VNNI: the activations in pt2 (the x86 inductor quantizer's
+reduce_range), the weights in ONNX (ONNX Runtime's reduce_range, its documented cure).
+The metadata records which, since a file made on one CPU may run on another.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,12 +28,29 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .int8 import Int8Network, load_torchao
+from .int8 import Int8Network, has_vnni, load_torchao
 
 # The largest relative error ||int8 - fp32|| / ||fp32|| of the logits an int8 file may
 # have on calibration images before export refuses it. Measured: 0.01-0.02 for random
 # ResNet-18/50 weights, ~0.05 for the shipped CIFAR nets; a broken file is near 1.
 INT8_MAX_RELATIVE_ERROR = 0.15
+
+
+def int8_metadata(fmt: str, reduce_range: bool) -> dict[str, Any]:
+    """The integer ranges an int8 file of `fmt` holds, for its metadata: which operand
+    reduce_range narrowed to 7 bits, and so on which CPUs its int8 kernels stay exact."""
+    activations, weights = [0, 255], [-128, 127] if fmt == "pt2" else [-127, 127]
+    if reduce_range and fmt == "pt2":
+        activations = [0, 127]
+    elif reduce_range:
+        weights = [-64, 64]
+    return {
+        "int8_reduce_range": reduce_range,
+        "int8_ranges": {"activations_uint8": activations, "weights_int8": weights},
+        "int8_runs_on": "any CPU"
+        if reduce_range
+        else "CPUs with VNNI or AMX-INT8 (on AVX2-only ones its int16 pair sums can saturate)",
+    }
 
 
 def write_pt2(model: nn.Module, example: Tensor, path: Path, meta: str) -> None:
@@ -52,15 +76,25 @@ def read_pt2_metadata(path: str | Path) -> dict[str, Any]:
 def load_pt2(path: str | Path) -> nn.Module:
     """A .pt2 written by `export(..., fmt="pt2")`, ready to call: an int8 program is
     compiled into int8 kernels at its first call (needs torchao); fp32 runs as exported."""
-    int8 = bool(read_pt2_metadata(path).get("int8"))
-    if int8:
-        load_torchao()  # registers the quantize/dequantize ops the program is written in
-    module = torch.export.load(str(path)).module()
-    return Int8Network(module) if int8 else module
+    meta = read_pt2_metadata(path)
+    if not meta.get("int8"):
+        return torch.export.load(str(path)).module()
+    reduce_range = meta.get("int8_reduce_range")  # None: written before it was recorded
+    if not reduce_range and not has_vnni():
+        warnings.warn(
+            f"{path}: int8 with 8-bit activations, made for CPUs with VNNI; this one has none, "
+            "so its int8 sums can saturate (re-export it here, or with reduce_range=True)",
+            stacklevel=2,
+        )
+    load_torchao()  # registers the quantize/dequantize ops the program is written in
+    return Int8Network(torch.export.load(str(path)).module(), reduce_range)
 
 
-def write_onnx_int8(fp32_onnx: Path, images: Tensor, path: Path, meta: str) -> None:
-    """ONNX Runtime's static QDQ quantization of an fp32 ONNX file, calibrated on `images`."""
+def write_onnx_int8(
+    fp32_onnx: Path, images: Tensor, path: Path, meta: str, reduce_range: bool = False
+) -> None:
+    """ONNX Runtime's static QDQ quantization of an fp32 ONNX file, calibrated on `images`
+    (reduce_range: 7-bit weights, as ONNX Runtime recommends for CPUs without VNNI)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -85,6 +119,7 @@ def write_onnx_int8(fp32_onnx: Path, images: Tensor, path: Path, meta: str) -> N
         quantize_static(
             str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            reduce_range=reduce_range,
         )  # fmt: skip
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()

@@ -18,12 +18,19 @@ from torch import Tensor, nn
 
 from ..errors import ReslabError
 from ..storage.files import check_target
-from .export_int8 import check_int8, read_pt2_metadata, write_onnx_int8, write_pt2
+from .export_int8 import (
+    check_int8,
+    int8_metadata,
+    read_pt2_metadata,
+    write_onnx_int8,
+    write_pt2,
+)
 from .int8 import (
     calibration_batches,
     load_torchao,
     quantize_graph,
     require_torchao,
+    resolve_reduce_range,
     take_images,
 )
 from .load import Loaded, load_model
@@ -45,6 +52,7 @@ def export(
     int8: bool = False,
     calibration: str | Path | Iterable[Any] | None = None,
     dataset: str | None = None,
+    reduce_range: bool | None = None,
 ) -> Path:
     """Write a batch-norm-folded ONNX, TorchScript or torch.export (.pt2) file with a
     dynamic batch axis, its class names and preprocessing in the file's metadata, then run
@@ -55,13 +63,18 @@ def export(
     names its kind when the model does not) or preprocessed image batches. fmt "pt2" is
     the PT2E program `reslab.quantize` runs (load it with `load_pt2`; needs torchao),
     "onnx" ONNX Runtime's QDQ quantization of the fp32 export. It is checked on
-    calibration images against the fp32 network (export_int8.INT8_MAX_RELATIVE_ERROR)."""
+    calibration images against the fp32 network (export_int8.INT8_MAX_RELATIVE_ERROR).
+    reduce_range: 7-bit activations (pt2) or weights (onnx), which CPUs without VNNI need
+    to stay accurate; None (auto) decides by this CPU, True/False for another one."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if int8 and fmt == "torchscript":
         raise ValueError("int8 export writes format pt2 or onnx, not torchscript")
     if fmt == "onnx" and not OPSETS[0] <= opset <= OPSETS[1]:
         raise ValueError(f"--opset {opset} is not supported; choose {OPSETS[0]}..{OPSETS[1]}")
+    if reduce_range is not None and not int8:
+        raise ValueError("reduce_range applies to int8 export only (int8=True, --int8)")
+    reduce_range = resolve_reduce_range(reduce_range) if int8 else None
     if int8 and fmt == "pt2":
         require_torchao()
     if int8 and fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
@@ -81,6 +94,7 @@ def export(
         "input": f"float32 (batch, 3, {s}, {s}), RGB, normalised as in 'normalization'",
         "output": "logits (batch, num_classes)",
         "int8": int8,
+        **(int8_metadata(fmt, reduce_range) if int8 else {}),
     })  # fmt: skip
     images = _calibration_images(loaded, calibration, dataset) if int8 else None
     try:
@@ -89,7 +103,7 @@ def export(
         raise ValueError(f"cannot create {out.parent}: {e.strerror or e}") from None
     tmp = out.with_name(f".tmp-{out.name}")  # keeps the suffix: torch.export.save wants .pt2
     try:
-        _write(fmt, folded, images, tmp, meta, opset, s)
+        _write(fmt, folded, images, tmp, meta, opset, s, bool(reduce_range))
         # int8 is judged on real images: on noise its error says little.
         x = (
             images[:8]
@@ -131,21 +145,21 @@ def _calibration_images(loaded: Loaded, calibration: Any, dataset: str | None) -
 
 
 def _write(fmt: str, folded: nn.Module, images: Tensor | None, path: Path, meta: str,
-           opset: int, size: int) -> None:  # fmt: skip
+           opset: int, size: int, reduce_range: bool) -> None:  # fmt: skip
     """One file of `fmt`: fp32 from the folded net, int8 when calibration images are given."""
     if fmt == "torchscript":
         _export_torchscript(folded, size, path, meta, opset)
     elif fmt == "pt2" and images is None:
         write_pt2(folded, torch.randn(2, 3, size, size), path, meta)
     elif fmt == "pt2":
-        write_pt2(quantize_graph(folded, [images]), images, path, meta)
+        write_pt2(quantize_graph(folded, [images], reduce_range=reduce_range), images, path, meta)
     elif images is None:
         _export_onnx(folded, size, path, meta, opset)
     else:
         fp32 = path.with_name(path.name + ".fp32")
         try:
             _export_onnx(folded, size, fp32, meta, opset)
-            write_onnx_int8(fp32, images, path, meta)
+            write_onnx_int8(fp32, images, path, meta, reduce_range)
         finally:
             fp32.unlink(missing_ok=True)
 

@@ -8,6 +8,11 @@ compiled by inductor with freezing, whose torchao patterns turn each
 dequantize-conv(-add)(-ReLU)-quantize into one oneDNN int8 convolution (VNNI or AMX
 where the CPU has them). torch 2.13 no longer ships the PT2E quantizer itself
 (torch.ao.quantization.quantize_pt2e is gone): it lives in torchao, an optional extra.
+
+Without VNNI or AMX, the u8 x s8 dot product goes through vpmaddubsw, which adds pairs
+of products into a saturating int16: 255 * 127 * 2 overflows it, and agreement with fp32
+fell to ~93% on AVX2-only CPUs. There activations are quantized to 7 bits (0..127,
+`reduce_range`), whose pairs fit: `resolve_reduce_range` chooses, `has_vnni` detects.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import copy
 import importlib.util
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,12 +30,38 @@ import torch
 import torch._inductor.config as inductor_config
 from torch import Tensor, nn
 
+from .. import provenance
 from ..data import build_data
 from ..errors import ReslabError, one_line
 from .optimize import fold_batchnorm
 
 INSTALL = 'int8 needs torchao: pip install "reslab[int8]" (or pip install torchao)'
 CALIBRATION_IMAGES = 512  # ResNet-20, 320 val images: 98.8% agreement from 64, 99.4% from 512
+
+
+# oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA) that leave its int8 kernels without VNNI.
+NO_VNNI_CAPS = ("SSE41", "AVX", "AVX2", "AVX512_CORE")
+
+
+def has_vnni() -> bool:
+    """Whether oneDNN's int8 kernels here add u8 x s8 products without saturating: the CPU
+    has AVX512-VNNI, AVX-VNNI or AMX-INT8 and ONEDNN_MAX_CPU_ISA does not cap them off."""
+    flags = provenance.usable_isa()  # honours limit_isa's caps
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if cap in NO_VNNI_CAPS:
+        return False
+    if cap.startswith("AVX2_VNNI"):  # the AVX2 kernels with VNNI: avx512_vnni does not count
+        return "avx_vnni" in flags
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def resolve_reduce_range(reduce_range: bool | None) -> bool:
+    """7-bit activations? None (auto): yes where this CPU (under any ISA cap) lacks VNNI."""
+    if reduce_range is None:
+        return not has_vnni()
+    if not isinstance(reduce_range, bool):
+        raise ValueError(f"reduce_range must be True, False or None (auto), not {reduce_range!r}")
+    return reduce_range
 
 
 def require_torchao() -> None:
@@ -84,7 +116,13 @@ def take_images(batches: Iterable[Any], count: int = CALIBRATION_IMAGES) -> Tens
             break
     if not got:
         raise ValueError("no calibration images: give a few hundred training images")
-    return torch.cat(got).contiguous()
+    images = torch.cat(got).contiguous()
+    if not bool(images.isfinite().all()):  # else a torch.histc error deep in an observer
+        bad = int((~images.isfinite()).flatten(1).any(1).sum())
+        raise ValueError(
+            f"calibration images must be finite: {bad} of {len(images)} hold NaN or inf"
+        )
+    return images
 
 
 def capture(model: nn.Module, example: Tensor) -> torch.fx.GraphModule:
@@ -100,16 +138,21 @@ def capture(model: nn.Module, example: Tensor) -> torch.fx.GraphModule:
 
 
 def quantize_graph(
-    model: nn.Module, calibration: Iterable[Any], count: int = CALIBRATION_IMAGES
+    model: nn.Module,
+    calibration: Iterable[Any],
+    count: int = CALIBRATION_IMAGES,
+    *,
+    reduce_range: bool = False,
 ) -> torch.fx.GraphModule:
     """The int8 program of `model`: BN folded, observed on `count` calibration images,
     converted to quantize/dequantize pairs (runs anywhere, slowly, in fp32 arithmetic;
-    `Int8Network` compiles it into int8 kernels)."""
+    `Int8Network` compiles it into int8 kernels). reduce_range: activations 0..127."""
     prepare_pt2e, convert_pt2e, xiq = load_torchao()
     images = take_images(calibration, count)
     folded = fold_batchnorm(_copy_eval(model)).requires_grad_(False)
     quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+    config = xiq.get_default_x86_inductor_quantization_config(reduce_range=reduce_range)
+    quantizer.set_global(config)
     with torch.no_grad():
         try:  # images the network cannot take: one line here, not a trace deep in export
             folded(images[:1])
@@ -147,9 +190,10 @@ class Int8Network(nn.Module):
     small CPU, then cached for the process); inputs are made channels-last, the layout
     the oneDNN int8 kernels work in."""
 
-    def __init__(self, graph: torch.fx.GraphModule) -> None:
+    def __init__(self, graph: torch.fx.GraphModule, reduce_range: bool | None = None) -> None:
         super().__init__()
         self.graph = graph
+        self.reduce_range = reduce_range  # 7-bit activations; None: not recorded
         # Kept out of the module tree so state_dict() has the graph's tensors once.
         self.__dict__["compiled"] = torch.compile(graph)
 
@@ -172,7 +216,11 @@ class Int8Network(nn.Module):
 
 
 def quantize(
-    model: nn.Module, calibration: Iterable[Any], count: int = CALIBRATION_IMAGES
+    model: nn.Module,
+    calibration: Iterable[Any],
+    count: int = CALIBRATION_IMAGES,
+    *,
+    reduce_range: bool | None = None,
 ) -> Int8Network:
     """An int8 copy of `model` for CPU inference, calibrated on `calibration`.
 
@@ -181,8 +229,13 @@ def quantize(
     the result is evaluated on. Static quantization: activation ranges are fixed by
     these images, so they should look like what the network will see. Needs torchao
     (`pip install "reslab[int8]"`).
+
+    reduce_range: quantize activations to 7 bits (0..127), which CPUs without VNNI need
+    to stay accurate; None (the default) decides by this CPU (`has_vnni`).
     """
-    return Int8Network(quantize_graph(model, calibration, count))
+    reduce_range = resolve_reduce_range(reduce_range)
+    graph = quantize_graph(model, calibration, count, reduce_range=reduce_range)
+    return Int8Network(graph, reduce_range)
 
 
 def calibration_batches(
