@@ -11,6 +11,8 @@ import dataclasses
 import json
 import math
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,71 +205,137 @@ def make_config(recipe: str = "cifar-paper", **overrides: Any) -> TrainConfig:
 
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# Lowest allowed value of the numeric fields that have one (None: unset is allowed).
+_AT_LEAST: dict[str, int] = {
+    "batch_size": 1, "iterations": 1, "eval_every": 1, "log_every": 1, "checkpoint_every": 1,
+    "lr_base_batch": 1, "eval_batch_size": 1, "image_size": 1, "threads": 1, "limit": 1,
+    "val_size": 0, "freeze_stages": 0, "warmup_iters": 0, "cutout": 0, "workers": 0,
+    "eval_shift": 0, "crop_pad": 0, "plateau_patience": 0, "weight_decay": 0, "seed": 0,
+    "split_seed": 0, "grad_accum_steps": 1,
+}  # fmt: skip
+# Fractions, with their interval: "(" or ")" leaves that end out.
+_FRACTIONS = {"momentum": "[0, 1)", "ema_decay": "[0, 1)", "label_smoothing": "[0, 1)",
+              "gamma": "(0, 1]", "warmup_until_error": "[0, 1]"}  # fmt: skip
+_CHOICES: dict[str, tuple[str | None, ...]] = {
+    "schedule": ("step", "cosine", "onecycle", "plateau"),
+    "normalize": ("pixel-mean", "channel"),
+    "augment": ("paper", "rrc", "none"),
+    "amp": (None, "bf16", "fp16", "off"),
+    "recipe": tuple(RECIPES),
+}
 
 
 def check_config(cfg: TrainConfig) -> None:
     """Every value checked before anything is built or written; messages name the key."""
-    for f in dataclasses.fields(TrainConfig):
-        value = getattr(cfg, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{f.name} must be a finite number, got {value}")
-    if cfg.schedule not in ("step", "cosine", "onecycle", "plateau"):
-        raise ValueError(
-            f"unknown schedule {cfg.schedule!r}; choose step, cosine, onecycle, plateau"
-        )
-    for key in ("batch_size", "iterations", "eval_every", "log_every", "checkpoint_every"):
-        if getattr(cfg, key) < 1:
-            raise ValueError(f"{key} must be >= 1, got {getattr(cfg, key)}")
-    if cfg.grad_accum_steps < 1:
-        raise ValueError(f"grad_accum_steps must be >= 1, got {cfg.grad_accum_steps}")
+    check_types(cfg)
+    for key, choices in _CHOICES.items():
+        if getattr(cfg, key) not in choices:
+            named = ", ".join(c for c in choices if c is not None)
+            raise ValueError(f"unknown {key} {getattr(cfg, key)!r}; choose {named}")
+    for key, low in _AT_LEAST.items():
+        value = getattr(cfg, key)
+        if value is not None and value < low:
+            raise ValueError(f"{key} must be >= {low}, got {value}")
+    for key, interval in _FRACTIONS.items():
+        value = getattr(cfg, key)
+        low_ok = value > 0 if interval[0] == "(" else value >= 0
+        high_ok = value < 1 if interval[-1] == ")" else value <= 1
+        if not (low_ok and high_ok):
+            raise ValueError(f"{key} must be in {interval}, got {value}")
+    for key in ("seed", "split_seed"):  # numpy's seeds are 32-bit
+        if getattr(cfg, key) >= 2**32:
+            raise ValueError(f"{key} must be < 2**32, got {getattr(cfg, key)}")
     if cfg.batch_size % cfg.grad_accum_steps:
         raise ValueError(
             f"batch_size {cfg.batch_size} is not divisible by grad_accum_steps "
             f"{cfg.grad_accum_steps}: each step is that many equal micro-batches"
         )
-    if not 0 < cfg.scale <= 1000:
-        raise ValueError(f"scale must be in (0, 1000], got {cfg.scale}")
-    for key in ("lr", "lr_base"):
-        if getattr(cfg, key) is not None and not getattr(cfg, key) > 0:
-            raise ValueError(f"{key} must be > 0, got {getattr(cfg, key)}")
-    if cfg.lr_base_batch < 1:
-        raise ValueError(f"lr_base_batch must be >= 1, got {cfg.lr_base_batch}")
-    if not 0 <= cfg.ema_decay < 1:
-        raise ValueError(f"ema_decay must be in [0, 1) (0: no average), got {cfg.ema_decay}")
-    if cfg.eval_shift < 0:
-        raise ValueError(f"eval_shift must be >= 0 px, got {cfg.eval_shift}")
-    for key in ("val_size", "freeze_stages", "warmup_iters", "cutout", "workers"):
-        if getattr(cfg, key) < 0:
-            raise ValueError(f"{key} must be >= 0, got {getattr(cfg, key)}")
-    for key in ("image_size", "threads", "limit", "crop_pad"):
-        low = 0 if key == "crop_pad" else 1
-        if getattr(cfg, key) is not None and getattr(cfg, key) < low:
-            raise ValueError(f"{key} must be >= {low}, got {getattr(cfg, key)}")
-    if cfg.eval_batch_size < 1:
-        raise ValueError(f"eval_batch_size must be >= 1, got {cfg.eval_batch_size}")
-    if not 0 <= cfg.label_smoothing < 1:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
-    if not 0 <= cfg.momentum < 1 or cfg.weight_decay < 0 or not 0 < cfg.gamma <= 1:
-        raise ValueError(
-            f"momentum must be in [0, 1), weight_decay >= 0, gamma in (0, 1]; got "
-            f"{cfg.momentum}, {cfg.weight_decay}, {cfg.gamma}"
-        )
-    if not isinstance(cfg.device, str) or not _DEVICE.match(cfg.device):
+    check_schedule(cfg)
+    if not cfg.data_dir.strip():
+        raise ValueError("data_dir is empty; give the folder that holds the dataset")
+    if not _DEVICE.match(cfg.device):
         raise ValueError(f"unknown device {cfg.device!r}; choose auto, cpu, cuda, cuda:N or mps")
-    if cfg.normalize not in ("pixel-mean", "channel"):
-        raise ValueError(f"unknown normalize {cfg.normalize!r}; choose pixel-mean or channel")
-    if cfg.augment not in ("paper", "rrc", "none"):
-        raise ValueError(f"unknown augment {cfg.augment!r}; choose paper, rrc or none")
-    if cfg.amp not in (None, "bf16", "fp16", "off"):
-        raise ValueError(f"unknown amp {cfg.amp!r}; choose bf16, fp16 or off")
     if cfg.cuda_graphs and cfg.amp == "fp16":
         raise ValueError("cuda_graphs needs amp bf16 or off (fp16's loss scaling is not captured)")
     if cfg.cuda_graphs and cfg.compile:
         raise ValueError("cuda_graphs and compile exclude each other: choose one")
 
 
+def check_types(cfg: TrainConfig) -> None:
+    """Each field holds its declared type: a whole number for a count (3.7 steps is not
+    silently rounded), a mapping for model_args, a list of steps for milestones."""
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        value = getattr(cfg, name)
+        kind = hint
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None
+            if value is None:
+                continue
+            kind = next(a for a in typing.get_args(hint) if a is not type(None))
+        origin = typing.get_origin(kind) or kind
+        if origin is tuple:
+            ok = isinstance(value, (tuple, list)) and all(_is(v, int) for v in value)
+            want = "a list of integers"
+        elif origin is dict:
+            ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+            want = 'a mapping (a JSON object such as {"n": 2})'
+        else:
+            ok = _is(value, origin)
+            want = _TYPE_NAMES[origin]
+        if not ok:
+            raise ValueError(f"{name} must be {want}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value}")
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _is(value: Any, kind: type) -> bool:
+    """isinstance, where a bool is not a number and an integer is a float."""
+    if kind in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
+def check_schedule(cfg: TrainConfig) -> None:
+    if not 0 < cfg.scale <= 1000:
+        raise ValueError(f"scale must be in (0, 1000], got {cfg.scale}")
+    for key in ("lr", "lr_base", "warmup_lr"):
+        if getattr(cfg, key) is not None and not getattr(cfg, key) > 0:
+            raise ValueError(f"{key} must be > 0, got {getattr(cfg, key)}")
+    ms = list(cfg.milestones)
+    if any(m < 1 for m in ms) or any(a >= b for a, b in zip(ms, ms[1:])):
+        shown = ",".join(map(str, ms))
+        raise ValueError(f"milestones must be increasing steps >= 1, got {shown}")
+
+
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     write_json(path, cfg.to_dict())
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a config.json is ~2 KB; a larger file is not read whole
+
+
+def config_edits(path: Path, saved: dict[str, Any], skip: set[str]) -> list[str]:
+    """How the config.json at `path` differs from a checkpoint's config `saved`, outside
+    the fields in `skip`: 'lr nan (checkpoint: 0.1)' per field; [] if the same or missing."""
+    if not path.is_file():
+        return []
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        return [f"the file is {size:,} bytes, not a config"]
+    try:
+        data = json.loads(path.read_bytes())
+    except ValueError as e:
+        return [f"the file is not JSON ({e})"]
+    if not isinstance(data, dict):
+        return [f"the file holds a {type(data).__name__}, not an object"]
+    want = json.loads(json.dumps(saved))  # tuples as lists, as in the file
+    missing = object()
+    return [f"{key} {json.dumps(data.get(key, '(missing)'))} (checkpoint: "
+            f"{json.dumps(want.get(key, '(missing)'))})"
+            for key in [*want, *(k for k in data if k not in want)]
+            if key not in skip and data.get(key, missing) != want.get(key, missing)]  # fmt: skip
 
 
 def load_config(path: str | Path) -> TrainConfig:

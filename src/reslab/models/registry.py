@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import numbers
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -198,6 +199,12 @@ def build(
     (reslab.models.create_model loads those). The model carries `spec` (what it is) and
     `build_args` (how to build it again; saved in checkpoints)."""
     spec = get_spec(name)
+    for key in ("num_classes", "in_chans", "n"):  # int() would round 2.5 classes silently
+        value = num_classes if key == "num_classes" else overrides.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, numbers.Integral)
+        ):
+            raise ValueError(f"{key} must be an integer, got {value!r}")
     for key, value in (("num_classes", num_classes), ("in_chans", overrides.get("in_chans")),
                        ("width_mult", overrides.get("width_mult"))):  # fmt: skip
         if value is not None and not value > 0:

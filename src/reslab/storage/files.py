@@ -20,6 +20,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..errors import ReslabError
+
+
+class DiskFull(ReslabError, OSError):
+    """A write failed for want of space (or quota); the file it would replace is kept."""
+
+    def __str__(self) -> str:  # the message alone, without "[Errno 28]"
+        return self.strerror or super().__str__()
+
 
 def check_target(path: str | Path) -> Path:
     """Refuse to write over anything but a regular file: a device node such as /dev/null,
@@ -55,7 +64,10 @@ def atomic_write(path: str | Path, data: bytes | Callable[[BinaryIO], None]) -> 
     path = check_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # The writer's pid in the name lets a later run tell its own leftovers (after a
+        # kill -9) from a live writer's file: see remove_stale_temporaries.
+        prefix = f".{path.name}.{os.getpid()}."
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise ValueError(f"cannot write {path}: {e.strerror or e}") from None
     try:
@@ -73,10 +85,10 @@ def atomic_write(path: str | Path, data: bytes | Callable[[BinaryIO], None]) -> 
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            raise OSError(
-                e.errno, f"disk full while writing {path}; the previous file is kept"
-            ) from None
+        full = disk_full(e)
+        if full is not None:
+            raise DiskFull(full, f"disk full while writing {path}; the previous file is kept"
+                           ) from None  # fmt: skip
         raise
     # fsync the folder so the rename itself is durable.
     dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -85,6 +97,45 @@ def atomic_write(path: str | Path, data: bytes | Callable[[BinaryIO], None]) -> 
     finally:
         os.close(dir_fd)
     return path
+
+
+def disk_full(e: BaseException) -> int | None:
+    """ENOSPC or EDQUOT if `e` or what caused it was a full disk or quota. torch.save
+    reports its writer's OSError as a RuntimeError ("unexpected pos ...") raised while
+    handling it, so the chain is searched too."""
+    seen: BaseException | None = e
+    for _ in range(8):  # a short chain; never loop on a cycle
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return seen.errno
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def remove_stale_temporaries(folder: Path, names: tuple[str, ...]) -> list[Path]:
+    """Delete atomic_write's temporaries of `names` in `folder` whose writer is dead (a
+    kill -9 mid-write leaves one). The caller holds the folder's lock, so no reslab
+    process is writing these names; a name without a pid predates them."""
+    removed = []
+    for name in names:
+        for tmp in folder.glob(f".{name}.*.tmp"):
+            pid = tmp.name[len(name) + 2 :].split(".")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                continue
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:

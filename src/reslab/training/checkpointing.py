@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from ..storage import checkpoint as ckpt_io
+from ..storage.files import DiskFull
 from .prepare import Run
 from .runstate import rng_state
 
@@ -56,4 +57,10 @@ def save(run: Run, kind: str) -> None:
     last = folder / ckpt_io.LAST
     if last.exists():
         os.replace(last, folder / ckpt_io.PREVIOUS)
-    ckpt_io.atomic_save(data, last)
+    try:
+        ckpt_io.atomic_save(data, last)
+    except DiskFull as e:  # previous.pt holds the last good state: say how to go on
+        if not (folder / ckpt_io.PREVIOUS).exists():
+            raise
+        raise DiskFull(e.errno, f"{e} as {ckpt_io.PREVIOUS}; free some space, then `reslab "
+                       f"train --resume {run.run_dir}` continues from it") from None  # fmt: skip

@@ -18,13 +18,7 @@ def init_from(model: nn.Module, source: str) -> None:
     state = read_state_dict(source)
     own = model.state_dict()
     name = model.build_args["name"]
-    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    missing = [k for k in own if k not in fitting and not k.startswith("fc.")]
-    if missing:
-        raise ValueError(
-            f"{source}: weights do not fit {name}: {len(missing)} of its {len(own)} tensors "
-            f"are missing from the file or of another shape, e.g. {', '.join(missing[:4])}"
-        )
+    fitting = check_fit(model, source, state)
     model.load_state_dict(fitting, strict=False)
     unused = [k for k in state if k not in fitting and not k.startswith("fc.")]
     head = "kept" if all(k in fitting for k in own if k.startswith("fc.")) else "new"
@@ -35,6 +29,25 @@ def init_from(model: nn.Module, source: str) -> None:
             f"(e.g. {', '.join(unused[:3])}): the file is a larger or different network",
             stacklevel=2,
         )
+
+
+def check_fit(
+    model: nn.Module, source: str, state: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """The file's tensors that fit `model` (name and shape); an error naming the file if
+    any tensor but the classifier's is missing. Works on a meta-device model, so a run
+    can check its --init before creating anything."""
+    state = read_state_dict(source) if state is None else state
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k not in fitting and not k.startswith("fc.")]
+    if missing:
+        raise ValueError(
+            f"{source}: weights do not fit {model.build_args['name']}: {len(missing)} of its "
+            f"{len(own)} tensors are missing from the file or of another shape, e.g. "
+            f"{', '.join(missing[:4])}"
+        )
+    return fitting
 
 
 def read_state_dict(source: str) -> dict[str, torch.Tensor]:

@@ -36,7 +36,7 @@ from ..storage.files import write_json
 from ..storage.runlock import claim_run_dir
 from .checkpointing import save
 from .memory import check_memory
-from .prepare import Run, prepare_run
+from .prepare import Run, check_inputs, prepare_run, resume_config, start
 from .recipes import learning_rate, observe_train_error, observe_val_error
 from .runstate import StopFlag, peak_rss_mb
 
@@ -76,13 +76,16 @@ def train(
     main = int(os.environ.get("RANK", "0")) == 0
     if isinstance(config, TrainConfig):
         check_config(config)  # a TrainConfig built directly skipped make_config's checks
+    if stop_after is not None and (type(stop_after) is not int or stop_after < 1):
+        raise ValueError(f"stop_after must be a step >= 1, got {stop_after!r}")
     if resume is not None:
-        with claim_run_dir(resume, resume=True, overwrite=False, main=main):
+        # Nothing in the folder changes until start(): a refused resume leaves it as it was.
+        with claim_run_dir(resume, resume=True, overwrite=False, main=main) as claim:
             state, state_path = ckpt_io.load_resumable(resume)
-            cfg = make_config(**{**state["config"], **overrides})
-            cfg.out = str(resume)
+            cfg = resume_config(resume, state, state_path, overrides)
             check_run(cfg)
             run = prepare_run(cfg, state, state_path)
+            start(run, claim)
             return fit(run, stop_after, on_step)
     if isinstance(config, dict):
         config = make_config(**config)
@@ -90,8 +93,11 @@ def train(
     if overrides:
         cfg = make_config(**{**cfg.to_dict(), **overrides})
     check_run(cfg)
-    with claim_run_dir(cfg.out, resume=False, overwrite=overwrite, main=main):
-        return fit(prepare_run(cfg, None, None), stop_after, on_step)
+    check_inputs(cfg)
+    with claim_run_dir(cfg.out, resume=False, overwrite=overwrite, main=main) as claim:
+        run = prepare_run(cfg, None, None)
+        start(run, claim)  # --overwrite's old run is deleted only now, once all is built
+        return fit(run, stop_after, on_step)
 
 
 def check_model(cfg: TrainConfig) -> None:

@@ -10,6 +10,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,15 +20,16 @@ import torch
 from torch import nn
 
 from .. import distributed
-from ..config import TrainConfig, save_config
+from ..config import TrainConfig, config_edits, make_config, save_config
 from ..data import Data, build_data
 from ..devices import amp_dtype, amp_hint, pick_device, set_threads
 from ..distributed import DistInfo, convert_sync_batchnorm
 from ..models import create_model, get_spec
 from ..provenance import provenance
+from ..storage.runlock import Claim
 from .accelerate import check_cuda_graphs, decide_compile, graphed
 from .ema import WeightEMA
-from .finetune import freeze, init_from
+from .finetune import check_fit, freeze, init_from
 from .recipes import ScheduleState, build_optimizer, resolve_recipe
 from .runstate import MetricsLog, set_rng_state
 
@@ -78,8 +80,67 @@ class Run:
         return time.time() - self.t0 + self.wall_before
 
 
+def check_inputs(cfg: TrainConfig, resume: bool = False) -> None:
+    """What can be checked before the run's folder is touched or data is read: the
+    device, the data folder, the network's frozen stages (built on the meta device: no
+    memory), and a new run's --init weights fitting it."""
+    pick_device(cfg.device)
+    data_dir = Path(os.path.expanduser(cfg.data_dir))
+    if not data_dir.exists() and not cfg.download:
+        hint = " (--download fetches CIFAR into it)" if cfg.dataset.startswith("cifar") else ""
+        raise ValueError(f"data_dir {cfg.data_dir} does not exist{hint}")
+    with torch.device("meta"):
+        model = create_model(cfg.model, shortcut=cfg.shortcut, **cfg.model_args)
+    stages = len(model.stages())
+    if cfg.freeze_stages > stages:
+        raise ValueError(f"freeze_stages {cfg.freeze_stages} is more than {cfg.model}'s "
+                         f"{stages} stages")  # fmt: skip
+    if cfg.init and not resume:
+        check_fit(model, cfg.init)
+
+
+def resume_config(
+    run_dir: str | Path, state: dict[str, Any], state_path: Path, overrides: dict[str, Any]
+) -> TrainConfig:
+    """The checkpoint's config with `overrides` (flags) over it, checked. Hand edits to
+    config.json are not applied: a warning names each field that differs, and start()
+    rewrites the file from the checkpoint."""
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        raise ValueError(f"{state_path}: the checkpoint holds no config")
+    try:
+        cfg = make_config(**{**saved, **overrides})
+    except ValueError as e:
+        try:
+            make_config(**saved)
+        except ValueError:  # the saved value is at fault, not a flag
+            raise ValueError(f"{state_path}: {e}; a flag replaces the saved value") from None
+        raise
+    cfg.out = str(run_dir)
+    path = Path(run_dir) / "config.json"
+    edits = config_edits(path, saved, skip={"out", *overrides})
+    if edits and int(os.environ.get("RANK", "0")) == 0:
+        warnings.warn(f"{path} differs from the checkpoint, whose config rules on a resume: "
+                      f"{'; '.join(edits)}. The file is rewritten from the checkpoint; change "
+                      "a setting with its flag (reslab train --resume RUN --iterations N)",
+                      stacklevel=2)  # fmt: skip
+    check_inputs(cfg, resume=True)
+    return cfg
+
+
+def start(run: Run, claim: Claim) -> None:
+    """The run's first writes, once everything is built: the claim committed (an old run
+    replaced), config.json, checkpoints/ and the metrics log (cut back on a resume)."""
+    claim.commit()
+    if run.main:
+        (run.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        save_config(run.cfg, run.run_dir / "config.json")
+    run.log.open()
+
+
 def prepare_run(cfg: TrainConfig, state: dict[str, Any] | None, state_path: Path | None) -> Run:
-    """Device, seeds, data, model and optimiser; with `state`, the run resumed from it."""
+    """Device, seeds, data, model and optimiser; with `state`, the run resumed from it.
+    Nothing is written to the run folder (see start())."""
     device = pick_device(cfg.device)
     dist_info = distributed.setup(device)
     set_threads(cfg.threads, dist_info)
@@ -91,13 +152,9 @@ def prepare_run(cfg: TrainConfig, state: dict[str, Any] | None, state_path: Path
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     run_dir = Path(cfg.out)
-    if dist_info.is_main:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     data = load_data(cfg, device, dist_info)
     spec = get_spec(cfg.model)
     cfg = resolve_recipe(cfg, spec.layers, spec.family)
-    if dist_info.is_main:
-        save_config(cfg, run_dir / "config.json")
     model, model_args = build_model(cfg, len(data.classes), device, dist_info, state is None)
     first_images = functools.cache(lambda: next(data.train.epoch(0))[0])  # read once, if asked
     if state is None and cfg.init is None and hasattr(model, "init_from_data"):

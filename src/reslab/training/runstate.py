@@ -4,19 +4,22 @@ in checkpoints, the metrics log that a resume trims back, and peak memory."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import random
 import resource
 import signal
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-from ..storage.files import finite
+from ..storage.files import DiskFull, atomic_write, disk_full, finite
 
 
 def peak_rss_mb() -> float:
@@ -98,37 +101,97 @@ def json_line(record: dict[str, Any]) -> str:
     return json.dumps(finite(record), allow_nan=False)
 
 
+# A record is well under 1 KiB; a longer line is not one of ours, and is never read whole.
+MAX_LINE = 1 << 20
+
+
 class MetricsLog:
-    """Append-only JSONL; on resume, records after the checkpoint's step are dropped."""
+    """Append-only JSONL. Nothing is written until open(), once the run is built; on a
+    resume, open() cuts the log back to the checkpoint's step, so the two agree: records
+    after it go, and so does a line torn by a crash or a full disk (with a warning)."""
 
     def __init__(self, path: Path, enabled: bool, resume_step: int | None, tensorboard: bool):
-        self.path, self.enabled = path, enabled
+        self.path, self.enabled, self.resume_step = path, enabled, resume_step
+        self.tensorboard = enabled and tensorboard
         self.tb = None
         self.last: dict[str, dict[str, Any]] = {}  # the latest record of each kind
-        if not enabled:
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard")
+
+    def open(self) -> None:
+        if not self.enabled:
             return
-        if resume_step is not None and path.exists():
-            lines = [line for line in path.read_text().splitlines() if line.strip()]
-            keep = [(line, json.loads(line)) for line in lines]
-            keep = [(line, r) for line, r in keep if r.get("step", 0) <= resume_step]
-            path.write_text("".join(line + "\n" for line, _ in keep))
-            self.last = {r.get("kind", ""): r for _, r in keep}
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise ValueError(
-                    "--tensorboard needs the tensorboard package: pip install tensorboard"
-                ) from None
-            self.tb = SummaryWriter(str(path.parent / "tensorboard"))
+        if self.resume_step is not None and self.path.exists():
+            self._cut_back(self.resume_step)
+        if self.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.path.parent / "tensorboard"))
+
+    def _cut_back(self, step: int) -> None:
+        torn: list[int] = []  # line numbers
+        later = 0
+
+        def copy(out: BinaryIO) -> None:
+            nonlocal later
+            with self.path.open("rb") as f:
+                for number, line in _lines(f):
+                    record = _record(line)
+                    if record is None:
+                        torn.append(number)
+                    elif record["step"] > step:
+                        later += 1
+                    else:
+                        self.last[record.get("kind", "")] = record
+                        out.write(line.rstrip(b"\r\n") + b"\n")
+
+        atomic_write(self.path, copy)
+        if torn:
+            lines = ", ".join(map(str, torn[:5])) + (", ..." if len(torn) > 5 else "")
+            warnings.warn(f"{self.path}: dropped {len(torn)} unreadable line(s) ({lines}), "
+                          "torn by a crash or a full disk; the run resumes", stacklevel=2)  # fmt: skip
+        if later:
+            print(f"{self.path}: dropped {later} record(s) written after step {step}, "
+                  "the checkpoint's")  # fmt: skip
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
         self.last[record.get("kind", "")] = record
-        with self.path.open("a") as f:
-            f.write(json_line(record) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json_line(record) + "\n")
+        except OSError as e:
+            full = disk_full(e)
+            if full is None:
+                raise
+            raise DiskFull(full, f"disk full while writing {self.path}; the checkpoints are "
+                           "kept: free some space, then resume the run") from None  # fmt: skip
         if self.tb is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "step":
                     self.tb.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+
+
+def _lines(f: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of the non-blank lines; a line over MAX_LINE comes as b""."""
+    number = 0
+    while line := f.readline(MAX_LINE):
+        number += 1
+        if len(line) == MAX_LINE and not line.endswith(b"\n"):
+            while (rest := f.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                pass
+            line = b""
+        elif not line.strip():
+            continue
+        yield number, line
+
+
+def _record(line: bytes) -> dict[str, Any] | None:
+    """A metrics record (a JSON object with an integer step), or None."""
+    try:
+        record = json.loads(line)
+    except ValueError:  # torn JSON, or bytes that are not UTF-8
+        return None
+    ok = isinstance(record, dict) and type(record.get("step")) is int
+    return record if ok else None
