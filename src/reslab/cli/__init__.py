@@ -12,11 +12,13 @@ import os
 import platform
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import ReslabError
 from . import catalog, data, evaluate, reproduce, train, use
+from .config_flags import accept_negative_values
 
 DESCRIPTION = """Deep residual networks (He et al., CVPR 2016): train, evaluate, reproduce the
 paper's experiments, and use the networks. `reslab COMMAND --help` for each."""
@@ -28,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in (catalog, train, evaluate, use, data, reproduce):  # the order of `--help`
         command.add(sub)
+    for command_parser in sub.choices.values():  # `--std -0.2,...` is a value, then checked
+        accept_negative_values(command_parser)
     return parser
 
 
@@ -68,7 +72,21 @@ def _exit_at_once(signum: int, _frame: object) -> None:
     os._exit(128 + signum)
 
 
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: object = None, line: str | None = None) -> None:  # fmt: skip
+    """warnings.showwarning for the CLI: one `reslab: warning: ...` line, not the Python
+    file and source line a warning points at (which mean nothing to a user). Spawned
+    workers (reproduce --jobs) are handed this function and install it too."""
+    print(f"reslab: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with warnings.catch_warnings():  # a call from Python gets its own hook back afterwards
+        warnings.showwarning = show_warning
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     if argv is None:  # the real command line, not a call from Python
         _reexec_with_malloc_tuning(sys.argv[1:])
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import types
 import typing
 
@@ -149,9 +150,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             elif is_tuple:
                 group.add_argument(*flags, type=_parse_tuple(kind), default=None,
                                    metavar="A,B", help=helptext)  # fmt: skip
-            elif name == "model_args":
-                group.add_argument(*flags, type=json.loads, default=None, metavar="JSON",
-                                   help=helptext)  # fmt: skip
+            elif name == "model_args":  # parsed by config_overrides: one line if bad
+                group.add_argument(*flags, default=None, metavar="JSON", help=helptext)
             elif name == "recipe":
                 group.add_argument(*flags, choices=list(RECIPES), default=None, help=helptext)
             else:
@@ -161,8 +161,27 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_overrides(args: argparse.Namespace) -> dict:
-    return {
+    """The config fields given as flags; --model-args parsed from JSON (a non-object is
+    refused by check_config, naming the field)."""
+    given = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(TrainConfig)
         if getattr(args, f.name, None) is not None and f.name != "recipe"
     }
+    if "model_args" in given:
+        try:
+            given["model_args"] = json.loads(given["model_args"])
+        except ValueError as e:
+            raise ValueError(f"--model-args {given['model_args']!r} is not JSON ({e}); "
+                             """give an object such as '{"n": 2}'""") from None  # fmt: skip
+    return given
+
+
+# Values that start with "-" and a digit or ".digit" ("-0.2,0.3", "-1e-3") are values, not
+# flags: argparse's own rule takes only "-1" and "-.5", and "expected one argument" would
+# hide the real answer ("milestones must be ... >= 1"). No reslab flag starts so.
+NEGATIVE_VALUE = re.compile(r"^-\.?\d")
+
+
+def accept_negative_values(parser: argparse.ArgumentParser) -> None:
+    parser._negative_number_matcher = NEGATIVE_VALUE  # argparse's documented-nowhere hook

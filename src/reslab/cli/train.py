@@ -10,7 +10,8 @@ from .config_flags import EXAMPLES, add_config_flags, config_overrides
 def _train(args: argparse.Namespace) -> int:
     from ..config import make_config
     from ..storage.runlock import fresh_run_dir
-    from ..training.loop import train
+    from ..training.loop import check_run, train
+    from ..training.prepare import check_inputs
 
     overrides = config_overrides(args)
     if args.resume:
@@ -18,6 +19,8 @@ def _train(args: argparse.Namespace) -> int:
     else:
         cfg = make_config(args.recipe or "cifar-paper", **overrides)
         if args.out is None:  # the default folder: never reuse one that holds a run
+            check_run(cfg)  # (train() checks again) a refused run names no folder
+            check_inputs(cfg)
             cfg.out = str(fresh_run_dir(cfg.out))
             print(f"run folder: {cfg.out}")
         result = train(cfg, stop_after=args.stop_after, overwrite=args.overwrite)
