@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -168,3 +169,55 @@ def test_sigterm_exits_143(tiny_cifar: Path, tmp_path: Path) -> None:
     assert p.returncode == 143, err
     last = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert last["status"] == "interrupted"
+
+
+# --- train side, issue 25: each value refused in one line, before anything is created ---
+
+
+def test_train_refuses_round3_values(
+    capsys: pytest.CaptureFixture, tiny_cifar: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "r"
+    base = ["train", "--data-dir", str(tiny_cifar), *TINY, "--out", str(out)]
+    for flags, want in (
+        (["--milestones", "3,2"], "milestones must be increasing steps >= 1, got 3,2"),
+        (["--milestones", "-3,2"], "milestones must be increasing"),  # a value, not a flag
+        (["--lr", "-1e-3"], "lr must be > 0, got -0.001"),
+        (["--stop-after", "-1"], "stop_after must be a step >= 1, got -1"),
+        (["--freeze-stages", "99"], "freeze_stages 99 is more than resnet20's 3 stages"),
+        (["--plateau-patience", "-1"], "plateau_patience must be >= 0, got -1"),
+        (["--warmup-until-error", "5"], "warmup_until_error must be in [0, 1], got 5.0"),
+        (["--momentum", "1.5"], "momentum must be in [0, 1), got 1.5"),
+        (["--model-args", "[1,2]"], "model_args must be a mapping"),
+        (["--model-args", "{bad"], "--model-args '{bad' is not JSON"),
+        (["--device", "mps"], "device 'mps' asked for, but MPS"),
+        (["--data-dir", ""], "data_dir is empty"),
+        (["--data-dir", str(tmp_path / "nowhere")], "nowhere does not exist"),
+    ):
+        err = one_line_error(capsys, [*base, *flags], want)
+        if flags[0] == "--momentum":  # only the bad field is named
+            assert "weight_decay" not in err and "gamma" not in err
+    assert not out.exists()
+    # Without --out, a refused run names no folder either.
+    code = main(["train", "--data-dir", "", *TINY])
+    assert code == 2 and "run folder" not in capsys.readouterr().out
+
+
+def test_train_api_refuses_wrong_types(tmp_path: Path) -> None:
+    out = str(tmp_path / "x")
+    for kw, want in (
+        ({"milestones": "3,2"}, "milestones must be a list of integers, got '3,2'"),
+        ({"recipe": "nope"}, "unknown recipe 'nope'"),
+        ({"iterations": 3.7}, "iterations must be an integer, got 3.7"),
+        ({"model_args": [1, 2]}, "model_args must be a mapping"),
+        ({"batch_size": True}, "batch_size must be an integer"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(want)):
+            train(TrainConfig(**kw, out=out))
+    with pytest.raises(ValueError, match="stop_after must be a step >= 1"):
+        train(TrainConfig(out=out), stop_after=0)
+    assert not Path(out).exists()
+    with pytest.raises(ValueError, match="num_classes must be an integer, got 2.5"):
+        reslab.create_model("resnet20", num_classes=2.5)
+    with pytest.raises(ValueError, match="n must be an integer"):
+        reslab.create_model("resnet20", n=1.5)

@@ -3,6 +3,8 @@ replace special files, and a killed process's lock does not block a resume."""
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import signal
@@ -162,3 +164,147 @@ def test_init_from_another_depth_says_what_it_skipped(tmp_path: Path, capsys) ->
     torch.save(create_model("resnet18").state_dict(), tmp_path / "r18.pt")
     with pytest.raises(ValueError, match="weights do not fit resnet20"):
         init_from(create_model("resnet20"), str(tmp_path / "r18.pt"))
+
+
+# --- issue 25: faults a run must survive, each resumed afterwards ---
+
+
+def tiny_argv(data: Path, out: Path, *flags: str) -> list[str]:
+    return ["train", "--data-dir", str(data), "--model-args", '{"n": 1}', "--batch-size", "32",
+            "--val-size", "64", "--milestones", "", "--eval-batch-size", "64", "--no-progress",
+            "--threads", "1", "--out", str(out), *flags]  # fmt: skip
+
+
+def cli_error(capsys: pytest.CaptureFixture, argv: list[str], *want: str) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, (code, err)
+    assert all(w in err for w in want), err
+    return err
+
+
+def test_a_torn_metrics_line_is_dropped_and_the_run_resumes(tiny_cifar: Path, tmp_path: Path
+                                                            ) -> None:  # fmt: skip
+    run = tmp_path / "run"
+    train(tiny(tiny_cifar, run, log_every=1), stop_after=2)
+    metrics = run / "metrics.jsonl"
+    metrics.write_bytes(metrics.read_bytes()[:-40])  # a crash mid-write: step 2's line torn
+    with metrics.open("a") as f:  # and a line past the checkpoint's step
+        f.write('{"kind": "train", "step": 3}\n')
+    config = (run / "config.json").read_text()
+    with pytest.warns(UserWarning, match=r"metrics.jsonl: dropped 1 unreadable line\(s\) \(2\)"):
+        assert train(resume=run).status == "finished"
+    assert steps(run) == [1, 3, 4]  # step 2's record was lost with the tear
+    assert all(json.loads(line) for line in metrics.read_text().splitlines())
+    assert (run / "config.json").read_text() == config
+
+
+def test_a_failed_init_leaves_nothing_and_a_retry_works(
+    capsys: pytest.CaptureFixture, tiny_cifar: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    train(tiny(tiny_cifar, source, iterations=2))
+    run = tmp_path / "run"
+    cli_error(capsys, tiny_argv(tiny_cifar, run, "--init", str(tmp_path / "nonexistent")),
+              "nonexistent does not exist")  # fmt: skip
+    other = tiny_argv(tiny_cifar, run, "--init", str(source))
+    other[other.index('{"n": 1}')] = '{"n": 2}'  # a deeper net than the source's
+    cli_error(capsys, other, "weights do not fit resnet20")
+    assert not run.exists()  # no config.json, checkpoints/ or .lock left behind
+    assert main([*tiny_argv(tiny_cifar, run, "--init", str(source)), "--iterations", "4",
+                 "--stop-after", "2"]) == 0  # fmt: skip
+    assert main(["train", "--resume", str(run)]) == 0
+    assert steps(run) == [4]
+
+
+class FullDisk(io.RawIOBase):
+    """A file on a disk that fills after `room` bytes: ENOSPC, as a real one gives."""
+
+    def __init__(self, f, room: int) -> None:
+        self.f, self.room = f, room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        if len(b) > self.room:
+            self.f.write(bytes(b[: self.room]))
+            self.room = 0
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(b)
+        return self.f.write(b)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_resumes(
+    capsys: pytest.CaptureFixture, tiny_cifar: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import torch
+
+    real_save = torch.save
+
+    def save(obj, f, *args, **kw):  # the disk fills before step 4's checkpoint
+        if isinstance(obj, dict) and obj.get("step", 0) >= 4:
+            f = FullDisk(f, room=1000)  # torch reports it as RuntimeError("unexpected pos")
+        return real_save(obj, f, *args, **kw)
+
+    monkeypatch.setattr(torch, "save", save)
+    run = tmp_path / "run"
+    argv = tiny_argv(tiny_cifar, run, "--iterations", "6", "--log-every", "2",
+                     "--checkpoint-every", "2", "--eval-every", "6")  # fmt: skip
+    cli_error(capsys, argv, "disk full while writing", "last.pt", "previous.pt",
+              f"reslab train --resume {run}")  # fmt: skip
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["previous.pt"]
+    assert not (run / "summary.json").exists()
+    monkeypatch.setattr(torch, "save", real_save)  # space freed
+    assert main(["train", "--resume", str(run)]) == 0
+    assert steps(run) == [2, 4, 6]
+
+
+def test_hand_edits_to_config_json_are_named_not_silently_lost(tiny_cifar: Path, tmp_path: Path
+                                                               ) -> None:  # fmt: skip
+    run = tmp_path / "run"
+    train(tiny(tiny_cifar, run), stop_after=2)
+    config = run / "config.json"
+    saved = json.loads(config.read_text())
+    edited = {**saved, "lr": float("nan"), "batch_size": -4, "model": "resnet9999"}
+    config.write_text(json.dumps(edited))
+    want = (
+        r'model "resnet9999" \(checkpoint: "resnet20"\); batch_size -4 \(checkpoint: 32\); lr NaN'
+    )
+    with pytest.warns(UserWarning, match=f"config.json differs from the checkpoint.*{want}"):
+        train(resume=run, stop_after=3)
+    assert json.loads(config.read_text()) == saved  # rewritten, and it said so
+    config.write_text("[1, 2]")
+    with pytest.warns(UserWarning, match="holds a list, not an object"):
+        train(resume=run, stop_after=4)
+    assert steps(run) == [2, 4]
+
+
+def test_refusals_change_nothing_and_stale_temporaries_go(
+    capsys: pytest.CaptureFixture, tiny_cifar: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    train(tiny(tiny_cifar, run), stop_after=2)
+    lock = run / ".lock"
+    lock.write_text("12345\n")
+    cli_error(capsys, tiny_argv(tiny_cifar, run), "already holds a run")
+    cli_error(capsys, ["train", "--resume", str(run / "config.json")],
+              "--resume", "is a file, not a folder")  # fmt: skip
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    cli_error(capsys, ["train", "--resume", str(plain)], "not a run folder")
+    assert lock.read_text() == "12345\n" and list(plain.iterdir()) == []
+    # kill -9 mid-write leaves temporaries; a later open removes the dead writers' ones.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    ckpts = run / "checkpoints"
+    stale = [
+        ckpts / f".last.pt.{dead}.x1.tmp",
+        ckpts / ".last.pt.old_st.tmp",
+        run / ".config.json.ab.tmp",
+    ]
+    live = ckpts / f".best.pt.{os.getppid()}.x2.tmp"  # a live process's: kept
+    for p in (*stale, live):
+        p.write_bytes(b"")
+    assert train(resume=run).status == "finished"
+    assert not any(p.exists() for p in stale) and live.exists()
