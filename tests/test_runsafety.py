@@ -3,6 +3,7 @@ replace special files, and a killed process's lock does not block a resume."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -308,3 +309,33 @@ def test_refusals_change_nothing_and_stale_temporaries_go(
         p.write_bytes(b"")
     assert train(resume=run).status == "finished"
     assert not any(p.exists() for p in stale) and live.exists()
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):
+    """A 16 MB tmpfs, where the platform lets this process mount one (root on Linux)."""
+    where = tmp_path / "fs"
+    where.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small file system here (the simulated test covers it)")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_real_full_disk_resumes(tiny_cifar: Path, small_fs: Path) -> None:
+    from reslab.storage.files import DiskFull
+
+    run, ballast = small_fs / "run", small_fs / "ballast"
+
+    def fill_the_disk(step: int) -> None:  # after step 2's checkpoint, nothing more fits
+        if step == 2:
+            with ballast.open("wb") as f, contextlib.suppress(OSError):
+                while True:
+                    f.write(bytes(1 << 16))
+                    f.flush()
+
+    with pytest.raises(DiskFull, match="disk full while writing .*; the .* kept"):
+        train(tiny(tiny_cifar, run, iterations=6, eval_every=6), on_step=fill_the_disk)
+    ballast.unlink()
+    assert train(resume=run).status == "finished" and steps(run) == [2, 4, 6]
