@@ -339,3 +339,16 @@ def test_a_real_full_disk_resumes(tiny_cifar: Path, small_fs: Path) -> None:
         train(tiny(tiny_cifar, run, iterations=6, eval_every=6), on_step=fill_the_disk)
     ballast.unlink()
     assert train(resume=run).status == "finished" and steps(run) == [2, 4, 6]
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_is_built(tiny_cifar: Path, tmp_path: Path
+                                                                ) -> None:  # fmt: skip
+    run = tmp_path / "run"
+    train(tiny(tiny_cifar, run))
+    before = (run / "metrics.jsonl").read_text()
+    not_data = tmp_path / "not-data"
+    not_data.write_text("a file")
+    with pytest.raises(ValueError, match="not-data"):  # fails while reading the data
+        train(tiny(not_data, run, seed=1), overwrite=True)
+    assert (run / "metrics.jsonl").read_text() == before
+    assert (run / "checkpoints" / "last.pt").exists()
