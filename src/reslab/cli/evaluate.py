@@ -14,14 +14,7 @@ def _eval(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate_run
     from ..storage.files import atomic_write, refuse_existing
 
-    try:
-        scales = [int(s) for s in args.scales.split(",")] if args.scales else None
-    except ValueError:
-        raise ValueError(f"--scales must be whole numbers of pixels, got {args.scales!r}") from None
-    if scales is not None and min(scales) < 1:
-        raise ValueError(
-            f"--scales must be > 0 px (the paper: 224,256,384,480,640), got {args.scales}"
-        )
+    scales = _scales(args.scales) if args.scales is not None else None
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.out:  # before the evaluation, which can take minutes
@@ -45,6 +38,20 @@ def _eval(args: argparse.Namespace) -> int:
     atomic_write(out, (json.dumps(res, indent=2) + "\n").encode())
     print(f"wrote {out}")
     return 0
+
+
+def _scales(text: str) -> list[int]:
+    """--scales 224,256,384: whole pixels > 0; an empty list is refused, not read as "none"."""
+    example = "(the paper: 224,256,384,480,640)"
+    try:
+        scales = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--scales must be whole numbers of pixels {example}, got {text!r}"
+        ) from None
+    if min(scales) < 1:
+        raise ValueError(f"--scales must be > 0 px {example}, got {text}")
+    return scales
 
 
 def add(sub: argparse._SubParsersAction) -> None:

@@ -17,7 +17,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         out = run_experiment(
             args.name, args.budget, args.data_dir, args.out, seeds=args.seeds,
             argv=args.argv, progress=not args.no_progress and args.jobs == 1, jobs=args.jobs,
-            **({"threads": args.threads} if args.threads else {}),
+            **({"threads": args.threads} if args.threads is not None else {}),
         )  # fmt: skip
     from ..reproduce.report import write_report
 

@@ -71,7 +71,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output file (never replaced without --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--arch", default=None, help=arch_help)
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    p.add_argument("--opset", type=int, help="ONNX opset version, 10..20 (default: 17; "
+                   "--format onnx only)")  # fmt: skip
     p.add_argument("--int8", action="store_true", help="static int8 quantization, calibrated "
                    "on training images (pt2 needs reslab[int8]; onnx: ONNX Runtime's)")  # fmt: skip
     p.add_argument("--calibration", metavar="DIR", help="dataset folder whose training split "

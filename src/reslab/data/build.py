@@ -48,7 +48,7 @@ VIEWS = ("center", "ten-crop", "full")
 
 @dataclass
 class Data:
-    train: Loader  # shuffled, augmented, drop_last
+    train: Loader | None  # shuffled, augmented, drop_last; None when built for evaluation
     val: Loader | None  # held out from the training split, centre view
     test: Loader | None  # the source's test (or val) split, when it has one
     classes: list[str]
@@ -116,6 +116,7 @@ def build_data(
     alternate_flip: bool = False,  # CIFAR: mirror each image in every other epoch
     normalization: dict | None = None,  # fixed statistics (a trained model's), not refitted
     decoded_cache: bool | None = None,  # imagefolder: train from decoded rows; None: if small
+    training: bool = True,  # False: evaluation only: no training loader, train/ optional
 ) -> Data:
     kind = KINDS.get(dataset.lower())
     if kind is None:
@@ -146,22 +147,26 @@ def build_data(
             dataset.lower(), Path(data_dir), cache, download_ok=download, strict=strict
         )
         return _memory_data(src, image_size or 32, normalize, crop_pad=crop_pad, cutout=cutout,
-                            alternate_flip=alternate_flip, **common)  # fmt: skip
+                            alternate_flip=alternate_flip, training=training, **common)  # fmt: skip
     root = find_tree(Path(data_dir), cache)
-    return _folder_data(index_tree(root), image_size or 224, normalize, workers=workers,
-                        cache=cache, decoded_cache=decoded_cache, **common)  # fmt: skip
+    return _folder_data(index_tree(root, need_train=training), image_size or 224, normalize,
+                        workers=workers, cache=cache, decoded_cache=decoded_cache,
+                        training=training, **common)  # fmt: skip
 
 
 def _resize(x: torch.Tensor | None, size: int) -> torch.Tensor | None:
-    if x is None or x.shape[-1] == size:
+    if x is None or x.shape[-1] == size or not len(x):
         return x
     y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True)
     return y.round().clamp(0, 255).to(torch.uint8)
 
 
 def _memory_data(src, image_size, normalize, *, device, eval_batch_size, augment, crop_pad,
-                 cutout, alternate_flip, **kw) -> Data:  # fmt: skip
-    tr, va = split_indices(len(src.train_x), kw["val_size"], kw["split_seed"], kw["limit"])
+                 cutout, alternate_flip, training, **kw) -> Data:  # fmt: skip
+    if training and not len(src.train_x):
+        raise DatasetError(f"{src.origin}: no training images (missing split folder 'train/')")
+    tr, va = (split_indices(len(src.train_x), kw["val_size"], kw["split_seed"], kw["limit"])
+              if len(src.train_x) else (np.zeros(0, np.int64),) * 2)  # fmt: skip
     x = _resize(src.train_x, image_size).to(device)
     y = src.train_y.to(device)
     test_x = _resize(src.test_x, image_size)
@@ -182,7 +187,7 @@ def _memory_data(src, image_size, normalize, *, device, eval_batch_size, augment
         pad=pad, rank=kw["rank"], world_size=kw["world_size"],
         channels_last=kw["channels_last"], augment=augment != "none", cutout=cutout,
         alternate_flip=alternate_flip,
-    )  # fmt: skip
+    ) if training else None  # fmt: skip
 
     def make_eval(split: str, view: str, scale: int | None) -> Loader | None:
         if parts.get(split) is None:
@@ -207,19 +212,22 @@ class _EvalView:
 
 
 def _folder_data(splits: dict[str, FolderIndex], image_size, normalize, *, workers, device,
-                 eval_batch_size, augment, strict, cache, decoded_cache, **kw) -> Data:  # fmt: skip
+                 eval_batch_size, augment, strict, cache, decoded_cache, training,
+                 **kw) -> Data:  # fmt: skip
     if strict:
         bad = [p for ix in splits.values() for p in check_files(ix.paths)]
         if bad:
             raise DatasetError(f"{len(bad)} unreadable image files, e.g. {bad[:3]}")
-    full = splits["train"]
     given = splits.get("val")  # ImageNet's and Imagenette's own validation folder
-    tr, va = split_indices(len(full.paths), 0 if given else kw["val_size"], kw["split_seed"],
-                           kw["limit"])  # fmt: skip
-    sub = {
-        "train": ([full.paths[i] for i in tr], [full.labels[i] for i in tr]),
-        "val": ([full.paths[i] for i in va], [full.labels[i] for i in va]) if len(va) else None,
-    }
+    full = splits.get("train")  # None: evaluation of a tree with only test/ (or val/)
+    sub: dict[str, tuple[list[str], list[int]] | None] = {}
+    if full is not None:
+        tr, va = split_indices(len(full.paths), 0 if given else kw["val_size"], kw["split_seed"],
+                               kw["limit"])  # fmt: skip
+        sub["train"] = ([full.paths[i] for i in tr], [full.labels[i] for i in tr])
+        sub["val"] = (
+            ([full.paths[i] for i in va], [full.labels[i] for i in va]) if len(va) else None
+        )
     if given is not None:
         sub["val"] = (given.paths, given.labels)
     test = splits.get("test") or splits.get("val")
@@ -239,11 +247,11 @@ def _folder_data(splits: dict[str, FolderIndex], image_size, normalize, *, worke
         seed=kw["seed"], workers=workers, device=device, channels_last=kw["channels_last"]
     )
     # A smoke run (`limit`) streams: it should not decode a whole split first.
-    use_cache = decoded_cache is not False and (kw["limit"] is None or decoded_cache)
+    use_cache = training and decoded_cache is not False and (kw["limit"] is None or decoded_cache)
     train = _decoded_train(full, tr, image_size, norm, cache=cache, workers=workers, device=device,
                            augment=augment, strict=strict, forced=bool(decoded_cache),
                            **kw) if use_cache else None  # fmt: skip
-    if train is None:
+    if train is None and training:
         train = FolderLoader(
             FolderDataset(*sub["train"], view, seed=kw["seed"], pca=pca, strict=strict),
             norm, batch_size=kw["batch_size"], train=True, rank=kw["rank"],
@@ -263,7 +271,8 @@ def _folder_data(splits: dict[str, FolderIndex], image_size, normalize, *, worke
         ds = FolderDataset(*sub[split], fn, seed=0, pca=False, strict=strict)
         return FolderLoader(ds, norm, batch_size=bs, train=False, **loader_kw)
 
-    data = _data(train, make_eval, full.classes, image_size, norm, "imagefolder")
+    classes = (full or next(iter(splits.values()))).classes
+    data = _data(train, make_eval, classes, image_size, norm, "imagefolder")
     if isinstance(train, DecodedLoader):
         data.decoded_cache = str(train.images.filename)
     return data

@@ -191,16 +191,16 @@ def _decode_split(paths: list[str], labels: list[int], strict: bool, size: int =
 
 
 def _from_tree(root: Path, strict: bool) -> MemorySource:
-    splits = index_tree(root)
+    splits = index_tree(root, need_train=False)  # test/ alone: enough to evaluate on
     if strict:
         bad = [p for ix in splits.values() for p in check_files(ix.paths)]
         if bad:
             raise DatasetError(f"{root}: {len(bad)} unreadable image files, e.g. {bad[:3]}")
-    tr = splits["train"]
-    tx, ty = _decode_split(tr.paths, tr.labels, strict)
+    tr = splits.get("train")
+    tx, ty = _decode_split(tr.paths, tr.labels, strict) if tr else _decode_split([], [], strict)
     test = splits.get("test") or splits.get("val")
     sx, sy = _decode_split(test.paths, test.labels, strict) if test else (None, None)
-    return MemorySource(tx, ty, sx, sy, tr.classes, str(root))
+    return MemorySource(tx, ty, sx, sy, (tr or test).classes, str(root))
 
 
 def _cached(key: str, cache_dir: Path, make) -> MemorySource:

@@ -17,6 +17,7 @@ import csv
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from .sources import IMAGE_EXTENSIONS
@@ -27,12 +28,14 @@ WNID = re.compile(r"^n\d{8}$")
 def read_val_labels(labels: str | Path, synsets: str | Path | None = None) -> dict[str, str]:
     """{image file stem: synset} from any of the label files above."""
     labels = Path(labels)
-    lines = [line.strip() for line in labels.read_text().splitlines() if line.strip()]
+    lines = [line.strip() for line in _text(labels).splitlines() if line.strip()]
     if not lines:
         raise ValueError(f"{labels}: empty label file")
     if lines[0].replace(" ", "").lower().startswith("imageid,predictionstring"):
-        rows = list(csv.reader(lines[1:]))
-        out = {r[0]: r[1].split()[0] for r in rows if len(r) >= 2 and r[1].split()}
+        rows = csv.reader(lines[1:])
+        out = _unique(
+            labels, ((r[0], r[1].split()[0]) for r in rows if len(r) >= 2 and r[1].split())
+        )
     elif all(line.isdigit() for line in lines[:100]):
         ids = _id_to_synset(labels, synsets)
         out = {}
@@ -42,12 +45,13 @@ def read_val_labels(labels: str | Path, synsets: str | Path | None = None) -> di
                 raise ValueError(f"{labels}: line {i}: ILSVRC2012_ID {k} is not in 1..{len(ids)}")
             out[f"ILSVRC2012_val_{i:08d}"] = ids[k - 1]
     else:
-        out = {}
+        pairs = []
         for i, line in enumerate(lines, 1):
             parts = re.split(r"[,\s]+", line)
             if len(parts) != 2:
                 raise ValueError(f"{labels}: line {i}: expected 'FILE SYNSET', got {line!r}")
-            out[Path(parts[0]).stem] = parts[1]
+            pairs.append((Path(parts[0]).stem, parts[1]))
+        out = _unique(labels, pairs)
     bad = [w for w in out.values() if not WNID.match(w)]
     if bad:
         raise ValueError(
@@ -56,10 +60,29 @@ def read_val_labels(labels: str | Path, synsets: str | Path | None = None) -> di
     return out
 
 
+def _text(path: Path) -> str:
+    """A label file's text; one that is not UTF-8 (not a label file at all?) is named."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text label file (byte 0x{e.object[e.start]:02x} at "
+                         f"offset {e.start} is not UTF-8)") from None  # fmt: skip
+
+
+def _unique(labels: Path, pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """{image: synset}; an image listed under two synsets is refused, not settled by order."""
+    out: dict[str, str] = {}
+    for image, wnid in pairs:
+        if out.setdefault(image, wnid) != wnid:
+            raise ValueError(f"{labels}: image {image} is listed under two labels, "
+                             f"{out[image]} and {wnid}")  # fmt: skip
+    return out
+
+
 def _id_to_synset(labels: Path, synsets: str | Path | None) -> list[str]:
     """Synsets in ILSVRC2012_ID order (ID 1 first)."""
     if synsets is not None:
-        ids = [w.split()[0] for w in Path(synsets).read_text().splitlines() if w.strip()]
+        ids = [w.split()[0] for w in _text(Path(synsets)).splitlines() if w.strip()]
         if len(ids) < 1000 or not all(WNID.match(w) for w in ids):
             raise ValueError(f"{synsets}: expected 1000 WordNet ids, one per line, in ID order")
         return ids

@@ -44,7 +44,7 @@ def file_key(path: Path) -> str:
     """Cheap identity of a file: a changed archive gets a new key without hashing 100s of MB."""
     st = path.stat()
     text = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(os.fsencode(text)).hexdigest()[:16]
 
 
 def tree_key(root: Path) -> str:
@@ -55,7 +55,8 @@ def tree_key(root: Path) -> str:
         for name in sorted(filenames):
             p = Path(dirpath) / name
             st = p.stat()
-            h.update(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            # os.fsencode: a name that is not valid UTF-8 hashes as its bytes
+            h.update(os.fsencode(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n"))
     return h.hexdigest()[:16]
 
 
@@ -92,12 +93,18 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
 def extraction_limits() -> tuple[int, int]:
     """(bytes, files) an archive may extract to: 200 GiB and 5 million files by default
     (ImageNet's training set is ~140 GiB in 1.28M files), so a tar bomb stops early."""
-    try:
-        gb = float(os.environ.get("RESLAB_MAX_EXTRACT_GB", 200))
-        files = int(os.environ.get("RESLAB_MAX_EXTRACT_FILES", 5_000_000))
-    except ValueError as e:
-        raise DatasetError(f"RESLAB_MAX_EXTRACT_GB / _FILES: not a number ({e})") from None
-    return int(gb * 2**30), files
+    limits = []
+    for name, default, kind in (("RESLAB_MAX_EXTRACT_GB", "200", float),
+                                ("RESLAB_MAX_EXTRACT_FILES", "5000000", int)):  # fmt: skip
+        text = os.environ.get(name, default)
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value <= 0:
+            raise DatasetError(f"${name}={text!r}: give a number > 0 (default {default})")
+        limits.append(value)
+    return int(limits[0] * 2**30), int(limits[1])
 
 
 def extract_archive(archive: Path, cache_dir: Path) -> Path:
@@ -208,6 +215,16 @@ def _class_dirs(split_dir: Path) -> list[Path]:
     return sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def _undecodable(path: Path) -> bool:
+    """A name that is not valid UTF-8 (Python holds its bad bytes as surrogates): it cannot
+    be written into a cache key, a JSON record or a message without failing."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _looks_like_tree(root: Path) -> bool:
     return any((root / s).is_dir() and _class_dirs(root / s) for s in SPLIT_NAMES)
 
@@ -246,31 +263,40 @@ def index_split(root: Path, split: str) -> FolderIndex | None:
     classes = [p.name for p in _class_dirs(split_dir)]
     if not classes:
         raise DatasetError(f"{split_dir}: no class folders")
+    bad = [c for c in classes if _undecodable(split_dir / c)]
+    if bad:  # a class name is a label: skipping the folder would renumber the others
+        raise DatasetError(f"class folder {str(split_dir / bad[0])!r}: its name is not valid "
+                           "UTF-8; rename it")  # fmt: skip
     paths: list[str] = []
     labels: list[int] = []
+    skipped: list[str] = []
     for label, name in enumerate(classes):
-        files = sorted(
-            str(p)
-            for p in (split_dir / name).rglob("*")
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        )
+        found = [p for p in (split_dir / name).rglob("*")
+                 if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]  # fmt: skip
+        skipped += [repr(str(p)) for p in found if _undecodable(p)]
+        files = sorted(str(p) for p in found if not _undecodable(p))
         if not files:
             raise DatasetError(f"{split_dir / name}: empty class folder (no image files)")
         paths += files
         labels += [label] * len(files)
+    if skipped:  # like an unreadable image: left out, and said
+        warnings.warn(f"skipped {len(skipped)} image files whose names are not valid UTF-8, "
+                      f"e.g. {', '.join(skipped[:3])}", stacklevel=3)  # fmt: skip
     return FolderIndex(split_dir, paths, labels, classes)
 
 
-def index_tree(root: Path) -> dict[str, FolderIndex]:
-    """All splits present, with the train split required and class lists checked to agree."""
+def index_tree(root: Path, need_train: bool = True) -> dict[str, FolderIndex]:
+    """All splits present, with class lists checked to agree; the train split is required
+    unless need_train=False (evaluation: a tree of test images is enough)."""
     splits = {s: ix for s in SPLIT_NAMES if (ix := index_split(root, s)) is not None}
-    if "train" not in splits:
+    if "train" not in splits and (need_train or not splits):
         raise DatasetError(f"{root}: missing split folder 'train/'")
+    first = next(iter(splits.values()))
     for ix in splits.values():
-        if ix.classes != splits["train"].classes:
-            extra = sorted(set(ix.classes) ^ set(splits["train"].classes))
+        if ix.classes != first.classes:
+            extra = sorted(set(ix.classes) ^ set(first.classes))
             raise DatasetError(
-                f"{ix.root}: class folders differ from {splits['train'].root} (differences: {extra[:5]})"
+                f"{ix.root}: class folders differ from {first.root} (differences: {extra[:5]})"
             )
     return splits
 

@@ -7,6 +7,7 @@ import copy
 import importlib.util
 import json
 import os
+import uuid
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..data.build import KINDS
+from ..data.sources import is_archive
 from ..errors import ReslabError
 from ..storage.files import check_target
 from .export_int8 import (
@@ -37,8 +40,11 @@ from .load import Loaded, load_model
 from .optimize import fold_batchnorm
 
 FORMATS = ("onnx", "torchscript", "pt2")
-# ONNX opsets the TorchScript-based exporter writes for these networks.
-OPSETS = (9, 20)
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "pt2": ".pt2"}  # torch.export.save wants .pt2
+# ONNX opsets the TorchScript-based exporter writes for every registered network (torch
+# 2.13): the CIFAR nets' option-A shortcuts slice channels with a step, which ONNX's
+# Slice takes from opset 10 on (9 fails: "step!=1 is currently not supported").
+OPSETS = (10, 20)
 
 
 def export(
@@ -46,7 +52,7 @@ def export(
     fmt: str,
     out: str | Path,
     arch: str | None = None,
-    opset: int = 17,
+    opset: int | None = None,  # ONNX only; None: 17
     atol: float = 1e-3,
     *,
     int8: bool = False,
@@ -70,8 +76,16 @@ def export(
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if int8 and fmt == "torchscript":
         raise ValueError("int8 export writes format pt2 or onnx, not torchscript")
+    if fmt != "onnx" and opset is not None:
+        raise ValueError(f"--opset {opset} is for --format onnx only, not {fmt}")
+    opset = 17 if opset is None else opset
     if fmt == "onnx" and not OPSETS[0] <= opset <= OPSETS[1]:
         raise ValueError(f"--opset {opset} is not supported; choose {OPSETS[0]}..{OPSETS[1]}")
+    for flag, value in (("--calibration", calibration), ("--dataset", dataset)):
+        if value is not None and not int8:
+            raise ValueError(f"{flag} {value} goes with --int8 (it calibrates the int8 network)")
+    if dataset is not None and dataset.lower() not in KINDS:
+        raise ValueError(f"--dataset {dataset!r}: choose one of {', '.join(sorted(KINDS))}")
     if reduce_range is not None and not int8:
         raise ValueError("reduce_range applies to int8 export only (int8=True, --int8)")
     reduce_range = resolve_reduce_range(reduce_range) if int8 else None
@@ -81,6 +95,9 @@ def export(
         raise ReslabError('int8 ONNX export needs onnxruntime: pip install "reslab[onnx]"')
     out = check_target(out)  # refuse /dev/null, folders, links before any work
     loaded = load_model(model_or_path, arch)
+    recorded = loaded.config.get("dataset")
+    if dataset is not None and recorded and dataset.lower() != recorded:
+        raise ValueError(f"--dataset {dataset} conflicts with the model, trained on {recorded}")
     reference = loaded.model.eval()
     folded = fold_batchnorm(copy.deepcopy(reference)).requires_grad_(False)
     s = loaded.image_size
@@ -101,7 +118,8 @@ def export(
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ValueError(f"cannot create {out.parent}: {e.strerror or e}") from None
-    tmp = out.with_name(f".tmp-{out.name}")  # keeps the suffix: torch.export.save wants .pt2
+    # Short, whatever the length of out's name (a legal 255-byte name plus a prefix is not)
+    tmp = out.with_name(f".reslab-{uuid.uuid4().hex[:8]}{SUFFIXES[fmt]}")
     try:
         _write(fmt, folded, images, tmp, meta, opset, s, bool(reduce_range))
         # int8 is judged on real images: on noise its error says little.
@@ -140,6 +158,11 @@ def _calibration_images(loaded: Loaded, calibration: Any, dataset: str | None) -
                 "int8 export needs calibration images: a dataset folder of training images (--calibration DIR)"
             )
     if isinstance(calibration, (str, Path)):
+        where = Path(calibration).expanduser()
+        if not where.exists():
+            raise FileNotFoundError(f"--calibration {where}: no such folder")
+        if not where.is_dir() and not is_archive(where):
+            raise ValueError(f"--calibration {where} is a file, not a dataset folder or archive")
         calibration = calibration_batches(loaded, calibration, dataset)
     return take_images(calibration)
 

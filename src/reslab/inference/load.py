@@ -15,7 +15,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .. import zoo
-from ..models import build, infer_architecture, load_state_dict_checked, spec_of
+from ..models import build, get_spec, infer_architecture, load_state_dict_checked, spec_of
 from ..storage.checkpoint import resolve
 from ..weights import IMAGENET_IMAGE_SIZE, IMAGENET_NORMALIZATION, imagenet_classes, read_weights
 
@@ -72,11 +72,12 @@ def normalization_from(
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     if mean is None or std is None:
         raise ValueError("--normalize channel needs both --mean and --std (3 values each)")
-    for flag, values in (("--mean", mean), ("--std", std)):
-        if len(values) != 3 or not all(math.isfinite(v) for v in values):
-            raise ValueError(f"{flag} needs 3 finite numbers (R,G,B on [0, 1]), got {values}")
-    if min(std) <= 0:
-        raise ValueError(f"--std must be > 0, got {std}")
+    for flag, values, low in (("--mean", mean, 0.0), ("--std", std, 1e-6)):
+        # Pixels are on [0, 1] before normalising: 128 or 64 here means 0-255 statistics.
+        if len(values) != 3 or not all(math.isfinite(v) and low <= v <= 1 for v in values):
+            raise ValueError(f"{flag} needs 3 numbers on [0, 1] (pixels / 255: R,G,B such as "
+                             f"{'0.49,0.48,0.45' if flag == '--mean' else '0.25,0.24,0.26'}), "
+                             f"got {','.join(f'{v:g}' for v in values)}")  # fmt: skip
     return {**IMAGENET_NORMALIZATION, "mean": [float(v) for v in mean],
             "std": [float(v) for v in std]}  # fmt: skip
 
@@ -111,19 +112,27 @@ def _load(model_or_path: nn.Module | str | Path, arch: str | None) -> Loaded:
         size = int(getattr(spec, "input_size", IMAGENET_IMAGE_SIZE))
         return Loaded(model.eval(), _default_classes(k), dict(IMAGENET_NORMALIZATION), size,
                       getattr(spec, "name", type(model).__name__))  # fmt: skip
-    if zoo.is_name(model_or_path):  # "cifar10:resnet56": shipped (or user-registered) weights
-        file = zoo.resolve(str(model_or_path))
-    else:
-        file = resolve(model_or_path)
+    if arch is not None:  # an unknown name is refused even where the file says what it is
+        try:
+            get_spec(arch)
+        except ValueError as e:
+            raise ValueError(f"--arch: {e}") from None
+    named = zoo.entry(str(model_or_path)) if zoo.is_name(model_or_path) else None
+    # "cifar10:resnet56": shipped (or user-registered) weights
+    file = zoo.resolve(named.name) if named else resolve(model_or_path)
     weights = read_weights(file)
     ckpt = weights.checkpoint
     if ckpt.get("model_args"):  # a reslab checkpoint knows how it was built and fed
         args = dict(ckpt["model_args"])
         args.pop("grad_checkpointing", None)
-        model = build(**args)
+        if arch is not None and arch != args["name"]:
+            raise ValueError(f"{file} holds a {args['name']}; --arch {arch} conflicts with it")
     else:
         args = _plain_args(weights.state_dict, arch, file)
-        model = build(**args)
+    if named and named.model != args["name"]:
+        raise ValueError(f"{named.manifest}: entry {named.name!r} says \"model\": "
+                         f"{named.model!r}, but {file} holds a {args['name']}")  # fmt: skip
+    model = build(**args)
     load_state_dict_checked(model, weights.state_dict, file)
     k = model.spec.num_classes
     classes = list(ckpt.get("classes") or _default_classes(k))

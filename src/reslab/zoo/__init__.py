@@ -39,6 +39,7 @@ class NamedWeights:
     url: str | None
     card: Path | None
     info: dict[str, Any]  # the manifest entry (metrics, run, recipe...)
+    manifest: Path | None = None  # the manifest.json (or published.json) that names it
 
 
 def is_name(text: object) -> bool:
@@ -69,19 +70,24 @@ def available(weights_dir: str | Path | None = None) -> dict[str, NamedWeights]:
                                  "'model', 'file', 'sha256'")  # fmt: skip
             card = folder / e["card"] if e.get("card") else None
             found[name] = NamedWeights(name, e["model"], folder / e["file"], e["sha256"],
-                                       e.get("url"), card, e)  # fmt: skip
+                                       e.get("url"), card, e, path)  # fmt: skip
     return found
+
+
+def entry(name: str, weights_dir: str | Path | None = None) -> NamedWeights:
+    """The manifest entry of a name, or a ValueError listing the names there are."""
+    entries = available(weights_dir)
+    if name not in entries:
+        have = ", ".join(sorted(entries)) or "none"
+        raise ValueError(f"no weights named {name!r}; available: {have}")
+    return entries[name]
 
 
 def resolve(
     name: str, weights_dir: str | Path | None = None, cache_dir: Path | None = None
 ) -> Path:
     """The checked local file for a name (downloading it if the manifest has a URL)."""
-    entries = available(weights_dir)
-    if name not in entries:
-        have = ", ".join(sorted(entries)) or "none"
-        raise ValueError(f"no weights named {name!r}; available: {have}")
-    w = entries[name]
+    w = entry(name, weights_dir)
     cached = (cache_dir or default_cache_dir()) / "weights" / w.file.name
     torch_hub = Path(os.environ.get("TORCH_HOME", "~/.cache/torch")).expanduser() / "hub"
     # Beside the manifest, in the user's folder, where torch.hub keeps what it fetched, or
