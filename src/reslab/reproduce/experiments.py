@@ -15,6 +15,8 @@ import multiprocessing
 import os
 import sys
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from ..provenance import provenance
 from ..storage.files import write_json
 from ..storage.runlock import FolderInUse, FolderLock
 from ..training.loop import train
+from ..training.memory import GIB, MIB, available
 
 
 @dataclass(frozen=True)
@@ -223,11 +226,17 @@ def run_experiment(
     budgets = BUDGETS[exp.family]
     if budget not in budgets:
         raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(budgets)}")
-    if jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    for flag, value in (
+        ("--jobs", jobs),
+        ("--seeds", seeds),
+        ("--threads", overrides.get("threads")),
+    ):
+        if value is not None and not value >= 1:  # 0 would fall back to a default silently
+            raise ValueError(f"{flag} must be >= 1, got {value}")
     b = budgets[budget]
     exp_settings = dict(exp.settings.get(budget, {}))
     seeds = seeds or exp_settings.pop("seeds", None) or b.seeds
+    jobs = _workers(jobs, len(exp.plan(budget, seeds)))
     settings = {"scale": b.scale, **b.overrides, **exp_settings, **overrides}
     make_config(exp.recipe, dataset=exp.dataset, **settings)  # bad settings fail here, early
     out = Path(out)
@@ -258,6 +267,23 @@ def run_experiment(
     return out
 
 
+# What one training process holds at least: the interpreter and torch (~450 MiB,
+# training/memory.py's BASE), a CIFAR net's data, weights and batches: 845 MiB measured
+# for ResNet-20 (summary.json's peak RSS).
+JOB_MEMORY = 1 << 30
+
+
+def _workers(jobs: int, runs: int) -> int:
+    """--jobs capped at the runs there are; more than the memory holds is refused."""
+    jobs = min(jobs, max(runs, 1))
+    limit, where = available()
+    if jobs > 1 and jobs * JOB_MEMORY > limit:
+        raise ValueError(f"--jobs {jobs}: each job is a process of about {JOB_MEMORY // MIB} MiB "
+                         f"and {where} gives {limit / GIB:.1f} GiB; this machine holds at most "
+                         f"{max(1, limit // JOB_MEMORY)} at once")  # fmt: skip
+    return jobs
+
+
 def _run_plan(job: tuple, jobs: int, overrides: dict[str, Any], settings: dict[str, Any],
               progress: bool) -> None:  # fmt: skip
     """The plan in this process, or in `jobs` processes sharing it through the run locks."""
@@ -267,7 +293,8 @@ def _run_plan(job: tuple, jobs: int, overrides: dict[str, Any], settings: dict[s
     if "threads" not in overrides:  # share the cores out (`settings` is the one in `job`)
         settings["threads"] = max(1, (os.cpu_count() or 1) // jobs)
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_train_runs, args=job, kwargs={"progress": False})
+    # The parent's warning display goes too: the CLI's one-line `reslab: warning: ...`.
+    workers = [ctx.Process(target=_job, args=(warnings.showwarning, *job))
                for _ in range(jobs)]  # fmt: skip
     for w in workers:
         w.start()
@@ -282,6 +309,12 @@ def _run_plan(job: tuple, jobs: int, overrides: dict[str, Any], settings: dict[s
     if failed:
         raise ReslabError(f"{len(failed)} of {jobs} jobs failed (exit codes {failed}); "
                           "run the same command again to resume")  # fmt: skip
+
+
+def _job(show: Callable[..., None], *job: Any) -> None:
+    """A spawned job: the parent's way of showing warnings, then its share of the plan."""
+    warnings.showwarning = show
+    _train_runs(*job, progress=False)
 
 
 def _train_runs(name: str, budget: str, recipe: str, dataset: str, data_dir: str, out: str,
