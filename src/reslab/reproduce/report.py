@@ -11,11 +11,13 @@ claims only what they show.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from ..models import get_spec
 from ..storage.files import atomic_write
+from ..storage.runlock import LOCK, FolderLock
 from .figures import Panel, plot_curves, plot_responses
 from .runs import RUN_NAME, Run, depth, infer_experiment, load_runs, read_json, seed_groups
 
@@ -361,11 +363,20 @@ def _read_responses(responses: dict[str, list[float]]) -> list[str]:
 
 def write_report(folder: str | Path) -> Path:
     """Write FOLDER/report.md and its PNG figures from the files in FOLDER; returns
-    the report's path. Trains nothing and touches no checkpoint."""
+    the report's path. Trains nothing and touches no checkpoint. A folder that a running
+    `reslab reproduce` holds (its .lock) is refused: that run writes the report itself."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such experiment folder")
+    # Only a folder `reproduce` made has a .lock to take; no other gets one.
+    with FolderLock(folder) if (folder / LOCK).exists() else nullcontext():
+        return _write_report(folder)
+
+
+def _write_report(folder: Path) -> Path:
     meta = read_json(folder / "experiment.json") or {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"{folder / 'experiment.json'}: expected a JSON object")
     runs = load_runs(folder)
     responses = read_json(folder / "responses.json")
     name = meta.get("experiment") or infer_experiment(runs, responses is not None)

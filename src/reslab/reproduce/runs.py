@@ -62,7 +62,13 @@ class Run:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The file's JSON, None when there is no file; a damaged one is named."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
 def _params(run_dir: Path, model: str, shortcut: str | None) -> float | None:
