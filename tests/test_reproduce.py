@@ -22,7 +22,7 @@ from reslab.reproduce import experiments
 from reslab.reproduce.responses import layer_responses, response_layers
 
 FIGURES = {"degradation": ["curves.png"], "imagenet-degradation": ["curves.png"],
-           "shortcuts": ["curves.png"], "very-deep": ["curves.png"],
+           "shortcuts": ["curves.png"], "shortcuts-cifar": ["curves.png"], "very-deep": ["curves.png"],
            "responses": ["responses.png"]}  # fmt: skip
 
 
@@ -169,6 +169,27 @@ def test_reading_claims_only_what_the_numbers_show(tmp_path: Path, degrades: boo
     assert "8.20 ± 0.28 (n=2)" in text  # resnet20's val error over two seeds
 
 
+def test_figure4_findings_against_the_seed_spread(tmp_path: Path) -> None:
+    """Each of section 4.1's findings is read against the seeds' spread: a gap inside it
+    is "not resolved", one beyond it in every seed "shown"."""
+    nets = {
+        "plain18": (30.0, 40.0),
+        "plain34": (40.0, 48.0),  # degradation: 10 points
+        "resnet18": (25.0, 35.0),
+        "resnet34": (24.8, 34.9),
+    }  # within the seeds' spread
+    for model, (tr, va) in nets.items():
+        for seed, noise in enumerate((-1.0, 1.0)):
+            shortcut = "A" if model.startswith("resnet") else None
+            fake_run(tmp_path, model, tr + noise, va + noise, seed, shortcut=shortcut)
+    (tmp_path / "experiment.json").write_text(json.dumps({"experiment": "imagenet-degradation"}))
+    assert main(["report", str(tmp_path)]) == 0
+    text = check_report(tmp_path, FIGURES["imagenet-degradation"])
+    assert "Degradation (plain-34's training error above plain-18's): **shown**" in text
+    assert "validation error below ResNet-18's: **not resolved at this budget**" in text
+    assert "ResNet-18 ahead of plain-18 early in training (step ~50 of 200): **shown**" in text
+
+
 # --- every experiment's own smoke budget, unchanged ----------------------------------
 
 
@@ -176,7 +197,7 @@ def test_reading_claims_only_what_the_numbers_show(tmp_path: Path, degrades: boo
 @pytest.mark.parametrize("name", ["degradation", "shortcuts", "very-deep", "imagenet-degradation"])
 def test_smoke_experiment(name: str, data: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    if name == "imagenet-degradation":
+    if experiments.EXPERIMENTS[name].family == "imagenet":
         data = tmp_path / "folder"
         make_image_folder(data, ["a", "b", "c"], 40, 72, "train")
         make_image_folder(data, ["a", "b", "c"], 4, 72, "val", seed=1)
@@ -204,11 +225,16 @@ def test_very_deep_and_shortcuts_tables_from_files(tmp_path: Path) -> None:
     text = check_report(deep, FIGURES["very-deep"])
     assert "| 4321 |" in text and "1:02:05" in text and "stayed finite" in text
     for option, err in zip("ABC", (9.0, 9.1, 9.2)):
-        fake_run(cuts, "resnet32", 5.0, err, shortcut=option)
-    (cuts / "experiment.json").write_text(json.dumps({"experiment": "shortcuts"}))
-    assert main(["report", str(cuts)]) == 0
-    text = check_report(cuts, FIGURES["shortcuts"])
-    assert "ImageNet ResNet-34" in text and "cannot rank the options" in text
+        for seed, noise in enumerate((-0.5, 0.5)):  # the seeds differ more than the options
+            fake_run(cuts, "resnet32", 5.0, err + noise, seed, shortcut=option)
+    (cuts / "runs" / "resnet32-C-s1" / "views.json").write_text(
+        json.dumps({"ten-crop": {"top1_error": 8.0, "top5_error": 1.0, "n": 5000}})
+    )
+    assert main(["report", str(cuts)]) == 0  # no experiment.json: inferred from the runs
+    text = check_report(cuts, FIGURES["shortcuts-cifar"])
+    assert "ImageNet ResNet-34" in text and "not resolved at this budget" in text
+    assert "8.00" in text and "centre crop" in text  # 10-crop beside the centre crop
+    assert "shown**" not in text
 
 
 # --- every committed report regenerates from the files committed beside it -----------

@@ -154,11 +154,15 @@ def _row(runs: list[Run]) -> dict[str, str]:
         "layers": str(r0.layers or "?"), "params": _fmt([r0.params]),
         "train": _fmt([r.final_train for r in runs]), "val": _fmt([r.final_val for r in runs]),
         "best": _fmt([r.best_val for r in runs]),
+        "ten": _fmt([r.view_error("ten-crop") for r in runs]),
+        "ten5": _fmt([r.view_error("ten-crop", "top5_error") for r in runs]),
     }  # fmt: skip
 
 
 def _summary_table(runs: list[Run]) -> list[str]:
-    header = ["model", "layers", "params (M)", "final train error (%)", "final val top-1 (%)",
+    ten = any(r.views for r in runs)  # Table 2: 10-crop beside the centre crop
+    header = ["model", "layers", "params (M)", "final train error (%)",
+              "final val top-1 (%), centre crop", *(["final val top-1 (%), 10-crop"] * ten),
               "best val top-1 (%)", "paper top-1 (%), full schedule"]  # fmt: skip
     rows = []
     groups = seed_groups(runs)
@@ -172,8 +176,75 @@ def _summary_table(runs: list[Run]) -> list[str]:
         label, err = _paper(g[0].model)
         params = row["params"] + (f" (paper {pp})" if pp else "")
         paper = f"{err} ({label})" if err is not None else "—"
-        rows.append([key, row["layers"], params, row["train"], row["val"], row["best"], paper])
+        rows.append([key, row["layers"], params, row["train"], row["val"],
+                     *([row["ten"]] * ten), row["best"], paper])  # fmt: skip
     return _table(header, rows)
+
+
+def _by_seed(runs: list[Run], get) -> dict[int, float]:
+    return {r.seed: v for r in runs if (v := get(r)) is not None}
+
+
+def _versus(claim: str, a: str, b: str, va: dict[int, float], vb: dict[int, float],
+            what: str) -> str | None:  # fmt: skip
+    """Is `b` below `a` (the paper's claim), by more than the seed-to-seed spread?
+
+    The spread is the larger of the two nets' ranges over seeds (max - min): a gap inside
+    it is "not resolved at this budget", whichever way it points. With one seed there is
+    no spread to compare with, and the report says so.
+    """
+    seeds = sorted(set(va) & set(vb))
+    if not seeds:
+        return None
+    ma = sum(va[s] for s in seeds) / len(seeds)
+    mb = sum(vb[s] for s in seeds) / len(seeds)
+    gap = ma - mb  # > 0: as the paper has it
+    nums = f"{what} {mb:.1f}% vs {ma:.1f}%, {_over(seeds)}"
+    if len(seeds) < 2:
+        verdict = "in the paper's direction" if gap > 0 else "against the paper's direction"
+        return f"{claim}: {verdict} by {abs(gap):.1f} points ({nums}); one seed, no spread to judge it by."
+    spread = max(max(v[s] for s in seeds) - min(v[s] for s in seeds) for v in (va, vb))
+    per = "; ".join(f"seed {s}: {vb[s]:.1f} vs {va[s]:.1f}" for s in seeds)
+    if abs(gap) <= spread:
+        verdict = "not resolved at this budget"
+    elif gap > 0:
+        verdict = "shown" if all(vb[s] < va[s] for s in seeds) else "shown on average only"
+    else:
+        verdict = "not shown (the opposite holds)"
+    return (f"{claim}: **{verdict}**: {b} vs {a} differ by {gap:+.1f} points against a "
+            f"seed-to-seed spread of {spread:.1f} ({nums}; {per}).")  # fmt: skip
+
+
+def _read_figure4(runs: list[Run]) -> list[str]:
+    """Section 4.1's three findings (Figure 4, Table 2), each against the seeds' spread."""
+    groups = seed_groups(runs)
+    g = {r.model: groups[k] for k in groups for r in groups[k][:1]}
+    if not {"plain18", "plain34", "resnet18", "resnet34"} <= set(g):
+        return []
+    total = int(runs[0].summary.get("iterations") or max(r["step"] for r in runs[0].train))
+    early = max(1, total // 4)
+    train, val, ten, at = (
+        (lambda r: r.final_train), (lambda r: r.final_val),
+        (lambda r: r.view_error("ten-crop")), (lambda r: r.train_error_at(early)),
+    )  # fmt: skip
+    md = [
+        _versus("Degradation (plain-34's training error above plain-18's)", "plain34",
+                "plain18", _by_seed(g["plain34"], train), _by_seed(g["plain18"], train),
+                "final train error"),
+        _versus("ResNet-34's training error below ResNet-18's", "resnet18", "resnet34",
+                _by_seed(g["resnet18"], train), _by_seed(g["resnet34"], train),
+                "final train error"),
+        _versus("ResNet-34's validation error below ResNet-18's", "resnet18", "resnet34",
+                _by_seed(g["resnet18"], val), _by_seed(g["resnet34"], val),
+                "final val top-1 (centre)"),
+        _versus("ResNet-34's 10-crop validation error below ResNet-18's", "resnet18",
+                "resnet34", _by_seed(g["resnet18"], ten), _by_seed(g["resnet34"], ten),
+                "10-crop val top-1"),
+        _versus(f"ResNet-18 ahead of plain-18 early in training (step ~{early} of {total})",
+                "plain18", "resnet18", _by_seed(g["plain18"], at), _by_seed(g["resnet18"], at),
+                "train error"),
+    ]  # fmt: skip
+    return [line for line in md if line]
 
 
 def _at_common_seeds(by_model: dict[str, list[Run]], a: str, b: str, get) -> tuple:
@@ -270,8 +341,11 @@ def _read_degradation(runs: list[Run]) -> list[str]:
 
 
 def _shortcuts(runs: list[Run]) -> list[str]:
-    header = ["option", "model", "params (M)", "final train error (%)", "final val top-1 (%)",
-              "final val top-5 (%)", "best val top-1 (%)"]  # fmt: skip
+    ten = any(r.views for r in runs)
+    header = ["option", "model", "params (M)", "final train error (%)",
+              "final val top-1 (%), centre crop", "final val top-5 (%)",
+              *(["final val top-1 (%), 10-crop", "top-5, 10-crop"] * ten),
+              "best val top-1 (%)"]  # fmt: skip
     groups = seed_groups(runs)
     opts = sorted(groups, key=lambda k: (groups[k][0].shortcut or "", k))
     rows = []
@@ -279,7 +353,7 @@ def _shortcuts(runs: list[Run]) -> list[str]:
         g, row = groups[key], _row(groups[key])
         top5 = _fmt([(r.summary.get("final_eval") or {}).get("top5_error") for r in g])
         rows.append([g[0].shortcut or "?", g[0].model, row["params"], row["train"], row["val"],
-                     top5, row["best"]])  # fmt: skip
+                     top5, *([row["ten"], row["ten5"]] * ten), row["best"]])  # fmt: skip
     md = _table(header, rows)
     md += ["For context only, not comparable: the paper's Table 3 is **ImageNet ResNet-34**, "
            "10-crop validation error (%), full schedule:", ""]  # fmt: skip
@@ -290,23 +364,23 @@ def _shortcuts(runs: list[Run]) -> list[str]:
 
 
 def _read_shortcuts(groups: dict[str, list[Run]], opts: list[str], runs: list[Run]) -> list[str]:
+    """The paper's C < B < A, pair by pair, against the seeds' spread (10-crop errors where
+    every run has them, as Table 3; else the centre crop)."""
+    ten = all(r.view_error("ten-crop") is not None for r in runs)
+    get = Run.ten_crop_error if ten else Run.final_val.fget
+    what = "10-crop val top-1" if ten else "final val top-1 (centre)"
+    by = {groups[k][0].shortcut: _by_seed(groups[k], get) for k in opts}
     md: list[str] = []
-    va = {groups[k][0].shortcut: _mean([r.final_val for r in groups[k]]) for k in opts}
-    va = {k: v for k, v in va.items() if v is not None}
+    for a, b in (("A", "B"), ("B", "C"), ("A", "C")):
+        if by.get(a) and by.get(b):
+            line = _versus(f"Option {b} below option {a} (the paper: by "
+                           f"{PAPER_TABLE3[a][0] - PAPER_TABLE3[b][0]:.2f} points)",
+                           a, b, by[a], by[b], what)  # fmt: skip
+            md += [line] if line else []
     n = min(r.val_n for r in runs) or 1
-    if len(va) >= 2:
-        order = sorted(va, key=va.get)
-        spread = max(va.values()) - min(va.values())
-        ranked = f"{order[0]} ({va[order[0]]:.1f}%)" + "".join(
-            f" {'<' if va[o] > va[p] else '='} {o} ({va[o]:.1f}%)" for p, o in zip(order, order[1:])
-        )
-        md.append(f"Final val top-1 here: {ranked}. The paper finds C < B < A, by 0.3-0.8 points.")
-        if _differs(max(va.values()), min(va.values()), n):
-            md.append(f"The spread ({spread:.1f} points) exceeds the sampling noise of {n} "
-                      "validation images.")  # fmt: skip
-        else:
-            md.append(f"The spread ({spread:.1f} points) is within the sampling noise of {n} "
-                      "validation images: this run cannot rank the options.")  # fmt: skip
+    md.append(f"Sampling noise of one evaluation on {n} images: about ±"
+              f"{_noise(min(v for d in by.values() for v in d.values()), n):.1f} points per "
+              "net (two standard errors).")  # fmt: skip
     return md
 
 
@@ -402,7 +476,7 @@ def _write_report(folder: Path) -> Path:
         plot_curves(panels, folder / "curves.png")
         md += ["## Training curves", "", "![training curves](curves.png)", "", caption, ""]
         md += ["## Results", ""]
-        if name == "shortcuts":
+        if name in ("shortcuts", "shortcuts-cifar"):
             md += _shortcuts(runs)
         elif name == "very-deep":
             md += _very_deep(runs)
@@ -411,7 +485,8 @@ def _write_report(folder: Path) -> Path:
             md += ["Final training error: the mean of the last 3 logged intervals. Paper: the "
                    "test error (CIFAR-10, Table 6) or the 10-crop validation error (ImageNet, "
                    "Table 2) after the paper's full schedule.", ""]  # fmt: skip
-            md += _bullets(_read_degradation(done))
+            fig4 = _read_figure4(done) if name == "imagenet-degradation" else []
+            md += _bullets(fig4 or _read_degradation(done))
     if responses:
         plot_responses(responses, folder / "responses.png")
         md += ["", "## Layer responses (Figure 7)", "", "![layer responses](responses.png)", "",

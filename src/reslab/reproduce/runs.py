@@ -26,6 +26,7 @@ class Run:
     summary: dict[str, Any] = field(default_factory=dict)
     train: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl "train" records
     val: list[dict[str, Any]] = field(default_factory=list)  # "eval" records on val
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)  # views.json: "ten-crop"...
     params: float | None = None  # millions
 
     @property
@@ -49,6 +50,19 @@ class Run:
     def final_val(self) -> float | None:
         rec = self.summary.get("final_eval") or (self.val[-1] if self.val else {})
         return rec.get("top1_error")
+
+    def view_error(self, view: str, key: str = "top1_error") -> float | None:
+        """The final network's error (%) in a view of views.json ("ten-crop"), if scored."""
+        return (self.views.get(view) or {}).get(key)
+
+    def ten_crop_error(self) -> float | None:
+        return self.view_error("ten-crop")
+
+    def train_error_at(self, step: int) -> float | None:
+        """Training error (%) of the logged interval ending nearest `step` (early-training
+        comparisons: section 4.1's "converges faster")."""
+        recs = [r for r in self.train if "error" in r]
+        return min(recs, key=lambda r: abs(r["step"] - step))["error"] if recs else None
 
     @property
     def best_val(self) -> float | None:
@@ -105,6 +119,7 @@ def load_runs(folder: str | Path) -> list[Run]:
         shortcut = cfg.get("shortcut", m["shortcut"] if m else None)
         seed = int(cfg.get("seed", m["seed"] if m else 0))
         run = Run(d.name, model, shortcut, seed, cfg, read_json(d / "summary.json") or {})
+        run.views = read_json(d / "views.json") or {}
         for line in (d / "metrics.jsonl").read_text().splitlines():
             try:
                 rec = json.loads(line)
@@ -127,7 +142,7 @@ def infer_experiment(runs: list[Run], has_responses: bool) -> str:
     if any(m.startswith("resnet1202") for m in models):
         return "very-deep"
     if len(models) == 1 and len({r.shortcut for r in runs}) > 1:
-        return "shortcuts"
+        return "shortcuts" if models & {"resnet18", "resnet34", "resnet50"} else "shortcuts-cifar"
     family = "imagenet-" if any(m in ("plain18", "plain34", "resnet18", "resnet34") for m in models) else ""  # fmt: skip
     return family + "degradation"
 
