@@ -96,7 +96,10 @@ def check_inputs(cfg: TrainConfig, resume: bool = False) -> None:
         raise ValueError(f"freeze_stages {cfg.freeze_stages} is more than {cfg.model}'s "
                          f"{stages} stages")  # fmt: skip
     if cfg.init and not resume:
-        check_fit(model, cfg.init)
+        try:
+            check_fit(model, cfg.init)
+        except (OSError, ValueError) as e:  # say which flag the file came from
+            raise ValueError(f"--init: {e}") from None
 
 
 def resume_config(
