@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..errors import one_line
 from .files import atomic_write
 
 FORMAT = "reslab-checkpoint"
@@ -79,19 +80,28 @@ def load_file(path: str | Path) -> Any:
     if kind:
         raise CheckpointError(f"{path} is an image ({kind}), not a model: give a run folder, "
                               "checkpoint or weights file first, then the images")  # fmt: skip
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
+    if not head.startswith((b"PK", b"\x80")):  # torch.save's zip archive, or a pickle
+        raise CheckpointError(f"{path}: not a PyTorch file (neither a zip archive nor a "
+                              f"pickle; it starts {head!r})")  # fmt: skip
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # weights_only refuses any object it does not know, before constructing it.
-        lines = str(e).splitlines()
-        why = next((x.strip() for x in lines if "Unsupported" in x), lines[0] if lines else "")
+        # weights_only refuses any object it does not know, before constructing it. Only
+        # its finding is kept: never torch's hint that weights_only=False "will likely succeed".
+        lines = [x.strip() for x in str(e).splitlines()]
+        why = next((x for x in lines if x.startswith(("Unsupported", "Trying to load"))), "")
         raise CheckpointError(
-            f"{path}: refused to load: the file holds Python objects that could run code "
-            f"(only tensors and plain data are accepted): {why}"
+            f"{path}: refused to load: only tensors and plain data saved by torch.save are "
+            f"accepted, and this file holds something else ({why or 'unknown content'})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, io.UnsupportedOperation) as e:
+    except (RuntimeError, EOFError, KeyError, zipfile.BadZipFile, OSError,
+            io.UnsupportedOperation) as e:  # fmt: skip
         raise CheckpointError(
-            f"{path}: not a readable checkpoint (truncated or foreign?): {e}"
+            f"{path}: not a readable checkpoint (truncated or foreign?): {one_line(e)}"
         ) from None
 
 

@@ -65,8 +65,9 @@ def atomic_write(path: str | Path, data: bytes | Callable[[BinaryIO], None]) -> 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # The writer's pid in the name lets a later run tell its own leftovers (after a
-        # kill -9) from a live writer's file: see remove_stale_temporaries.
-        prefix = f".{path.name}.{os.getpid()}."
+        # kill -9) from a live writer's file: see remove_stale_temporaries. The name is
+        # cut at 64 characters: a legal 255-byte name plus pid and suffix would not be.
+        prefix = f".{path.name[:64]}.{os.getpid()}."
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise ValueError(f"cannot write {path}: {e.strerror or e}") from None
