@@ -221,3 +221,198 @@ def test_train_api_refuses_wrong_types(tmp_path: Path) -> None:
         reslab.create_model("resnet20", num_classes=2.5)
     with pytest.raises(ValueError, match="n must be an integer"):
         reslab.create_model("resnet20", n=1.5)
+
+
+# ---------------------------------------------------------------- issue 25: eval, export, use
+
+
+def nothing_new(folder: Path, before: set[Path]) -> None:
+    assert set(folder.rglob("*")) == before, set(folder.rglob("*")) ^ before
+
+
+def test_eval_scales_and_splits(capsys: pytest.CaptureFixture, run: Path, tmp_path: Path) -> None:
+    before = set(run.rglob("*"))
+    one_line_error(capsys, ["eval", str(run), "--scales", ""], "--scales", "''")
+    # 32 px CIFAR nets shrink their input 4x: scale 20 is a 3 px view
+    one_line_error(capsys, ["eval", str(run), "--scales", "20,224"], "--scales 20 is too small",
+                   "the smallest scale is 25")  # fmt: skip
+    one_line_error(capsys, ["eval", str(run), "--scales", "100000"], "--scales 100000",
+                   "GiB", "the largest scale that fits is")  # fmt: skip
+    nothing_new(run, before)
+    # The training split plays no part: 256 training images, batch 1000.
+    assert main(["eval", str(run), "--split", "val", "--batch-size", "1000", "--out",
+                 str(tmp_path / "v.json")]) == 0  # fmt: skip
+    # A folder with only test/ is enough to evaluate on its test split, not on val.
+    from reslab.data.synthetic import make_image_folder
+
+    only_test = make_image_folder(tmp_path / "t", [f"class{i}" for i in range(10)], 2, 32, "test")
+    assert main(["eval", str(run), "--data-dir", str(only_test), "--out",
+                 str(tmp_path / "t.json")]) == 0  # fmt: skip
+    assert "(20 images" in capsys.readouterr().out
+    one_line_error(capsys, ["eval", str(run), "--data-dir", str(only_test), "--split", "val"],
+                   str(only_test), "no 'val' split")  # fmt: skip
+
+
+def test_eval_refuses_a_classifier_of_other_classes(
+    capsys: pytest.CaptureFixture, tiny_cifar: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    plain = tmp_path / "r20-1000.pth"
+    torch.save(reslab.create_model("resnet20", num_classes=1000).state_dict(), plain)
+    one_line_error(capsys, ["eval", str(plain), "--data-dir", str(tiny_cifar), "--dataset",
+                            "cifar10"], "1000-way classifier", "10 classes")  # fmt: skip
+    assert sorted(tmp_path.iterdir()) == [plain]
+
+
+def test_arch_and_manifest_conflicts(
+    capsys: pytest.CaptureFixture, run: Path, image: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from reslab.data.sources import file_digest
+    from reslab.weights import save_torchvision
+
+    for model, arch, want in ((run, "nope", "--arch: unknown model 'nope'"),
+                              (run, "resnet56", "holds a resnet20; --arch resnet56 conflicts"),
+                              ("cifar10:resnet56", "resnet20", "holds a resnet56; --arch resnet20")):  # fmt: skip
+        one_line_error(capsys, ["predict", str(model), str(image), "--arch", arch], want)
+    one_line_error(capsys, ["export", str(run), "--format", "onnx", "--out",
+                            str(tmp_path / "m.onnx"), "--arch", "nope"], "nope")  # fmt: skip
+    # A manifest of the user's that names another network than its file holds.
+    net = reslab.create_model("resnet20")
+    weights = save_torchvision(net, tmp_path / "w.safetensors",
+                               {"model_args": {"name": "resnet20", "num_classes": 10}})  # fmt: skip
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"mine:resnet56": {
+        "model": "resnet56", "file": weights.name, "sha256": file_digest(weights)}}))  # fmt: skip
+    monkeypatch.setenv("RESLAB_WEIGHTS_DIR", str(tmp_path))
+    one_line_error(capsys, ["predict", "mine:resnet56", str(image)], str(manifest),
+                   "'mine:resnet56'", "'resnet56'", "holds a resnet20")  # fmt: skip
+
+
+def test_normalization_values_are_on_0_1(
+    capsys: pytest.CaptureFixture, run: Path, image: Path
+) -> None:
+    base = ["predict", str(run), str(image), "--normalize", "channel"]
+    one_line_error(capsys, [*base, "--mean", "128,128,128", "--std", "0.2,0.2,0.2"],
+                   "--mean needs 3 numbers on [0, 1]", "128,128,128")  # fmt: skip
+    one_line_error(capsys, [*base, "--mean", "0.5,0.5,0.5", "--std", "64,64,64"],
+                   "--std needs 3 numbers on [0, 1]", "64,64,64")  # fmt: skip
+
+
+def test_export_options(capsys: pytest.CaptureFixture, run: Path, image: Path,
+                        tmp_path: Path) -> None:  # fmt: skip
+    pytest.importorskip("onnx")
+    out = tmp_path / "m.onnx"
+    base = ["export", str(run), "--out", str(out)]
+    one_line_error(capsys, [*base, "--format", "onnx", "--opset", "9"], "choose 10..20")
+    one_line_error(capsys, [*base, "--format", "torchscript", "--opset", "17"],
+                   "--opset 17 is for --format onnx only")  # fmt: skip
+    one_line_error(capsys, [*base, "--format", "onnx", "--dataset", "mnist"], "goes with --int8")
+    one_line_error(capsys, [*base, "--format", "onnx", "--int8", "--dataset", "mnist"],
+                   "--dataset 'mnist'")  # fmt: skip
+    one_line_error(capsys, [*base, "--format", "onnx", "--int8", "--dataset", "imagefolder"],
+                   "conflicts with the model, trained on cifar10")  # fmt: skip
+    one_line_error(capsys, [*base, "--format", "onnx", "--int8", "--calibration", str(image)],
+                   f"--calibration {image} is a file")  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+    # The lowest opset advertised works; a legal 254-character name is written.
+    long = tmp_path / ("m" * 249 + ".onnx")
+    assert main(["export", str(run), "--format", "onnx", "--opset", "10", "--out", str(long)]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == [long.name]
+
+
+def test_sort_val_refuses_an_image_under_two_labels(
+    capsys: pytest.CaptureFixture, image: Path, tmp_path: Path
+) -> None:
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "ILSVRC2012_val_00000001.JPEG").write_bytes(image.read_bytes())
+    labels = tmp_path / "labels.txt"
+    labels.write_text("ILSVRC2012_val_00000001.JPEG n01440764\n"
+                      "ILSVRC2012_val_00000001.JPEG n01443537\n")  # fmt: skip
+    out = tmp_path / "out"
+    base = ["sort-val", str(flat), "--out", str(out), "--labels"]
+    one_line_error(capsys, [*base, str(labels)], str(labels), "ILSVRC2012_val_00000001",
+                   "n01440764", "n01443537")  # fmt: skip
+    labels.write_bytes(b"\xff\xfeI\x00L\x00")  # UTF-16, say
+    one_line_error(capsys, [*base, str(labels)], str(labels), "not a text label file")
+    assert not out.exists()
+
+
+def test_file_names_that_are_not_utf8(tmp_path: Path) -> None:
+    from reslab.data.sources import DatasetError, index_split, tree_key
+    from reslab.data.synthetic import make_image_folder
+
+    root = make_image_folder(tmp_path / "t", ["a", "b"], 2, 16)
+    bad = root / "train" / "a" / os.fsdecode(b"bad\xff.jpg")
+    bad.write_bytes((root / "train" / "a" / "0000.jpg").read_bytes())
+    with pytest.warns(UserWarning, match=r"skipped 1 image files whose names are not valid "
+                                         r"UTF-8, e.g. '.*bad\\udcff.jpg'"):  # fmt: skip
+        ix = index_split(root, "train")
+    assert len(ix.paths) == 4 and tree_key(root)  # the tree's cache key can be computed
+    (root / "train" / "b").rename(root / "train" / os.fsdecode(b"b\xff"))
+    with pytest.raises(DatasetError, match=r"class folder '.*b\\udcff': its name is not valid"):
+        index_split(root, "train")
+
+
+def test_extraction_limits_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reslab.data.sources import DatasetError, extraction_limits
+
+    for value in ("nan", "inf", "-1", "lots"):
+        monkeypatch.setenv("RESLAB_MAX_EXTRACT_GB", value)
+        with pytest.raises(DatasetError, match=rf"\$RESLAB_MAX_EXTRACT_GB='{value}'"):
+            extraction_limits()
+
+
+def test_load_errors_say_what_the_file_is(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    import pickle
+
+    files = {"text.pth": b"hello world\n", "empty.pth": b"",
+             "evil.pth": pickle.dumps({"x": os.system}, protocol=2)}  # fmt: skip
+    wants = {"text.pth": "not a PyTorch file", "empty.pth": "empty file (0 bytes)",
+             "evil.pth": "refused to load: only tensors and plain data"}  # fmt: skip
+    for name, blob in files.items():
+        (tmp_path / name).write_bytes(blob)
+        err = one_line_error(capsys, ["predict", str(tmp_path / name), "x.png"], name, wants[name])
+        assert "weights_only" not in err and "likely succeed" not in err, err
+
+
+def test_report_refuses_a_locked_or_damaged_folder(
+    capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    from reslab.storage.runlock import FolderLock
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "experiment.json").write_text("{garbage")
+    one_line_error(capsys, ["report", str(exp)], str(exp / "experiment.json"), "not valid JSON")
+    with FolderLock(exp):
+        one_line_error(capsys, ["report", str(exp)], f"{exp} is in use")
+    assert sorted(p.name for p in exp.iterdir()) == [".lock", "experiment.json"]
+
+
+def test_reproduce_counts(capsys: pytest.CaptureFixture, tiny_cifar: Path, tmp_path: Path,
+                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    out = tmp_path / "exp"
+    base = ["reproduce", "degradation", "--budget", "smoke", "--data-dir", str(tiny_cifar),
+            "--out", str(out), "--no-progress"]  # fmt: skip
+    one_line_error(capsys, [*base, "--seeds", "0"], "--seeds must be >= 1, got 0")
+    one_line_error(capsys, [*base, "--threads", "0"], "--threads must be >= 1, got 0")
+    # 1000 jobs are capped at the plan's 8 runs, which 2 GiB cannot hold (1 GiB a job).
+    monkeypatch.setenv("RESLAB_MEMORY_LIMIT", "2G")
+    one_line_error(capsys, [*base, "--jobs", "1000"], "--jobs 8:", "holds at most 2 at once")
+    assert not out.exists()
+
+
+def test_cli_warnings_are_one_reslab_line(
+    capsys: pytest.CaptureFixture, run: Path, image: Path
+) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(["predict", str(run), str(image), "--normalize", "imagenet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("reslab: warning: "), err
+    assert "instead of the one the file records" in err[0] and ".py:" not in err[0]
