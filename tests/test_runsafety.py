@@ -124,13 +124,13 @@ def test_reproduce_jobs_train_each_run_once(tiny_cifar: Path, tmp_path: Path) ->
     from reslab.reproduce.experiments import run_experiment
 
     out = tmp_path / "exp"
-    run_experiment("shortcuts", "smoke", str(tiny_cifar), out, jobs=2, progress=False)
+    run_experiment("shortcuts-cifar", "smoke", str(tiny_cifar), out, jobs=2, progress=False)
     runs = sorted(p.name for p in (out / "runs").iterdir())
     assert runs == ["resnet32-A-s0", "resnet32-B-s0", "resnet32-C-s0"]
     for name in runs:  # every step once: no run trained by two jobs
         assert steps(out / "runs" / name) == [1, 2, 3, 4]
     with FolderLock(out), pytest.raises(FolderInUse):
-        run_experiment("shortcuts", "smoke", str(tiny_cifar), out)
+        run_experiment("shortcuts-cifar", "smoke", str(tiny_cifar), out)
 
 
 def test_disk_full_keeps_the_previous_file(tmp_path: Path) -> None:
