@@ -195,6 +195,10 @@ def _export_onnx(model: nn.Module, size: int, path: Path, meta: str, opset: int)
     with warnings.catch_warnings():
         # Option A's strided channel slicing is not constant-folded; harmless, and noisy.
         warnings.filterwarnings("ignore", message="Constant folding")
+        # The legacy exporter is chosen on purpose (above): its deprecation notices are not
+        # for reslab's users.
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript")
+        warnings.filterwarnings("ignore", message="The feature will be removed")
         torch.onnx.export(
             model, (x,), str(path), dynamo=False, opset_version=opset,
             input_names=["input"], output_names=["logits"],
