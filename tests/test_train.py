@@ -581,3 +581,23 @@ def test_accumulation_refuses_an_uneven_split(tiny_cifar: Path, tmp_path: Path) 
     with pytest.raises(ValueError, match="grad_accum_steps must be >= 1, got 0"):
         tiny_config(tiny_cifar, tmp_path / "r", grad_accum_steps=0)
     assert not (tmp_path / "r").exists()
+
+
+def test_reproduce_passes_accumulation_through(tmp_path: Path, monkeypatch) -> None:
+    """`reproduce` plans on the ImageNet recipe take grad_accum_steps like any override:
+    the run trains (and saves in its config) batch 16 as 2 micro-batches of 8. (One
+    network of the smoke budget, 2 steps.)"""
+    from reslab.data.synthetic import make_image_folder
+    from reslab.reproduce import experiments
+
+    exp = experiments.EXPERIMENTS["imagenet-degradation"]
+    monkeypatch.setitem(exp.budget_runs, "smoke", (("resnet18", None),))
+    data = make_image_folder(tmp_path / "folder", ["a", "b", "c"], 40, 72, "train")
+    out = experiments.run_experiment(
+        "imagenet-degradation", "smoke", str(data), tmp_path / "out", seeds=1, progress=False,
+        grad_accum_steps=2, scale=2 / 600_000, threads=1,
+    )  # fmt: skip
+    configs = [json.loads(p.read_text()) for p in out.glob("runs/*/config.json")]
+    assert configs and all(c["grad_accum_steps"] == 2 and c["batch_size"] == 16 for c in configs)
+    summaries = [json.loads(p.read_text()) for p in out.glob("runs/*/summary.json")]
+    assert len(summaries) == len(configs) and all(s["status"] == "finished" for s in summaries)

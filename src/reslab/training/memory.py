@@ -5,19 +5,20 @@ has been read; this says so before, in one line, with a batch that fits. The est
 is a sum of parts, in bytes, for one training process on a CPU (docs/memory.md):
 
     peak = BASE                                  interpreter, torch, the run's bookkeeping
-         + DATA                                  CIFAR: the decoded dataset, held in memory
+         + DATA                                  CIFAR: the decoded dataset, twice while split
          + 4 P x (3 + ema)                       weights, gradients, momentum (and an average)
-         + max(ACT x b x A x e, EVAL)            the micro-batch's activations, or evaluation
+         + max(b x (ACT x A + WORK x W) x e, EVAL)   the micro-batch's activations, or evaluation
          + IN x B x 3 S^2 x 4                    the step's input batch and its augmentation
          + workers x (WORKER + 4 x B x 3 S^2 x 4)   JPEG decoding processes, 4 batches each
 
 P parameters; S the image size; B the images each process takes a step and b = B /
 grad_accum_steps a micro-batch; A the elements per image of every leaf module's output
 (conv, BN, ReLU...), counted by a forward on the meta device (no memory, no time); with
-activation checkpointing A is the blocks' inputs plus the largest block's outputs; e 4
-bytes (2 under bf16/fp16 autocast). EVAL is an evaluation batch's three widest
-outputs. BASE, ACT and IN were fitted to peaks measured by
-benchmarks/memory_calibration.py (within 25% of each, docs/memory.md).
+activation checkpointing A is the blocks' inputs plus the largest block's outputs; W the
+widest of those outputs (backward's working buffers: the gradient flowing back, BN's and
+the convolutions' scratch); e 4 bytes (2 under bf16/fp16 autocast). EVAL is an
+evaluation batch's three widest outputs. BASE, ACT and WORK were fitted to the peaks
+benchmarks/memory_calibration.py measures (docs/memory.md: all within 25%).
 
 The memory a run may use is MemAvailable (/proc/meminfo, plus what this process holds
 already) or the cgroup's limit (v2 memory.max, v1 memory.limit_in_bytes) where that is
@@ -41,7 +42,8 @@ from ..models import build
 GIB = 2**30
 MIB = 2**20
 BASE = 450 * MIB  # calibrated: python + torch + the run's objects, before any batch
-ACT = 1.0  # calibrated: bytes held per byte of leaf outputs (saved tensors, gradients)
+ACT = 1.0  # calibrated: bytes held per byte of leaf outputs (what backward saves)
+WORK = 5.0  # calibrated: backward's working buffers, in widest outputs
 IN = 3.0  # the input batch: its float copy, the augmented copy, the loader's uint8
 WORKER = 250 * MIB  # a DataLoader worker's own memory (Pillow, its copy of the index)
 PREFETCH = 4  # batches each worker prepares ahead (data/loaders.py: prefetch_factor)
@@ -97,9 +99,9 @@ def estimate(cfg: TrainConfig, shape: Shape, batch: int, accum: int, world_size:
     per = batch // world_size  # B
     element = 2 if cfg.amp in ("bf16", "fp16") else 4
     image = 3 * s * s * 4  # one float input image, bytes
-    data = CIFAR_IMAGES * 3 * s * s if cfg.dataset.startswith("cifar") else 0
+    data = 2 * CIFAR_IMAGES * 3 * s * s if cfg.dataset.startswith("cifar") else 0
     state = 4 * shape.params * (3 + (cfg.ema_decay > 0))
-    act = ACT * (per // accum) * shape.stored * element
+    act = (per // accum) * (ACT * shape.stored + WORK * shape.widest) * element
     evaluation = cfg.eval_batch_size * (3 * shape.widest * 4 + image)
     workers = 0 if cfg.dataset.startswith("cifar") else cfg.workers
     loader = workers * (WORKER + PREFETCH * per * image)
@@ -184,8 +186,9 @@ def check_memory(cfg: TrainConfig, world_size: int = 1) -> None:
                   default=None)  # fmt: skip
     accum = next((n for n in range(cfg.grad_accum_steps + 1, per + 1)
                   if per % n == 0 and fits(cfg.batch_size, n)), None)  # fmt: skip
-    what = (f"{cfg.model} at batch {cfg.batch_size} in {cfg.grad_accum_steps} micro-batch(es), "
-            f"{image_size_of(cfg)} px")  # fmt: skip
+    n = cfg.grad_accum_steps
+    split = f" in {n} micro-batches of {cfg.batch_size // n}" if n > 1 else ""
+    what = f"{cfg.model} at batch {cfg.batch_size}{split} ({image_size_of(cfg)} px)"
     advice = []
     if largest is not None:
         advice.append(f"the largest batch that fits is {largest}")
