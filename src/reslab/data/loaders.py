@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..memory_tuning import reset_worker_heap
 from .augment import PCA_STD, TRAIN_VIEWS, Normalizer, crop_flip, pca_shift, ten_crop_batch
 from .sources import DatasetError
 
@@ -283,9 +284,12 @@ class FolderLoader(Loader):
             num_workers=workers,
             collate_fn=Collate(self.norm if device.type == "cpu" else None, self.pca),
             pin_memory=device.type == "cuda",
-            # persistent workers keep their import and open-file state between epochs
-            persistent_workers=workers > 0,
-            prefetch_factor=4 if workers > 0 else None,
+            # Training workers persist: they keep their import and open-file state between
+            # epochs. An evaluation's workers end with it: they are forked from a trainer at its
+            # training peak and would otherwise hold a copy-on-write share of it all along.
+            persistent_workers=workers > 0 and train,
+            prefetch_factor=(4 if train else 2) if workers > 0 else None,  # batches a worker
+            worker_init_fn=reset_worker_heap,  # drop the heap inherited free (memory_tuning)
         )
         self.reported: set[str] = set()
 

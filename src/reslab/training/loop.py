@@ -30,6 +30,7 @@ from .. import distributed
 from ..config import TrainConfig, check_config, make_config
 from ..errors import ReslabError, one_line
 from ..evaluation import evaluate
+from ..memory_tuning import release_free_heap
 from ..models import build
 from ..storage import checkpoint as ckpt_io
 from ..storage.files import write_json
@@ -300,6 +301,9 @@ def run_evaluation(run: Run, split: str) -> dict[str, Any] | None:
         return None
     cfg = run.cfg
     dtype = run.amp_dtype
+    # The tuned heap (memory_tuning.py) holds the training step's freed activations; hand
+    # them back before the evaluation's workers fork: the next step faults them in once.
+    release_free_heap()
     with torch.autocast(run.device.type, dtype or torch.bfloat16, enabled=dtype is not None):
         return evaluate(run.eval_model, loader.epoch(0), flip=cfg.eval_flip, shift=cfg.eval_shift)
 
