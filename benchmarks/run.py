@@ -14,7 +14,8 @@ Figures are printed and appended as JSON lines to --out.
 
 Cases (issue "Speed"): 1 CIFAR training end to end, 2 ImageFolder training,
 3 inference, 4 ResNet-1202 training-step memory, 5 time to accuracy (read from runs),
-6 int8 inference (int8_case.py).
+6 int8 inference (int8_case.py), 7 the peak memory (process-tree PSS and RSS) of a run
+that trains, then evaluates (train_eval_case.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import int8_case  # benchmarks/: the script's own folder is first on sys.path
 import torch
+import train_eval_case
 
 from reslab.provenance import ISA_LIMITS, limit_isa, usable_isa
 from reslab.provenance import cpu as cpu_info
@@ -381,12 +383,18 @@ def main() -> None:
     ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="tiny generated data, a few steps")
-    ap.add_argument("--cases", default="cifar,folder,inference,memory,tta,int8")
+    ap.add_argument("--cases", default="cifar,folder,inference,memory,tta,int8,train-eval")
     ap.add_argument("--cifar", default=str(SHARED / "cifar10-train-jpeg.tar.gz"))
     ap.add_argument("--imagefolder", default=str(SHARED / "imagenette-224-train.tar"))
     ap.add_argument("--steps", type=int, default=30, help="timed training steps per case")
     ap.add_argument("--folder-models", default="resnet18:128,resnet50:224",
                     help="folder case: model:size pairs")  # fmt: skip
+    ap.add_argument("--train-eval-models", default="resnet18:128,resnet50:224",
+                    help="train-eval case: model:size pairs")  # fmt: skip
+    ap.add_argument("--train-eval-steps", type=int, default=3,
+                    help="train-eval case: training steps before the evaluation")  # fmt: skip
+    ap.add_argument("--val-images", type=int, default=946,
+                    help="train-eval case: held-out images evaluated (the recipe's 10%%)")  # fmt: skip
     ap.add_argument("--tta-runs", nargs="*", default=[], help="run folders for time-to-accuracy")
     ap.add_argument("--out", help="append results as JSON lines to this file")
     ap.add_argument("--device", default="cpu", help="cifar case: train on this device (cuda)")
@@ -516,6 +524,11 @@ def main() -> None:
 
     if "int8" in cases:
         int8_case.run_case(args.quick, inference_rounds, record)
+
+    if "train-eval" in cases:
+        train_eval_case.run_case(args.quick, folder, args.train_eval_models,
+                                 2 if args.quick else args.train_eval_steps,
+                                 8 if args.quick else args.val_images, record)  # fmt: skip
 
     if args.out:
         with open(args.out, "a") as f:

@@ -19,7 +19,7 @@ def test_benchmark_quick(tmp_path: Path) -> None:
     proc = subprocess.run(
         # every case but int8, which tests/test_quantize.py runs (it needs the [int8] extra)
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out),
-         "--cases", "cifar,folder,inference,memory,tta"],
+         "--cases", "cifar,folder,inference,memory,tta,train-eval"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -42,6 +42,11 @@ def test_benchmark_quick(tmp_path: Path) -> None:
     assert all(r["peak_rss_mb"] > 0 for r in cifar + folder)  # memory beside every speed
     mem = {r["variant"]: r["peak_rss_mb"] for r in rows if r["case"] == "memory"}
     assert set(mem) == {"no-checkpointing", "checkpointing"}
+    assert "7. peak memory of a run that trains" in text
+    both = [r for r in rows if r["case"] == "train-eval"]  # --quick: train + eval rows only
+    assert [(r["variant"], r["evaluate"]) for r in both] == [("peer", True), ("reslab", True)]
+    assert all(r["peak_pss_gib"] > 0.1 and r["peak_rss_gib"] >= r["peak_pss_gib"] for r in both)
+    assert all(len(r["pss_gib_each_at_peak"]) >= 1 and r["val_accuracy"] >= 0 for r in both)
 
 
 @pytest.mark.slow
