@@ -7,7 +7,7 @@ inherits that heap: its free pages stay mapped in the worker, shared copy-on-wri
 the trainer, so every such page the trainer reuses afterwards is copied, and the
 worker's own freed buffers are never returned either. An evaluation's workers, forked
 from a trainer whose heap has grown to its training peak, more than doubled a ResNet-50
-run's memory that way (issue 27; docs/benchmarks.md, section 8). `reset_worker_heap`,
+run's memory that way (issue 27; docs/benchmarks.md, section 7d). `reset_worker_heap`,
 each worker's first call, gives the worker glibc's defaults and drops the pages it
 inherited free. Elsewhere than Linux with glibc these functions do nothing.
 """
