@@ -37,6 +37,7 @@ def test_refused_in_one_line_before_data_is_read(tmp_path: Path, monkeypatch, ca
     data = make_image_folder(tmp_path / "data", ["a", "b"], 4, 64)
     out = tmp_path / "run"
     monkeypatch.setenv("RESLAB_MEMORY_LIMIT", "24G")
+    monkeypatch.setenv("RESLAB_CACHE", str(tmp_path / "cache"))  # where a decode would go
     argv = [*RESNET50, "--data-dir", str(data), "--out", str(out)]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -46,7 +47,7 @@ def test_refused_in_one_line_before_data_is_read(tmp_path: Path, monkeypatch, ca
     accum = re.search(r"--batch-size 256 --grad-accum-steps (\d+) \(micro-batches of (\d+)\)", err)
     assert accum and int(accum[1]) * int(accum[2]) == 256, err
     assert not out.exists()
-    assert not list(tmp_path.parent.rglob("*.u8")) and not (tmp_path / "cache").exists()
+    assert not list(tmp_path.rglob("*.u8")) and not (tmp_path / "cache").exists()
     cfg = make_config("imagenet-paper", model="resnet50", device="cpu",
                       grad_accum_steps=int(accum[1]))  # fmt: skip
     memory.check_memory(cfg)  # fits: no error

@@ -47,6 +47,33 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "pt2": ".pt2"}  # torch.expor
 OPSETS = (10, 20)
 
 
+def _check_options(fmt: str, opset: int | None, int8: bool, calibration: Any,
+                   dataset: str | None, reduce_range: bool | None) -> tuple[int, bool | None]:  # fmt: skip
+    """export()'s options checked together before any work: (opset, reduce_range)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if int8 and fmt == "torchscript":
+        raise ValueError("int8 export writes format pt2 or onnx, not torchscript")
+    if fmt != "onnx" and opset is not None:
+        raise ValueError(f"--opset {opset} is for --format onnx only, not {fmt}")
+    opset = 17 if opset is None else opset
+    if fmt == "onnx" and not OPSETS[0] <= opset <= OPSETS[1]:
+        raise ValueError(f"--opset {opset} is not supported; choose {OPSETS[0]}..{OPSETS[1]}")
+    for flag, value in (("--calibration", calibration), ("--dataset", dataset)):
+        if value is not None and not int8:
+            raise ValueError(f"{flag} {value} goes with --int8 (it calibrates the int8 network)")
+    if dataset is not None and dataset.lower() not in KINDS:
+        raise ValueError(f"--dataset {dataset!r}: choose one of {', '.join(sorted(KINDS))}")
+    if reduce_range is not None and not int8:
+        raise ValueError("reduce_range applies to int8 export only (int8=True, --int8)")
+    reduce_range = resolve_reduce_range(reduce_range) if int8 else None
+    if int8 and fmt == "pt2":
+        require_torchao()
+    if int8 and fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+        raise ReslabError('int8 ONNX export needs onnxruntime: pip install "reslab[onnx]"')
+    return opset, reduce_range
+
+
 def export(
     model_or_path: nn.Module | str | Path,
     fmt: str,
@@ -72,27 +99,7 @@ def export(
     calibration images against the fp32 network (export_int8.INT8_MAX_RELATIVE_ERROR).
     reduce_range: 7-bit activations (pt2) or weights (onnx), which CPUs without VNNI need
     to stay accurate; None (auto) decides by this CPU, True/False for another one."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    if int8 and fmt == "torchscript":
-        raise ValueError("int8 export writes format pt2 or onnx, not torchscript")
-    if fmt != "onnx" and opset is not None:
-        raise ValueError(f"--opset {opset} is for --format onnx only, not {fmt}")
-    opset = 17 if opset is None else opset
-    if fmt == "onnx" and not OPSETS[0] <= opset <= OPSETS[1]:
-        raise ValueError(f"--opset {opset} is not supported; choose {OPSETS[0]}..{OPSETS[1]}")
-    for flag, value in (("--calibration", calibration), ("--dataset", dataset)):
-        if value is not None and not int8:
-            raise ValueError(f"{flag} {value} goes with --int8 (it calibrates the int8 network)")
-    if dataset is not None and dataset.lower() not in KINDS:
-        raise ValueError(f"--dataset {dataset!r}: choose one of {', '.join(sorted(KINDS))}")
-    if reduce_range is not None and not int8:
-        raise ValueError("reduce_range applies to int8 export only (int8=True, --int8)")
-    reduce_range = resolve_reduce_range(reduce_range) if int8 else None
-    if int8 and fmt == "pt2":
-        require_torchao()
-    if int8 and fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
-        raise ReslabError('int8 ONNX export needs onnxruntime: pip install "reslab[onnx]"')
+    opset, reduce_range = _check_options(fmt, opset, int8, calibration, dataset, reduce_range)
     out = check_target(out)  # refuse /dev/null, folders, links before any work
     loaded = load_model(model_or_path, arch)
     recorded = loaded.config.get("dataset")

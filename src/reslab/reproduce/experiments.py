@@ -108,13 +108,11 @@ BUDGETS: dict[str, dict[str, Budget]] = {
             },
             note="4 steps on tiny data: for tests",
         ),  # fmt: skip
-        # Figure 4's three findings (and Table 3's options on the same net) inside one
-        # session: 4 networks x 2 seeds in ~2 hours on 2 CPU cores, by FLOPs against the
-        # measured ResNet-18 speed (45-60 img/s at 128 px on the Xeon: ResNet-18 ~130 and
-        # ResNet-34 ~65 img/s at 64 px expected). Not yet timed on a quiet machine: a
-        # 40-step pilot on the Zen 4 EPYC at load ~6 ran 21 (ResNet-18) and 11-25
-        # (ResNet-34) img/s, which would be ~3 h. Departures from the paper, for a budget ~250x
-        # shorter (64k images, 7.5 epochs of Imagenette, against 60e4 x 256):
+        # Figure 4's findings (and Table 3's options on the same net) in one session: 4
+        # nets x 2 seeds in ~2 h on 2 cores by FLOPs (ResNet-18 ran 45-60 img/s at 128 px
+        # on the Xeon). Not yet timed quietly: a 40-step pilot at load ~6 (Zen 4) ran 21
+        # (ResNet-18) and 11-25 (ResNet-34) img/s, ~3 h. Departures, for a budget ~250x
+        # shorter than the paper's (64k images, 7.5 epochs of Imagenette):
         # - 64 px crops, the paper's scale augmentation scaled with them (shorter side
         #   in [73, 137] where the paper has [256, 480] for 224; the 7x7 stem and
         #   max-pool are kept, so the last stage works at 2x2);

@@ -73,7 +73,8 @@ def model_shape(cfg: TrainConfig, image_size: int) -> Shape:
             for m in model.modules()
             if not list(m.children())
         ]
-        blocks = [b for s in getattr(model, "stages", list)() for b in s]
+        stages = getattr(model, "stages", list)()  # fastresnet's are single modules
+        blocks = [b for s in stages for b in (s if isinstance(s, nn.Sequential) else [s])]
         hooks += [b.register_forward_pre_hook(lambda m, i: ins.__setitem__(m, i[0].numel()))
                   for b in blocks]  # fmt: skip
         with torch.no_grad():  # a plain forward: checkpointed blocks run as usual
