@@ -261,3 +261,21 @@ def test_committed_report_regenerates(folder: Path, tmp_path: Path) -> None:
     regenerated = (copy / "report.md").read_text()
     assert _tables(regenerated) == _tables(committed)
     assert regenerated == committed  # the prose too: `reslab report FOLDER` and commit
+
+
+def test_cli_passes_accumulation_to_the_plan(tmp_path: Path, monkeypatch) -> None:
+    """`reslab reproduce ... --grad-accum-steps 8` reaches every run's config (the paper
+    budget's batch of 256 as 8 x 32); without the flag nothing is overridden."""
+    seen: list[dict] = []
+
+    def fake_run(name, budget, data_dir, out, **kw):
+        seen.append(kw)
+        raise SystemExit(0)  # stop before the report
+
+    monkeypatch.setattr(experiments, "run_experiment", fake_run)
+    base = ["reproduce", "imagenet-degradation", "--budget", "paper", "--data-dir",
+            str(tmp_path), "--out", str(tmp_path / "o")]  # fmt: skip
+    for extra, want in (([], None), (["--grad-accum-steps", "8"], 8)):
+        with pytest.raises(SystemExit):
+            main(base + extra)
+        assert seen[-1].get("grad_accum_steps") == want
