@@ -279,3 +279,16 @@ def test_cli_passes_accumulation_to_the_plan(tmp_path: Path, monkeypatch) -> Non
         with pytest.raises(SystemExit):
             main(base + extra)
         assert seen[-1].get("grad_accum_steps") == want
+
+
+def test_a_plan_that_cannot_fit_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("RESLAB_MEMORY_LIMIT", "100M")  # less than any run needs
+    out = tmp_path / "out"
+    argv = ["reproduce", "shortcuts-cifar", "--budget", "smoke", "--data-dir", str(tmp_path),
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "resnet32" in err and "GiB" in err, err
+    assert not out.exists()  # no experiment.json, no lock

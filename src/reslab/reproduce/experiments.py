@@ -27,7 +27,7 @@ from ..evaluation.run import evaluate_run
 from ..provenance import provenance
 from ..storage.files import write_json
 from ..storage.runlock import FolderInUse, FolderLock
-from ..training.loop import train
+from ..training.loop import check_run, train
 from ..training.memory import GIB, MIB, available
 
 
@@ -120,8 +120,8 @@ BUDGETS: dict[str, dict[str, Budget]] = {
         #   0.1 the residual nets sat at chance: docs/results/README.md);
         # - the rate warms up over 50 steps and decays linearly to 0 (as the CIFAR cpu
         #   budget) instead of /10 on plateaus, which a 1,000-step run never reaches;
-        # - 1,000 held-out training images as validation (Imagenette's own validation
-        #   images are withheld), scored every 100 steps and, at the end, in 10 crops.
+        # - 1,000 held-out training images as validation, scored every 100 steps, and in
+        #   10 crops at the end.
         "cpu": Budget(
             1.0,
             {
@@ -267,7 +267,8 @@ def run_experiment(
     seeds = seeds or exp_settings.pop("seeds", None) or b.seeds
     jobs = _workers(jobs, len(exp.plan(budget, seeds)))
     settings = {"scale": b.scale, **b.overrides, **exp_settings, **overrides}
-    make_config(exp.recipe, dataset=exp.dataset, **settings)  # bad settings fail here, early
+    for m, sc in exp.planned(budget):  # bad settings, a run that cannot fit: refused here
+        check_run(make_config(exp.recipe, dataset=exp.dataset, model=m, shortcut=sc, **settings))
     out = Path(out)
     with FolderLock(out):  # one `reproduce` per experiment folder
         meta_path = out / "experiment.json"
