@@ -384,17 +384,17 @@ def _train_runs(name: str, budget: str, recipe: str, dataset: str, data_dir: str
 
 
 def score_views(run_dir: Path, views: tuple[str, ...], data_dir: str) -> None:
-    """The final network (last.pt) in each view on the run's validation split, once:
-    runs/NAME/views.json, which the report reads (checkpoints are not committed)."""
+    """The final network (last.pt) in each view on the validation split, once, into
+    runs/NAME/views.json (the centre crop is summary.json's final evaluation already)."""
     path = run_dir / "views.json"
     done = json.loads(path.read_text()) if path.exists() else {}
     last = run_dir / "checkpoints" / "last.pt"
-    todo = [v for v in ("center", *views) if v not in done] if views else []
+    todo = [v for v in views if v not in done]
     if not todo or not last.exists():
         return
     batch = json.loads((run_dir / "config.json").read_text()).get("eval_batch_size", 100)
-    for view in todo:  # centre too: the same network and images as the 10-crop figure
+    for view in todo:  # 10 views an image: a tenth of the images a batch
         res = evaluate_run(last, split="val", ten_crop=view == "ten-crop", data_dir=data_dir,
-                           batch_size=batch if view == "center" else max(1, batch // 10))  # fmt: skip
+                           batch_size=max(1, batch // 10))  # fmt: skip
         done[view] = {k: res[k] for k in ("top1_error", "top5_error", "n") if k in res}
     write_json(path, done)

@@ -88,7 +88,7 @@ def read_figure4(runs: list[Run]) -> list[str]:
     early = max(1, total // 4)
     train, val, ten, at = (
         (lambda r: r.final_train), (lambda r: r.final_val),
-        (lambda r: r.view_error("ten-crop")), (lambda r: r.train_error_at(early)),
+        Run.ten_crop_error, (lambda r: r.train_error_at(early)),
     )  # fmt: skip
     md = [
         _versus("Degradation (plain-34's training error above plain-18's)", "plain34",
