@@ -244,10 +244,11 @@ def inference_runner(model_name: str, variant: str, batch: int, size: int):
     return run
 
 
-def serve_inference(params: dict, variant: str) -> None:
-    """Worker side of `inference_rounds`: build, say "ready", then time `reps` calls per
-    line read from stdin, answering each with one JSON list of seconds."""
-    run = inference_runner(params["model"], variant, params["batch"], params["size"])
+def serve_inference(params: dict, variant: str, build=None) -> None:
+    """Worker side of `inference_rounds`: build (`build`, default `inference_runner`), say
+    "ready", then time `reps` calls per line read from stdin, answering each with one JSON
+    list of seconds."""
+    run = (build or inference_runner)(params["model"], variant, params["batch"], params["size"])
     print("ready", flush=True)
     for line in sys.stdin:
         times = []
@@ -258,15 +259,23 @@ def serve_inference(params: dict, variant: str) -> None:
         print(json.dumps(times), flush=True)
 
 
-def inference_rounds(variants: list[str], params: dict, rounds: int) -> dict[str, dict]:
+def inference_rounds(
+    variants: list[str],
+    params: dict,
+    rounds: int,
+    script: str = __file__,
+    env: dict[str, dict[str, str]] | None = None,
+) -> dict[str, dict]:
     """Median seconds per batch of each variant, each in its own process (the eager
     baseline with the default allocator), timed in interleaved rounds: one variant at a
     time, `reps` calls each, round after round. On a shared machine whose speed drifts,
-    this keeps the comparison fair where back-to-back runs would not."""
+    this keeps the comparison fair where back-to-back runs would not. `script --serve`
+    builds the variants (levers.py has its own); `env` adds variables to some of them."""
     procs = {}
     for v in variants:
-        cmd = [sys.executable, __file__, "--serve", "inference", v, json.dumps(params)]
-        procs[v] = subprocess.Popen(cmd, env=worker_env(malloc=v != "eager"), stdin=subprocess.PIPE,
+        cmd = [sys.executable, script, "--serve", "inference", v, json.dumps(params)]
+        venv = {**worker_env(malloc=v != "eager"), **(env or {}).get(v, {})}
+        procs[v] = subprocess.Popen(cmd, env=venv, stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     times: dict[str, list[float]] = {}
     failed: dict[str, dict] = {}

@@ -292,3 +292,56 @@ def test_a_plan_that_cannot_fit_is_refused_before_anything_is_written(
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "resnet32" in err and "GiB" in err, err
     assert not out.exists()  # no experiment.json, no lock
+
+
+def _finished_run(folder: Path, name: str, cfg: dict) -> None:
+    """A finished run's records as training leaves them (no checkpoint): enough to reuse."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    records = [{"kind": "train", "step": 2, "loss": 2.0, "error": 80.0, "lr": 0.1},
+               {"kind": "eval", "split": "val", "step": 2, "top1_error": 70.0, "n": 10}]  # fmt: skip
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = {"status": "finished", "step": 2, "iterations": 2, "final_eval": records[1]}
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_reuse_takes_the_same_runs_from_another_folder(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`--reuse DIR` links DIR's finished runs that this plan would train with the same
+    settings (Table 3's option A is Figure 4's ResNet-34) and trains none of them again;
+    a run whose settings differ is refused by name, before anything is written."""
+    data, first, second = tmp_path / "data", tmp_path / "first", tmp_path / "second"
+    exp = experiments.EXPERIMENTS["shortcuts"]
+    budget = experiments.BUDGETS["imagenet"]["smoke"]
+    settings = {"scale": budget.scale, **budget.overrides}
+    names = []
+    for run in exp.plan("smoke", 1):
+        name = experiments.run_name(*run)
+        cfg = experiments.run_config(exp.recipe, exp.dataset, str(data), first / "runs" / name,
+                                     run, settings, False)  # fmt: skip
+        _finished_run(first / "runs" / name, name, cfg.to_dict())
+        names.append(name)
+    assert names == ["resnet34-A-s0", "resnet34-B-s0", "resnet34-C-s0"]
+    base = ["reproduce", "shortcuts", "--budget", "smoke", "--seeds", "1", "--data-dir", str(data),
+            "--no-progress", "--out", str(second), "--reuse", str(first)]  # fmt: skip
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a reused run was trained again")
+
+    monkeypatch.setattr(experiments, "train", no_training)
+    # The same settings but one: refused, naming the run and the setting; nothing made.
+    cfg_path = first / "runs" / "resnet34-C-s0" / "config.json"
+    saved = cfg_path.read_text()
+    cfg_path.write_text(saved.replace('"weight_decay": 0.0001', '"weight_decay": 0.001'))
+    assert main(base) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "resnet34-C-s0" in err and "weight_decay" in err, err
+    assert not second.exists()
+
+    cfg_path.write_text(saved)
+    assert main(base) == 0
+    meta = json.loads((second / "experiment.json").read_text())
+    assert sorted(meta["reused"]) == names
+    for name in names:
+        a, b = first / "runs" / name / "metrics.jsonl", second / "runs" / name / "metrics.jsonl"
+        assert a.exists() and a.read_bytes() == b.read_bytes()  # linked or copied; the source stays
+    assert "Reused, not trained again" in (second / "report.md").read_text()

@@ -17,6 +17,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         out = run_experiment(
             args.name, args.budget, args.data_dir, args.out, seeds=args.seeds,
             argv=args.argv, progress=not args.no_progress and args.jobs == 1, jobs=args.jobs,
+            reuse=args.reuse,
             **({"threads": args.threads} if args.threads is not None else {}),
             **({"grad_accum_steps": args.grad_accum_steps} if args.grad_accum_steps else {}),
         )  # fmt: skip
@@ -67,6 +68,12 @@ def add(sub: argparse._SubParsersAction) -> None:
         "--grad-accum-steps", type=int,
         help="split each run's optimiser step into N micro-batches (the paper budget's batch "
         "of 256 on a machine that cannot hold it: 8 gives 8 x 32, as the paper's 8 GPUs)",
+    )  # fmt: skip
+    p.add_argument(
+        "--reuse", metavar="DIR",
+        help="take the finished runs that experiment folder DIR trained with this plan's very "
+        "settings (linked, not moved) instead of training them again: Table 3's option A "
+        "is Figure 4's ResNet-34 at the cpu budget",
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_reproduce)

@@ -23,12 +23,13 @@ from typing import Any
 
 from ..config import make_config
 from ..errors import ReslabError
-from ..evaluation.run import evaluate_run
 from ..provenance import provenance
 from ..storage.files import write_json
 from ..storage.runlock import FolderInUse, FolderLock
 from ..training.loop import check_run, train
 from ..training.memory import GIB, MIB, available
+from .reuse import link_runs, matching_runs
+from .views import score_views
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,7 @@ def run_experiment(
     argv: list[str] | None = None,
     progress: bool = True,
     jobs: int = 1,
+    reuse: str | Path | None = None,
     **overrides: Any,
 ) -> Path:
     """Train every run of an experiment (skipping finished ones); returns OUT.
@@ -270,6 +272,12 @@ def run_experiment(
     for m, sc in exp.planned(budget):  # bad settings, a run that cannot fit: refused here
         check_run(make_config(exp.recipe, dataset=exp.dataset, model=m, shortcut=sc, **settings))
     out = Path(out)
+    plan = exp.plan(budget, seeds)
+    if reuse:  # finished runs of another folder, where they are this plan's own
+        reused = matching_runs(reuse, out, {
+            run_name(*r): run_config(exp.recipe, exp.dataset, str(data_dir),
+                                     out / "runs" / run_name(*r), r, settings, progress).to_dict()
+            for r in plan})  # fmt: skip
     with FolderLock(out):  # one `reproduce` per experiment folder
         meta_path = out / "experiment.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -279,7 +287,8 @@ def run_experiment(
                                               data_dir)})  # fmt: skip
         meta.setdefault("started", time.strftime("%Y-%m-%d %H:%M:%S %Z"))
         write_json(meta_path, meta)
-        plan = exp.plan(budget, seeds)
+        if reuse:
+            meta.setdefault("reused", {}).update(link_runs(reuse, out, reused))
         job = (name, budget, exp.recipe, exp.dataset, str(data_dir), str(out), plan, settings)
         t0 = time.time()
         invocation = {"command": meta["provenance"]["command"],
@@ -347,6 +356,17 @@ def _job(show: Callable[..., None], *job: Any) -> None:
     _train_runs(*job, progress=False)
 
 
+def run_config(recipe: str, dataset: str, data_dir: str, run_dir: Path,
+               run: tuple[str, str | None, int], settings: dict[str, Any], progress: bool):  # fmt: skip
+    model, shortcut, seed = run
+    cfg = make_config(recipe, model=model, shortcut=shortcut, dataset=dataset,
+                      data_dir=data_dir, out=str(run_dir), seed=seed, progress=progress,
+                      **settings)  # fmt: skip
+    for key in ("log_every", "eval_every", "checkpoint_every"):  # scaled budgets: whole steps
+        setattr(cfg, key, max(1, round(getattr(cfg, key))))
+    return cfg
+
+
 def _train_runs(name: str, budget: str, recipe: str, dataset: str, data_dir: str, out: str,
                 plan: list[tuple[str, str | None, int]], settings: dict[str, Any],
                 progress: bool = True) -> None:  # fmt: skip
@@ -367,12 +387,8 @@ def _train_runs(name: str, budget: str, recipe: str, dataset: str, data_dir: str
                     raise KeyboardInterrupt
                 score_views(run_dir, EXPERIMENTS[name].views, data_dir)
                 continue
-            cfg = make_config(
-                recipe, model=model, shortcut=shortcut, dataset=dataset, data_dir=data_dir,
-                out=str(run_dir), seed=seed, progress=progress, **settings,
-            )  # fmt: skip
-            for key in ("log_every", "eval_every", "checkpoint_every"):
-                setattr(cfg, key, max(1, round(getattr(cfg, key))))
+            cfg = run_config(recipe, dataset, data_dir, run_dir, (model, shortcut, seed),
+                             settings, progress)  # fmt: skip
             print(f"[{name}/{budget}] training {run_dir.name}", flush=True)
             # A folder without last.pt holds at most a run killed before its first
             # checkpoint: nothing to resume, so it starts again.
@@ -381,20 +397,3 @@ def _train_runs(name: str, budget: str, recipe: str, dataset: str, data_dir: str
             score_views(run_dir, EXPERIMENTS[name].views, data_dir)
         except FolderInUse:
             continue  # another job trains it
-
-
-def score_views(run_dir: Path, views: tuple[str, ...], data_dir: str) -> None:
-    """The final network (last.pt) in each view on the validation split, once, into
-    runs/NAME/views.json (the centre crop is summary.json's final evaluation already)."""
-    path = run_dir / "views.json"
-    done = json.loads(path.read_text()) if path.exists() else {}
-    last = run_dir / "checkpoints" / "last.pt"
-    todo = [v for v in views if v not in done]
-    if not todo or not last.exists():
-        return
-    batch = json.loads((run_dir / "config.json").read_text()).get("eval_batch_size", 100)
-    for view in todo:  # 10 views an image: a tenth of the images a batch
-        res = evaluate_run(last, split="val", ten_crop=view == "ten-crop", data_dir=data_dir,
-                           batch_size=max(1, batch // 10))  # fmt: skip
-        done[view] = {k: res[k] for k in ("top1_error", "top5_error", "n") if k in res}
-    write_json(path, done)

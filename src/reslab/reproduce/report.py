@@ -82,6 +82,11 @@ def _header(name: str, meta: dict[str, Any], runs: list[Run]) -> list[str]:
         md.append(f"- Data: {', '.join(datasets) + ' from ' if datasets else ''}`{data or '?'}`")
     if meta.get("runs_from"):
         md.append(f"- Networks: the runs of `{meta['runs_from']}`, split {meta.get('split')}")
+    if meta.get("reused"):
+        md.append(
+            "- Reused, not trained again (the same settings, trained by another "
+            "experiment): " + ", ".join(f"{k} from `{v}`" for k, v in meta["reused"].items())
+        )
     seeds = sorted({r.seed for r in runs})
     if seeds or meta.get("seeds"):
         md.append(f"- Seeds: {', '.join(map(str, seeds)) if seeds else meta.get('seeds')}")
