@@ -38,8 +38,8 @@ import torch
 from reslab.provenance import ISA_LIMITS, limit_isa, provenance
 
 BATCH1 = ["onednn", "onednn@1t", "onednn+active", "jit", "compile", "compile+cpp", "ort",
-          "int8", "int8@1t", "int8+active", "int8-python", "int8-unfrozen"]  # fmt: skip
-BATCH32 = ["onednn", "jit", "compile+cpp", "ort", "int8", "int8-unfrozen"]
+          "int8", "int8@1t", "int8-python", "int8-unfrozen"]  # fmt: skip
+BATCH32 = ["onednn", "jit", "compile+cpp", "ort", "int8"]
 ENV = {"+active": {"OMP_WAIT_POLICY": "ACTIVE"}}
 
 
