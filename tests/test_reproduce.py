@@ -224,6 +224,7 @@ def test_very_deep_and_shortcuts_tables_from_files(tmp_path: Path) -> None:
     assert main(["report", str(deep)]) == 0
     text = check_report(deep, FIGURES["very-deep"])
     assert "| 4321 |" in text and "1:02:05" in text and "stayed finite" in text
+    assert "cannot show that finding" in text and "first logged losses" in text
     for option, err in zip("ABC", (9.0, 9.1, 9.2)):
         for seed, noise in enumerate((-0.5, 0.5)):  # the seeds differ more than the options
             fake_run(cuts, "resnet32", 5.0, err + noise, seed, shortcut=option)
