@@ -13,6 +13,9 @@ Every variant is a process of its own, timed in interleaved rounds (run.py's
   constants), calling its kernels from Python or from C++ (`cpp_wrapper`).
 - `@1t`: one thread instead of the machine's cores (no per-op fork/join at batch 1);
   `+active`: `OMP_WAIT_POLICY=ACTIVE` (threads spin between ops instead of sleeping).
+  Spinning threads would slow every process beside them (the first run of this script,
+  with it in the pool, made the others 1.6-3x slower), so it is timed alone, in fresh
+  processes alternating with fresh ones of its reference.
 - int8 (`reslab.quantize`; shipped: freezing + cpp_wrapper), `int8-python` (freezing,
   Python wrapper) and `int8-unfrozen` (no freezing: the weights are not prepacked).
 - `ort`: ONNX Runtime fp32 on reslab's export, the issue's peer. It ignores the ISA
@@ -83,6 +86,27 @@ def runner(model_name: str, variant: str, batch: int, size: int):
     return run
 
 
+def spinning(variants: list[str], params: dict, rounds: int) -> dict[str, dict]:
+    """Variants whose threads spin while idle (OMP_WAIT_POLICY=ACTIVE) would slow every
+    process beside them, so each is timed with no other variant alive: a fresh process
+    per round, alternating with its reference (also fresh) in the same way."""
+    out = {}
+    for v in variants:
+        ref = next(v[: -len(k)] for k in ENV if v.endswith(k))
+        got: dict[str, list[float]] = {v: [], ref: []}
+        for _ in range(rounds):
+            for w in (ref, v):
+                env = {w: next((ENV[k] for k in ENV if w.endswith(k)), {})}
+                r = bench.inference_rounds([w], params, 1, script=__file__, env=env)[w]
+                if "seconds" in r:
+                    got[w].append(r["seconds"])
+        for w in (v, f"{ref} (fresh, beside {v})"):
+            times = got[w.split(" ")[0]]
+            out[w] = {"seconds": sorted(times)[len(times) // 2], "calls": len(times)} if times \
+                else {"error": "no round finished"}  # fmt: skip
+    return out
+
+
 def conv_impls(model: str, size: int) -> dict[str, dict[str, int]]:
     """Which oneDNN convolution kernels `onednn` and `jit` run (ONEDNN_VERBOSE), by count."""
     out = {}
@@ -130,13 +154,17 @@ def main() -> None:
         variants = BATCH1 if batch == 1 else BATCH32
         params = {"model": args.model, "batch": batch, "size": args.size,
                   "reps": 10 if batch == 1 else 2}  # fmt: skip
-        env = {v: ENV[k] for v in variants for k in ENV if v.endswith(k)}
-        res = bench.inference_rounds(variants, params, args.rounds, script=__file__, env=env)
+        alone = [v for v in variants if any(v.endswith(k) for k in ENV)]
+        res = bench.inference_rounds([v for v in variants if v not in alone], params,
+                                     args.rounds, script=__file__)  # fmt: skip
+        res.update(spinning(alone, params, args.rounds))
         print(f"\nbatch {batch}: median ms per batch; ratio = the reference's time / this one's "
               "(above 1: faster)")  # fmt: skip
-        for v in variants:
+        for v in [*variants, *(k for k in res if k not in variants)]:
             r = res[v]
             ref = "int8" if v.startswith("int8") else "onednn"
+            if any(v.endswith(k) for k in ENV):  # against its own fresh reference
+                ref = next(f"{v[: -len(k)]} (fresh, beside {v})" for k in ENV if v.endswith(k))
             row = {"case": "levers", "variant": v, "batch": batch, "isa_limit": args.isa, **params,
                    **r, "provenance": prov}  # fmt: skip
             if "seconds" not in r:
@@ -151,7 +179,7 @@ def main() -> None:
                     else float("nan")
                 )
                 row.update(vs_default=vs_ref, vs_ort_fp32=vs_ort)
-                print(f"  {v:15s} {r['seconds'] * 1e3:9.2f} ms   {vs_ref:5.2f}x {ref:6s} "
+                print(f"  {v:15s} {r['seconds'] * 1e3:9.2f} ms   {vs_ref:5.2f}x {ref.split(' ')[0]:6s} "
                       f"{vs_ort:5.2f}x ORT fp32")  # fmt: skip
             if args.out:
                 with Path(args.out).open("a") as f:
