@@ -110,10 +110,10 @@ BUDGETS: dict[str, dict[str, Budget]] = {
             note="4 steps on tiny data: for tests",
         ),  # fmt: skip
         # Figure 4's findings (and Table 3's options on the same net) in one session: 4
-        # nets x 2 seeds in ~2 h on 2 cores by FLOPs (ResNet-18 ran 45-60 img/s at 128 px
-        # on the Xeon). Not yet timed quietly: a 40-step pilot at load ~6 (Zen 4) ran 21
-        # (ResNet-18) and 11-25 (ResNet-34) img/s, ~3 h. Departures, for a budget ~250x
-        # shorter than the paper's (64k images, 7.5 epochs of Imagenette):
+        # nets x 2 seeds. Timed on 2 quiet Zen 4 cores (2026-12-03, seed 1): plain-18 7.8,
+        # ResNet-18 7.5, plain-34 14.0, ResNet-34 14.3 min, evaluations and 10-crop
+        # included: ~1 h 27 min for both seeds. Departures, for a budget ~250x shorter
+        # than the paper's (64k images, 7.5 epochs of Imagenette):
         # - 64 px crops, the paper's scale augmentation scaled with them (shorter side
         #   in [73, 137] where the paper has [256, 480] for 224; the 7x7 stem and
         #   max-pool are kept, so the last stage works at 2x2);
