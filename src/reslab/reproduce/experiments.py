@@ -289,6 +289,7 @@ def run_experiment(
         write_json(meta_path, meta)
         if reuse:
             meta.setdefault("reused", {}).update(link_runs(reuse, out, reused))
+            write_json(meta_path, meta)  # a run linked in is on record before any training
         job = (name, budget, exp.recipe, exp.dataset, str(data_dir), str(out), plan, settings)
         t0 = time.time()
         invocation = {"command": meta["provenance"]["command"],
