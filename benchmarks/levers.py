@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -44,6 +45,11 @@ BATCH1 = ["onednn", "onednn@1t", "onednn+active", "jit", "compile", "compile+cpp
           "int8", "int8@1t", "int8-python", "int8-unfrozen"]  # fmt: skip
 BATCH32 = ["onednn", "jit", "compile+cpp", "ort", "int8"]
 ENV = {"+active": {"OMP_WAIT_POLICY": "ACTIVE"}}
+
+
+def _env_suffix(variant: str) -> str | None:
+    """The ENV suffix a variant ends with (its threads spin), or None."""
+    return next((k for k in ENV if variant.endswith(k)), None)
 
 
 def runner(model_name: str, variant: str, batch: int, size: int):
@@ -92,17 +98,16 @@ def spinning(variants: list[str], params: dict, rounds: int) -> dict[str, dict]:
     per round, alternating with its reference (also fresh) in the same way."""
     out = {}
     for v in variants:
-        ref = next(v[: -len(k)] for k in ENV if v.endswith(k))
+        ref = v[: -len(_env_suffix(v))]
         got: dict[str, list[float]] = {v: [], ref: []}
         for _ in range(rounds):
             for w in (ref, v):
-                env = {w: next((ENV[k] for k in ENV if w.endswith(k)), {})}
+                env = {w: ENV.get(_env_suffix(w), {})}
                 r = bench.inference_rounds([w], params, 1, script=__file__, env=env)[w]
                 if "seconds" in r:
                     got[w].append(r["seconds"])
-        for w in (v, f"{ref} (fresh, beside {v})"):
-            times = got[w.split(" ")[0]]
-            out[w] = {"seconds": sorted(times)[len(times) // 2], "calls": len(times)} if times \
+        for name, times in ((v, got[v]), (f"{ref} (fresh, beside {v})", got[ref])):
+            out[name] = {"seconds": statistics.median(times), "calls": len(times)} if times \
                 else {"error": "no round finished"}  # fmt: skip
     return out
 
@@ -154,7 +159,7 @@ def main() -> None:
         variants = BATCH1 if batch == 1 else BATCH32
         params = {"model": args.model, "batch": batch, "size": args.size,
                   "reps": 10 if batch == 1 else 2}  # fmt: skip
-        alone = [v for v in variants if any(v.endswith(k) for k in ENV)]
+        alone = [v for v in variants if _env_suffix(v)]
         res = bench.inference_rounds([v for v in variants if v not in alone], params,
                                      args.rounds, script=__file__)  # fmt: skip
         res.update(spinning(alone, params, args.rounds))
@@ -163,8 +168,8 @@ def main() -> None:
         for v in [*variants, *(k for k in res if k not in variants)]:
             r = res[v]
             ref = "int8" if v.startswith("int8") else "onednn"
-            if any(v.endswith(k) for k in ENV):  # against its own fresh reference
-                ref = next(f"{v[: -len(k)]} (fresh, beside {v})" for k in ENV if v.endswith(k))
+            if suffix := _env_suffix(v):  # against its own fresh reference
+                ref = f"{v[: -len(suffix)]} (fresh, beside {v})"
             row = {"case": "levers", "variant": v, "batch": batch, "isa_limit": args.isa, **params,
                    **r, "provenance": prov}  # fmt: skip
             if "seconds" not in r:

@@ -339,6 +339,14 @@ def test_reuse_takes_the_same_runs_from_another_folder(tmp_path: Path, monkeypat
     assert not second.exists()
 
     cfg_path.write_text(saved)
+    summary = first / "runs" / "resnet34-B-s0" / "summary.json"  # damaged: named, not skipped
+    kept = summary.read_text()
+    summary.write_text(kept[:10])
+    assert main(base) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(summary) in err, err
+    assert not second.exists()
+    summary.write_text(kept)
     assert main(base) == 0
     meta = json.loads((second / "experiment.json").read_text())
     assert sorted(meta["reused"]) == names

@@ -18,6 +18,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .runs import read_json
+
 # Where a run lives and how it reports, not what it computes.
 IGNORED = frozenset({"out", "data_dir", "progress", "threads", "tensorboard"})
 
@@ -27,14 +29,6 @@ def _link_or_copy(src: str, dst: str) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def matching_runs(source: str | Path, out: Path, planned: dict[str, dict[str, Any]]) -> list[str]:
@@ -49,11 +43,12 @@ def matching_runs(source: str | Path, out: Path, planned: dict[str, dict[str, An
     names = []
     for name, want in planned.items():
         src = source / "runs" / name
-        summary = _read(src / "summary.json") or {}
-        if (out / "runs" / name).exists() or summary.get("status") != "finished":
+        summary = read_json(src / "summary.json")  # a damaged file is named
+        if (out / "runs" / name).exists() or not isinstance(summary, dict) \
+                or summary.get("status") != "finished":  # fmt: skip
             continue
-        have = _read(src / "config.json")
-        if have is None:
+        have = read_json(src / "config.json")
+        if not isinstance(have, dict):
             raise ValueError(f"--reuse {src}: no readable config.json")
         want = json.loads(json.dumps(want))  # as config.json holds it: tuples are lists
         for key in sorted(set(want) - IGNORED):
