@@ -354,3 +354,17 @@ def test_reuse_takes_the_same_runs_from_another_folder(tmp_path: Path, monkeypat
         a, b = first / "runs" / name / "metrics.jsonl", second / "runs" / name / "metrics.jsonl"
         assert a.exists() and a.read_bytes() == b.read_bytes()  # linked or copied; the source stays
     assert "Reused, not trained again" in (second / "report.md").read_text()
+
+
+def test_shortcut_gap_beyond_the_seeds_but_inside_sampling_noise_says_so(tmp_path: Path) -> None:
+    """Every run is scored on the same validation images: a gap the seeds resolve but one
+    evaluation's sampling noise does not is flagged; a gap beyond both is not."""
+    for option, err in zip("ABC", (9.0, 8.5, 4.0)):
+        for seed, noise in enumerate((-0.1, 0.1)):
+            fake_run(tmp_path, "resnet32", 5.0, err + noise, seed, shortcut=option)
+    assert main(["report", str(tmp_path)]) == 0
+    lines = [x for x in (tmp_path / "report.md").read_text().splitlines() if "below option" in x]
+    b_vs_a, c_vs_b, c_vs_a = lines
+    assert "**shown**" in b_vs_a and "inside the sampling noise of 5000" in b_vs_a
+    assert "**shown**" in c_vs_a and "sampling noise" not in c_vs_a
+    assert "**shown**" in c_vs_b and "sampling noise" not in c_vs_b

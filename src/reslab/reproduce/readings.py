@@ -213,14 +213,22 @@ def read_shortcuts(groups: dict[str, list[Run]], opts: list[str], runs: list[Run
     get = Run.ten_crop_error if ten else Run.final_val.fget
     what = "10-crop val top-1" if ten else "final val top-1 (centre)"
     by = {groups[k][0].shortcut: _by_seed(groups[k], get) for k in opts}
+    n = min(r.val_n for r in runs) or 1
     md: list[str] = []
     for a, b in (("A", "B"), ("B", "C"), ("A", "C")):
         if by.get(a) and by.get(b):
             line = _versus(f"Option {b} below option {a} (the paper: by "
                            f"{PAPER_TABLE3[a][0] - PAPER_TABLE3[b][0]:.2f} points)",
                            a, b, by[a], by[b], what)  # fmt: skip
-            md += [line] if line else []
-    n = min(r.val_n for r in runs) or 1
+            if line is None:
+                continue
+            ma, mb = (sum(d.values()) / len(d) for d in (by[a], by[b]))
+            if "not resolved" not in line and not differs(ma, mb, n):
+                line += (f" The gap is beyond the seeds' spread but inside the sampling noise "
+                         f"of {n} validation images (±{math.hypot(noise(ma, n), noise(mb, n)):.1f} "
+                         "points for a difference): every run is scored on the same images, "
+                         "so it may not carry over to others.")  # fmt: skip
+            md.append(line)
     md.append(f"Sampling noise of one evaluation on {n} images: about ±"
               f"{noise(min(v for d in by.values() for v in d.values()), n):.1f} points per "
               "net (two standard errors).")  # fmt: skip

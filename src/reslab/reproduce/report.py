@@ -74,7 +74,9 @@ def _header(name: str, meta: dict[str, Any], runs: list[Run]) -> list[str]:
     md += ["## What was run", ""]
     if prov:
         md += [f"- Command: `{prov.get('command', '?')}`", f"- Commit: `{prov.get('commit', '?')}`",
-               f"- Hardware: {prov.get('hardware', '?')}; torch {prov.get('torch', '?')}, "
+               f"- Hardware: {prov.get('hardware', '?')}"
+               f"{' (' + ', '.join(prov['isa']) + ')' if prov.get('isa') else ''}; "
+               f"torch {prov.get('torch', '?')}, "
                f"Python {prov.get('python', '?')}, malloc {prov.get('malloc', '?')}"]  # fmt: skip
     datasets = sorted({str(r.config.get("dataset")) for r in runs if r.config.get("dataset")})
     data = prov.get("data_dir") or ", ".join(sorted({str(r.config.get("data_dir")) for r in runs}))
