@@ -368,3 +368,21 @@ def test_shortcut_gap_beyond_the_seeds_but_inside_sampling_noise_says_so(tmp_pat
     assert "**shown**" in b_vs_a and "inside the sampling noise of 5000" in b_vs_a
     assert "**shown**" in c_vs_a and "sampling noise" not in c_vs_a
     assert "**shown**" in c_vs_b and "sampling noise" not in c_vs_b
+
+
+def test_report_names_each_invocations_machine(tmp_path: Path) -> None:
+    """An experiment resumed on another machine says which machine ran which part."""
+    fake_run(tmp_path, "resnet20", 5.0, 9.0)
+    inv = {"command": "reslab reproduce degradation", "jobs": 1, "wall_s": 60.0}
+    meta = {"experiment": "degradation", "started": "2026-11-30 04:00:00 UTC",
+            "provenance": {"command": "reslab reproduce degradation", "commit": "bbb",
+                           "hardware": "AMD EPYC, 2 cores", "isa": ["avx2", "avx512f"]},
+            "invocations": [{**inv, "commit": "aaa", "started": "2026-11-30 04:00:00 UTC",
+                             "hardware": "Intel(R) Xeon(R) Processor, 2 cores"},
+                            {**inv, "commit": "bbb", "started": "2026-12-03 20:00:00 UTC",
+                             "hardware": "AMD EPYC, 2 cores"}]}  # fmt: skip
+    (tmp_path / "experiment.json").write_text(json.dumps(meta))
+    assert main(["report", str(tmp_path)]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "- Hardware: AMD EPYC, 2 cores (avx2, avx512f); torch" in text
+    assert "at `aaa`, 2026-11-30 04:00:00 UTC, 0:01:00, on Intel(R) Xeon(R) Processor" in text

@@ -292,8 +292,8 @@ def run_experiment(
             write_json(meta_path, meta)  # a run linked in is on record before any training
         job = (name, budget, exp.recipe, exp.dataset, str(data_dir), str(out), plan, settings)
         t0 = time.time()
-        invocation = {"command": meta["provenance"]["command"],
-                      "commit": meta["provenance"]["commit"], "jobs": jobs,
+        invocation = {**{k: meta["provenance"].get(k) for k in ("command", "commit", "hardware",
+                                                                  "isa")}, "jobs": jobs,
                       "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
         meta.setdefault("invocations", []).append(invocation)
         try:

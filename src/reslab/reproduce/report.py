@@ -103,7 +103,8 @@ def _header(name: str, meta: dict[str, Any], runs: list[Run]) -> list[str]:
                   f"invocations: {_hms(meta.get('wall_s'))}")  # fmt: skip
     for inv in meta.get("invocations", [])[:-1] if len(meta.get("invocations", [])) > 1 else []:
         md.append(f"- Earlier invocation: `{inv['command']}` at `{inv['commit']}`, "
-                  f"{inv['started']}, {_hms(inv.get('wall_s'))}")  # fmt: skip
+                  f"{inv['started']}, {_hms(inv.get('wall_s'))}"
+                  f"{', on ' + inv['hardware'] if inv.get('hardware') else ''}")  # fmt: skip
     if meta.get("note"):
         md.append(f"- Note: {meta['note']}")
     elif meta.get("finished"):
