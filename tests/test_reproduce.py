@@ -386,3 +386,29 @@ def test_report_names_each_invocations_machine(tmp_path: Path) -> None:
     text = (tmp_path / "report.md").read_text()
     assert "- Hardware: AMD EPYC, 2 cores (avx2, avx512f); torch" in text
     assert "at `aaa`, 2026-11-30 04:00:00 UTC, 0:01:00, on Intel(R) Xeon(R) Processor" in text
+
+
+@pytest.mark.parametrize("leaves", [True, False])
+def test_report_says_how_long_a_110_layer_net_held_the_warmup(tmp_path: Path, leaves: bool) -> None:
+    """The paper's 0.01 warm-up ends on the net's own training error: a net that never
+    gets below 80% trains at 0.01 throughout, and the reading says so."""
+    fake_run(tmp_path, "plain110", 89.0, 90.0)
+    d = tmp_path / "runs" / "plain110-s0"
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(
+        json.dumps({**cfg, "warmup_lr": 0.01, "warmup_until_error": 0.8})
+    )
+    recs = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    for r in recs:
+        r["lr"] = 0.05 if leaves and r["step"] >= 120 else 0.01
+    (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    assert main(["report", str(tmp_path)]) == 0
+    text = (tmp_path / "report.md").read_text()
+    if leaves:
+        assert (
+            "plain110-s0: left the paper's 110-layer warm-up (lr 0.01 until training error < 80%) by step 120"
+            in text
+        )
+    else:
+        assert "plain110-s0: never left the paper's 110-layer warm-up" in text
+        assert "trained at 0.01 throughout" in text

@@ -151,6 +151,22 @@ def _read_residual_pair(a: str, b: str, va: float, vb: float, seeds: list[int], 
     return f"Residual nets: {b} is not better than {a}, within sampling noise ({gap})."
 
 
+def _read_warmup(run: Run) -> str | None:
+    """How long a 110-layer net held the paper's constant warm-up lr (0.01 until training
+    error < 80%): the rule ends on the net's own progress, so a net that never gets there
+    trains at 0.01 throughout, and a reader must know that before reading its error."""
+    limit = run.config.get("warmup_until_error")
+    if run.config.get("warmup_lr") is None or not run.train or limit is None:
+        return None
+    held = run.train[0].get("lr")  # the warm-up lr as logged (scaled with the batch)
+    left = next((r["step"] for r in run.train if r.get("lr") != held), None)
+    rule = f"lr {held:g} until training error < {100 * limit:.0f}%"
+    if left is None:
+        return (f"{run.name}: never left the paper's 110-layer warm-up ({rule}): its "
+                f"training error stayed above that, so it trained at {held:g} throughout.")  # fmt: skip
+    return f"{run.name}: left the paper's 110-layer warm-up ({rule}) by step {left}."
+
+
 def read_degradation(runs: list[Run]) -> list[str]:
     """Each finding of Figure 6 / Table 6, depth by depth (20 vs 56, 56 vs 110, ...)."""
     by_model: dict[str, list[Run]] = {}
@@ -182,6 +198,7 @@ def read_degradation(runs: list[Run]) -> list[str]:
         if t is not None and depth(m) >= 110:
             near = "near" if t > chance - 10 else "well below"
             md.append(f"{m} ends at {t:.1f}% training error, {near} chance ({chance:.0f}%).")
+    md += [line for r in runs if (line := _read_warmup(r))]
     seeds = sorted({r.seed for r in runs})
     if len(seeds) > 1:  # the orderings seed by seed: is the mean's ordering luck?
         for models, metric, get in ((plain, "final train", train), (res, "final val", val)):
