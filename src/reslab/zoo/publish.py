@@ -92,6 +92,14 @@ def _card(name: str, e: dict[str, Any], cfg: dict[str, Any], meta: dict, prov: d
         else f"per-channel mean {_rgb(norm['mean'])} and std {_rgb(norm['std'])}"
     )
     lr = cfg.get("lr") or cfg.get("lr_base")
+    if cfg.get("schedule") == "step":  # the paper's: /10 at fixed steps
+        steps = " and ".join(str(m) for m in cfg.get("milestones") or ()) or "no step"
+        schedule = f"/{1 / cfg.get('gamma', 0.1):g} at {steps}"
+    else:
+        schedule = f"{cfg.get('schedule')}, warm-up {cfg.get('warmup_iters')} steps"
+    if cfg.get("warmup_lr"):  # the paper's 110-layer rule
+        schedule += (f", lr {cfg['warmup_lr']} until training error < "
+                     f"{100 * cfg.get('warmup_until_error', 0.8):.0f}%")  # fmt: skip
     views = " --flip" * bool(cfg.get("eval_flip")) + (
         f" --shift {cfg['eval_shift']}" if cfg.get("eval_shift") else ""
     )
@@ -103,7 +111,7 @@ def _card(name: str, e: dict[str, Any], cfg: dict[str, Any], meta: dict, prov: d
 |---|---|
 | validation top-1 error | **{e["val_top1_error"]:.2f}%** on {e["val_images"]} held-out training images (best evaluation, step {e["step"]}) |
 | test views | {f"the centre view averaged with `{views.strip()}` views (`reslab eval` with the same flags scores them so; without, centre only)" if views else "the centre view (`reslab eval`'s default)"} |
-| recipe | `{e["recipe"]}`, {e["iterations"]} iterations of batch {cfg.get("batch_size")}, lr {lr} ({cfg.get("schedule")}, warm-up {cfg.get("warmup_iters")} steps), weight decay {cfg.get("weight_decay")}{f", weights averaged (EMA, decay {cfg['ema_decay']}): the shipped weights are the average" if cfg.get("ema_decay") else ""}, seed {e["seed"]} |
+| recipe | `{e["recipe"]}`, {e["iterations"]} iterations of batch {cfg.get("batch_size")}, lr {lr} ({schedule}), weight decay {cfg.get("weight_decay")}{f", weights averaged (EMA, decay {cfg['ema_decay']}): the shipped weights are the average" if cfg.get("ema_decay") else ""}, seed {e["seed"]} |
 | precision | {"bf16 autocast (weights and optimizer state in fp32)" if cfg.get("amp") == "bf16" else "fp16 autocast with loss scaling" if cfg.get("amp") == "fp16" else "fp32"} in training and in its evaluations |
 | how far | {e["iterations"] * cfg.get("batch_size", 128) / 45000:.1f} epochs of 45k images; the paper's CIFAR schedule is 64,000 iterations ({64000 * 128 / 45000:.0f} epochs) |
 | data | {cfg.get("data_dir")}: the 45k/5k split of the training images (split seed {cfg.get("split_seed")}) |
