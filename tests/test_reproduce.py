@@ -264,6 +264,18 @@ def test_committed_report_regenerates(folder: Path, tmp_path: Path) -> None:
     assert regenerated == committed  # the prose too: `reslab report FOLDER` and commit
 
 
+def test_an_experiments_own_budget_note_is_recorded(tmp_path: Path, monkeypatch) -> None:
+    """very-deep's cpu budget (60 steps, 1 seed) is described as itself in experiment.json
+    and so in its report, not by the CIFAR family's 2,000-step, 2-seed note."""
+    monkeypatch.setattr(experiments, "check_run", lambda cfg: None)  # no 8 GB check here
+    monkeypatch.setattr(experiments, "_run_plan", lambda *args, **kwargs: None)  # no training
+    out = experiments.run_experiment("very-deep", "cpu", str(tmp_path), tmp_path / "out",
+                                     progress=False)  # fmt: skip
+    meta = json.loads((out / "experiment.json").read_text())
+    assert meta["budget_note"].startswith("60 steps of batch 128") and meta["seeds"] == 1
+    assert experiments.BUDGETS["cifar"]["cpu"].note.startswith("2,000 steps")
+
+
 def test_cli_passes_accumulation_to_the_plan(tmp_path: Path, monkeypatch) -> None:
     """`reslab reproduce ... --grad-accum-steps 8` reaches every run's config (the paper
     budget's batch of 256 as 8 x 32); without the flag nothing is overridden."""
@@ -412,3 +424,16 @@ def test_report_says_how_long_a_110_layer_net_held_the_warmup(tmp_path: Path, le
     else:
         assert "plain110-s0: never left the paper's 110-layer warm-up" in text
         assert "trained at 0.01 throughout" in text
+
+
+def test_resnet34_row_quotes_the_papers_number_for_its_own_shortcut_option(tmp_path: Path) -> None:
+    """Figure 4's ResNet-34 uses option A: Table 2's 25.03%, not the registry's default
+    option B (24.52%, Table 3)."""
+    for model, shortcut, err in (("plain18", None, 36.0), ("plain34", None, 67.0),
+                                 ("resnet18", "A", 32.0), ("resnet34", "A", 36.0)):  # fmt: skip
+        fake_run(tmp_path, model, 40.0, err, 0, shortcut=shortcut)
+    assert main(["report", str(tmp_path)]) == 0
+    rows = {r.split("|")[1].strip(): r for r in _tables((tmp_path / "report.md").read_text())}
+    assert "25.03 (val, 10-crop, option A)" in rows["resnet34-A"]
+    assert "27.88 (val, 10-crop)" in rows["resnet18-A"]
+    assert "28.54 (val, 10-crop)" in rows["plain34"]

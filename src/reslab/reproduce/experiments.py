@@ -2,10 +2,9 @@
 
     reslab reproduce degradation --budget cpu --data-dir DIR --out OUT
 
-writes OUT/experiment.json (what was run: command, commit, hardware, data, seeds),
-OUT/runs/<model>[-<shortcut>]-s<seed>/ (ordinary run folders) and OUT/report.md with
-figures. Runs already finished are skipped and interrupted ones resumed, so an
-experiment that outlives a session continues where it stopped.
+writes OUT/experiment.json (what was run: command, commit, hardware, data, seeds), OUT/runs/
+<model>[-<shortcut>]-s<seed>/ (ordinary run folders) and OUT/report.md with figures. Finished
+runs are skipped and interrupted ones resumed: an experiment outlives a session.
 """
 
 from __future__ import annotations
@@ -109,20 +108,19 @@ BUDGETS: dict[str, dict[str, Budget]] = {
             },
             note="4 steps on tiny data: for tests",
         ),  # fmt: skip
-        # Figure 4's findings (and Table 3's options on the same net) in one session: 4
-        # nets x 2 seeds. Timed on 2 quiet Zen 4 cores (2026-12-03, seed 1): plain-18 7.8,
-        # ResNet-18 7.5, plain-34 14.0, ResNet-34 14.3 min, evaluations and 10-crop
-        # included: ~1 h 27 min for both seeds. Departures, for a budget ~250x shorter
-        # than the paper's (64k images, 7.5 epochs of Imagenette):
-        # - 64 px crops, the paper's scale augmentation scaled with them (shorter side
-        #   in [73, 137] where the paper has [256, 480] for 224; the 7x7 stem and
-        #   max-pool are kept, so the last stage works at 2x2);
-        # - batch 64 at lr 0.025: the paper's 0.1 per 256 images, linearly scaled (at
-        #   0.1 the residual nets sat at chance: docs/results/README.md);
-        # - the rate warms up over 50 steps and decays linearly to 0 (as the CIFAR cpu
-        #   budget) instead of /10 on plateaus, which a 1,000-step run never reaches;
-        # - 1,000 held-out training images as validation, scored every 100 steps, and in
-        #   10 crops at the end.
+        # Figure 4's findings (and Table 3's options on the same net) in one session: 4 nets x
+        # 2 seeds. Timed on 2 quiet Zen 4 cores (2026-12-03, seed 1): plain-18 7.8, ResNet-18
+        # 7.5, plain-34 14.0, ResNet-34 14.3 min, evaluations and 10-crop included: ~1 h 27 min
+        # for both seeds. Departures, for a budget ~250x shorter than the paper's (64k images,
+        # 7.5 epochs of Imagenette):
+        # - 64 px crops, the paper's scale augmentation scaled with them (shorter side in
+        #   [73, 137] where the paper has [256, 480] for 224; the 7x7 stem and max-pool are
+        #   kept, so the last stage works at 2x2);
+        # - batch 64 at lr 0.025: the paper's 0.1 per 256 images, linearly scaled (at 0.1 the
+        #   residual nets sat at chance: docs/results/README.md);
+        # - the rate warms up over 50 steps and decays linearly to 0 (as the CIFAR cpu budget)
+        #   instead of /10 on plateaus, which a 1,000-step run never reaches;
+        # - 1,000 held-out images as validation, scored every 100 steps, in 10 crops at the end.
         "cpu": Budget(
             1.0,
             {
@@ -218,7 +216,9 @@ EXPERIMENTS: dict[str, Experiment] = {
             "cpu": {"scale": 1.0, "iterations": 60, "milestones": (), "val_size": 1000,
                     "schedule": "step", "warmup_iters": 0, "seeds": 1,
                     "eval_every": 60, "log_every": 5, "checkpoint_every": 20,
-                    "model_args": {"grad_checkpointing": True}},
+                    "model_args": {"grad_checkpointing": True},
+                    "note": "60 steps of batch 128 at lr 0.01 (the paper's 110-layer warm-up), "
+                    "activation checkpointing, 1 seed: cost and stability, not accuracy"},
             "paper": {"model_args": {"grad_checkpointing": True}},
         },
     ),
@@ -267,6 +267,7 @@ def run_experiment(
     b = budgets[budget]
     exp_settings = dict(exp.settings.get(budget, {}))
     seeds = seeds or exp_settings.pop("seeds", None) or b.seeds
+    note = exp_settings.pop("note", b.note)  # an experiment's own budget says what it runs
     jobs = _workers(jobs, len(exp.plan(budget, seeds)))
     settings = {"scale": b.scale, **b.overrides, **exp_settings, **overrides}
     for m, sc in exp.planned(budget):  # bad settings, a run that cannot fit: refused here
@@ -281,7 +282,7 @@ def run_experiment(
     with FolderLock(out):  # one `reproduce` per experiment folder
         meta_path = out / "experiment.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        meta.update({"experiment": name, "budget": budget, "budget_note": b.note,
+        meta.update({"experiment": name, "budget": budget, "budget_note": note,
                      "seeds": seeds, "figure": exp.figure, "jobs": jobs,
                      "provenance": provenance(argv if argv is not None else sys.argv[1:],
                                               data_dir)})  # fmt: skip
@@ -307,9 +308,8 @@ def run_experiment(
     return out
 
 
-# What one training process holds at least: the interpreter and torch (~450 MiB,
-# training/memory.py's BASE), a CIFAR net's data, weights and batches: 845 MiB measured
-# for ResNet-20 (summary.json's peak RSS).
+# What one training process holds at least: the interpreter and torch (~450 MiB, memory.py's
+# BASE), a CIFAR net's data, weights and batches: 845 MiB measured for ResNet-20 (peak RSS).
 JOB_MEMORY = 1 << 30
 
 

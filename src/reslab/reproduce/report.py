@@ -33,7 +33,9 @@ from .runs import Run, depth, infer_experiment, load_runs, read_json, seed_group
 # --- numbers -------------------------------------------------------------------------
 
 
-def _paper(model: str) -> tuple[str, float | None]:
+def _paper(model: str, shortcut: str | None = None) -> tuple[str, float | None]:
+    if model == "resnet34" and shortcut in PAPER_TABLE3:  # the paper measured each option
+        return f"val, 10-crop, option {shortcut}", PAPER_TABLE3[shortcut][0]
     try:
         err = get_spec(model).paper_error
     except ValueError:
@@ -154,7 +156,7 @@ def _summary_table(runs: list[Run]) -> list[str]:
             pp = get_spec(g[0].model).paper_params
         except ValueError:
             pp = None
-        label, err = _paper(g[0].model)
+        label, err = _paper(g[0].model, g[0].shortcut)
         params = row["params"] + (f" (paper {pp})" if pp else "")
         paper = f"{err} ({label})" if err is not None else "—"
         rows.append([key, row["layers"], params, row["train"], row["val"],
@@ -199,7 +201,7 @@ def _very_deep(runs: list[Run]) -> list[str]:
     rows, md = [], []
     for r in runs:
         row = _row([r])
-        label, err = _paper(r.model)
+        label, err = _paper(r.model, r.shortcut)
         mem, step_s = r.summary.get("peak_rss_mb"), _step_seconds(r)
         rows.append([r.name, row["layers"], row["params"],
                      f"{r.summary.get('step', '?')} / {r.summary.get('iterations', '?')}",
