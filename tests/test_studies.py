@@ -34,3 +34,45 @@ def test_startup_study_runs_and_records(tiny_cifar: Path, tmp_path: Path) -> Non
     assert len(res["cifar"]) == 3 and len(res["imagenet"]) == 4
     assert all(run["train"][-1]["step"] == 5 for run in res["cifar"].values())
     assert (out / "startup.png").stat().st_size > 1000
+
+
+def test_table6_chunk_script_trains_packs_and_skips_what_is_finished(tmp_path: Path) -> None:
+    """studies/table6-paper.sh, the GPU chunk runner, on a CPU and tiny generated data: it
+    trains the paper recipe, packs a finished run with best.pt only, and a second chunk
+    leaves the finished run alone."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    classes = [f"c{i}" for i in range(10)]
+    make_image_folder(tmp_path / "src" / "cifar10-jpeg", classes, 6, 32)
+    archive = tmp_path / "cifar.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / "cifar10-jpeg", arcname="cifar10-jpeg")
+    runs, pack = tmp_path / "runs", tmp_path / "pack"
+    pack.mkdir()
+    env = {**os.environ, "CIFAR": str(archive), "RUNS": str(runs), "NETS": "resnet20",
+           "FAST": "", "SECONDS_LEFT": "300", "PACK": str(pack),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "EXTRA": "--device cpu --threads 1 --workers 0 --iterations 4 --val-size 20 "
+                    "--batch-size 16 --eval-every 2 --log-every 1 --checkpoint-every 2 "
+                    "--eval-batch-size 20"}  # fmt: skip
+    script = STUDY.parent / "table6-paper.sh"
+    for chunk in (1, 2):
+        done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                              cwd=STUDY.parents[1], timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        summary = json.loads((runs / "resnet20-paper" / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["step"] == 4
+        if chunk == 1:
+            metrics = (runs / "resnet20-paper" / "metrics.jsonl").read_text()
+        else:  # the finished run was not trained again
+            assert f"{runs}/resnet20-paper: finished" in done.stdout
+            assert (runs / "resnet20-paper" / "metrics.jsonl").read_text() == metrics
+    cfg = json.loads((runs / "resnet20-paper" / "config.json").read_text())
+    assert (cfg["recipe"], cfg["amp"], cfg["model"]) == ("cifar-paper", "bf16", "resnet20")
+    with tarfile.open(pack / "resnet20-paper.tar.gz") as tar:
+        names = {Path(n).name for n in tar.getnames()}
+    assert {"best.pt", "metrics.jsonl", "summary.json", "config.json"} <= names
+    assert not names & {"last.pt", "previous.pt"}
