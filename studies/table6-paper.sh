@@ -6,7 +6,10 @@
 # run stopped by the chunk's time limit saves its checkpoint (SIGTERM) and is resumed by
 # the next chunk when its folder comes back in $RUNS.
 #
-#   RUNS=.carry/table6 NETS="resnet20 resnet32" SECONDS_LEFT=480 bash studies/table6-paper.sh
+#   RUNS=.carry/runs NETS="resnet20 resnet32" SECONDS_LEFT=480 PACK=$OUT bash studies/table6-paper.sh
+#
+# The paper-schedule runs are named RUNS/<net>-s0, as in an experiment folder: their records
+# go to docs/results/table6-paper/runs/, and `reslab report` draws and reads them.
 #
 # Environment: CIFAR (the cifar10-train-jpeg.tar.gz archive), RUNS (run folders, kept),
 # NETS (paper-schedule nets), FAST (nets to train with cifar-fast), SECONDS_LEFT (the
@@ -41,7 +44,7 @@ for net in $FAST; do
     train "$net-cifar-fast-bf16" --model "$net" --recipe cifar-fast --amp bf16 &
 done
 for net in $NETS; do
-    train "$net-paper" --model "$net" --recipe cifar-paper --amp bf16 &
+    train "$net-s0" --model "$net" --recipe cifar-paper --amp bf16 &  # named as reproduce names runs
 done
 wait
 if [ -n "$PACK" ]; then

@@ -63,16 +63,16 @@ def test_table6_chunk_script_trains_packs_and_skips_what_is_finished(tmp_path: P
         done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
                               cwd=STUDY.parents[1], timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
-        summary = json.loads((runs / "resnet20-paper" / "summary.json").read_text())
+        summary = json.loads((runs / "resnet20-s0" / "summary.json").read_text())
         assert summary["status"] == "finished" and summary["step"] == 4
         if chunk == 1:
-            metrics = (runs / "resnet20-paper" / "metrics.jsonl").read_text()
+            metrics = (runs / "resnet20-s0" / "metrics.jsonl").read_text()
         else:  # the finished run was not trained again
-            assert f"{runs}/resnet20-paper: finished" in done.stdout
-            assert (runs / "resnet20-paper" / "metrics.jsonl").read_text() == metrics
-    cfg = json.loads((runs / "resnet20-paper" / "config.json").read_text())
+            assert f"{runs}/resnet20-s0: finished" in done.stdout
+            assert (runs / "resnet20-s0" / "metrics.jsonl").read_text() == metrics
+    cfg = json.loads((runs / "resnet20-s0" / "config.json").read_text())
     assert (cfg["recipe"], cfg["amp"], cfg["model"]) == ("cifar-paper", "bf16", "resnet20")
-    with tarfile.open(pack / "resnet20-paper.tar.gz") as tar:
+    with tarfile.open(pack / "resnet20-s0.tar.gz") as tar:
         names = {Path(n).name for n in tar.getnames()}
     assert {"best.pt", "metrics.jsonl", "summary.json", "config.json"} <= names
     assert not names & {"last.pt", "previous.pt"}

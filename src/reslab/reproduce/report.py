@@ -260,8 +260,10 @@ def _write_report(folder: Path) -> Path:
                          if g[0].plain == plain])
                 for title, plain in (("plain", True), ("ResNet", False))
             ]  # fmt: skip
+            panels = [p for p in panels if p[1]]  # residual nets alone: one panel
             caption = ("Training error (dashed thin) and validation error (bold) against "
-                       "iterations; plain networks left, residual networks right.")  # fmt: skip
+                       "iterations" + ("; plain networks left, residual networks right."
+                                       if len(panels) == 2 else "."))  # fmt: skip
         else:
             panels = [(name, [(k, k, g) for k, g in seed_groups(runs).items()])]
             caption = "Training error (dashed thin) and validation error (bold) against iterations."
