@@ -46,7 +46,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--budget", default="cpu",
         help="smoke | cpu (sized for 2 CPU cores, resumable: degradation's 20/56-layer nets "
-        "with 2 seeds and 110-layer nets with 1, ~5 h in all; the Imagenette experiments ~1.5 h "
+        "and ResNet-110 with 2 seeds, plain-110 with 1, ~6 h in all; the Imagenette experiments ~1.5 h "
         "each on 2 cores) | cpu-plain-degradation "
         "(52 min) | paper (the full schedule, a GPU job); default: cpu",
     )  # fmt: skip
