@@ -114,7 +114,7 @@ def _card(name: str, e: dict[str, Any], cfg: dict[str, Any], meta: dict, prov: d
 | recipe | `{e["recipe"]}`, {e["iterations"]} iterations of batch {cfg.get("batch_size")}, lr {lr} ({schedule}), weight decay {cfg.get("weight_decay")}{f", weights averaged (EMA, decay {cfg['ema_decay']}): the shipped weights are the average" if cfg.get("ema_decay") else ""}, seed {e["seed"]} |
 | precision | {"bf16 autocast (weights and optimizer state in fp32)" if cfg.get("amp") == "bf16" else "fp16 autocast with loss scaling" if cfg.get("amp") == "fp16" else "fp32"} in training and in its evaluations |
 | how far | {e["iterations"] * cfg.get("batch_size", 128) / 45000:.1f} epochs of 45k images; the paper's CIFAR schedule is 64,000 iterations ({64000 * 128 / 45000:.0f} epochs) |
-| data | {cfg.get("data_dir")}: the 45k/5k split of the training images (split seed {cfg.get("split_seed")}) |
+| data | {prov.get("data_dir") or cfg.get("data_dir")}: the 45k/5k split of the training images (split seed {cfg.get("split_seed")}) |
 | input | RGB {meta["image_size"]}x{meta["image_size"]}, values /255, then {pre} |
 | trained by | `{e["command"]}` at commit `{e["commit"]}` on {prov.get("hardware", "unknown hardware")} |
 | records | {e["results"] or "the run folder"} (config.json, metrics.jsonl, summary.json) |
