@@ -400,10 +400,11 @@ def test_report_names_each_invocations_machine(tmp_path: Path) -> None:
     assert "at `aaa`, 2026-11-30 04:00:00 UTC, 0:01:00, on Intel(R) Xeon(R) Processor" in text
 
 
-@pytest.mark.parametrize("leaves", [True, False])
-def test_report_says_how_long_a_110_layer_net_held_the_warmup(tmp_path: Path, leaves: bool) -> None:
+@pytest.mark.parametrize("leaves", [True, False, "before the first log"])
+def test_report_says_how_long_a_110_layer_net_held_the_warmup(tmp_path: Path, leaves) -> None:
     """The paper's 0.01 warm-up ends on the net's own training error: a net that never
-    gets below 80% trains at 0.01 throughout, and the reading says so."""
+    gets below 80% trains at 0.01 throughout, and the reading says so; one that left it
+    before its first logged step is read against the config's warm-up lr, not that step's."""
     fake_run(tmp_path, "plain110", 89.0, 90.0)
     d = tmp_path / "runs" / "plain110-s0"
     cfg = json.loads((d / "config.json").read_text())
@@ -412,13 +413,14 @@ def test_report_says_how_long_a_110_layer_net_held_the_warmup(tmp_path: Path, le
     )
     recs = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
     for r in recs:
-        r["lr"] = 0.05 if leaves and r["step"] >= 120 else 0.01
+        r["lr"] = 0.05 if leaves and (r["step"] >= 120 or isinstance(leaves, str)) else 0.01
     (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     assert main(["report", str(tmp_path)]) == 0
     text = (tmp_path / "report.md").read_text()
     if leaves:
+        step = 1 if isinstance(leaves, str) else 120
         assert (
-            "plain110-s0: left the paper's 110-layer warm-up (lr 0.01 until training error < 80%) by step 120"
+            f"plain110-s0: left the paper's 110-layer warm-up (lr 0.01 until training error < 80%) by step {step}."
             in text
         )
     else:

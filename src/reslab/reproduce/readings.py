@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from ..config import TrainConfig
 from .runs import RUN_NAME, Run, depth, seed_groups
 
 # Table 3, ImageNet ResNet-34, 10-crop validation error (%): top-1, top-5.
@@ -158,8 +159,12 @@ def _read_warmup(run: Run) -> str | None:
     limit = run.config.get("warmup_until_error")
     if run.config.get("warmup_lr") is None or not run.train or limit is None:
         return None
-    held = run.train[0].get("lr")  # the warm-up lr as logged (scaled with the batch)
-    left = next((r["step"] for r in run.train if r.get("lr") != held), None)
+    c, d = run.config, TrainConfig()  # the warm-up lr, scaled with the batch as the peak lr
+    base = c.get("lr_base") or d.lr_base
+    per = c.get("lr_base_batch") or d.lr_base_batch
+    peak = c.get("lr") or base * (c.get("batch_size") or d.batch_size) / per
+    held = c["warmup_lr"] * peak / base  # a net past it by the first log starts elsewhere
+    left = next((r["step"] for r in run.train if not math.isclose(r.get("lr", held), held)), None)
     rule = f"lr {held:g} until training error < {100 * limit:.0f}%"
     if left is None:
         return (f"{run.name}: never left the paper's 110-layer warm-up ({rule}): its "
