@@ -29,9 +29,11 @@ export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 mkdir -p "$RUNS"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')"
 
+finished() { grep -qs '"status": "finished"' "$1/summary.json"; }
+
 train() {  # name, then `reslab train` flags
     local dir=$RUNS/$1; shift
-    if [ -f "$dir/summary.json" ] && grep -q '"status": "finished"' "$dir/summary.json"; then
+    if finished "$dir"; then
         echo "$dir: finished"; return
     fi
     if [ -d "$dir" ]; then set -- --resume "$dir"; else set -- "$@" --out "$dir"; fi
@@ -51,7 +53,7 @@ if [ -n "$PACK" ]; then
     for d in "$RUNS"/*/; do
         n=$(basename "$d")
         skip=(--exclude=previous.pt --exclude=.lock)  # a finished run needs only best.pt
-        grep -q '"status": "finished"' "$d/summary.json" 2>/dev/null && skip+=(--exclude=last.pt)
+        finished "$d" && skip+=(--exclude=last.pt)
         tar czf "$PACK/$n.tar.gz" "${skip[@]}" -C "$RUNS" "$n" "$n.log"
     done
     ls -la "$PACK"

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -40,11 +44,6 @@ def test_table6_chunk_script_trains_packs_and_skips_what_is_finished(tmp_path: P
     """studies/table6-paper.sh, the GPU chunk runner, on a CPU and tiny generated data: it
     trains the paper recipe, packs a finished run with best.pt only, and a second chunk
     leaves the finished run alone."""
-    import os
-    import subprocess
-    import sys
-    import tarfile
-
     classes = [f"c{i}" for i in range(10)]
     make_image_folder(tmp_path / "src" / "cifar10-jpeg", classes, 6, 32)
     archive = tmp_path / "cifar.tar.gz"

@@ -159,11 +159,11 @@ def _read_warmup(run: Run) -> str | None:
     limit = run.config.get("warmup_until_error")
     if run.config.get("warmup_lr") is None or not run.train or limit is None:
         return None
-    c, d = run.config, TrainConfig()  # the warm-up lr, scaled with the batch as the peak lr
-    base = c.get("lr_base") or d.lr_base
-    per = c.get("lr_base_batch") or d.lr_base_batch
-    peak = c.get("lr") or base * (c.get("batch_size") or d.batch_size) / per
-    held = c["warmup_lr"] * peak / base  # a net past it by the first log starts elsewhere
+    # The warm-up lr as training sets it (recipes.learning_rate), not the first logged one:
+    # a net past the warm-up by its first log starts elsewhere.
+    keys = ("lr", "lr_base", "lr_base_batch", "batch_size")
+    cfg = TrainConfig(**{k: run.config[k] for k in keys if run.config.get(k) is not None})
+    held = run.config["warmup_lr"] * cfg.lr_factor()
     left = next((r["step"] for r in run.train if not math.isclose(r.get("lr", held), held)), None)
     rule = f"lr {held:g} until training error < {100 * limit:.0f}%"
     if left is None:
