@@ -23,8 +23,13 @@ FAST=${FAST-}
 SECONDS_LEFT=${SECONDS_LEFT:-480}
 PACK=${PACK:-}
 EXTRA=${EXTRA:---device cuda --cuda-graphs --threads 4}
+fail() { echo "table6-paper.sh: $*" >&2; exit 2; }
+[ -f "$CIFAR" ] || fail "CIFAR=$CIFAR: no such archive (cifar10-train-jpeg.tar.gz)"
+[[ $SECONDS_LEFT =~ ^[1-9][0-9]*$ ]] || fail "SECONDS_LEFT=$SECONDS_LEFT: not a whole number of seconds"
+[ -z "$PACK" ] || { [ -d "$PACK" ] && [ -z "$(ls -A "$PACK")" ]; } ||
+    fail "PACK=$PACK: not an empty folder (packs are never written over anything)"
 data=$(mktemp -d)
-tar xzf "$CIFAR" -C "$data" || exit 2
+tar xzf "$CIFAR" -C "$data" || fail "CIFAR=$CIFAR: cannot extract the archive"
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 mkdir -p "$RUNS"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')"

@@ -49,16 +49,18 @@ def test_table6_chunk_script_trains_packs_and_skips_what_is_finished(tmp_path: P
     archive = tmp_path / "cifar.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "src" / "cifar10-jpeg", arcname="cifar10-jpeg")
-    runs, pack = tmp_path / "runs", tmp_path / "pack"
-    pack.mkdir()
+    runs = tmp_path / "runs"
     env = {**os.environ, "CIFAR": str(archive), "RUNS": str(runs), "NETS": "resnet20",
-           "FAST": "", "SECONDS_LEFT": "300", "PACK": str(pack),
+           "FAST": "", "SECONDS_LEFT": "300",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "EXTRA": "--device cpu --threads 1 --workers 0 --iterations 4 --val-size 20 "
                     "--batch-size 16 --eval-every 2 --log-every 1 --checkpoint-every 2 "
                     "--eval-batch-size 20"}  # fmt: skip
     script = STUDY.parent / "table6-paper.sh"
-    for chunk in (1, 2):
+    for chunk in (1, 2):  # each chunk packs into an empty folder, as the device's $OUT
+        pack = tmp_path / f"pack{chunk}"
+        pack.mkdir()
+        env["PACK"] = str(pack)
         done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
                               cwd=STUDY.parents[1], timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
@@ -75,3 +77,24 @@ def test_table6_chunk_script_trains_packs_and_skips_what_is_finished(tmp_path: P
         names = {Path(n).name for n in tar.getnames()}
     assert {"best.pt", "metrics.jsonl", "summary.json", "config.json"} <= names
     assert not names & {"last.pt", "previous.pt"}
+
+
+@pytest.mark.parametrize("bad", ["CIFAR", "SECONDS_LEFT", "PACK"])
+def test_table6_chunk_script_refuses_bad_settings_in_one_line(tmp_path: Path, bad: str) -> None:
+    """A missing archive, a time limit that is not a number, or a pack folder that holds
+    files: one line naming the setting, exit 2, nothing made or written over."""
+    archive = tmp_path / "cifar.tar.gz"
+    archive.write_bytes(b"")
+    kept = tmp_path / "pack" / "mine.tar.gz"
+    kept.parent.mkdir()
+    kept.write_bytes(b"a user's file")
+    env = {**os.environ, "CIFAR": str(archive), "RUNS": str(tmp_path / "runs"),
+           "SECONDS_LEFT": "60", "PACK": ""}  # fmt: skip
+    env[bad] = {"CIFAR": str(tmp_path / "missing.tar.gz"), "SECONDS_LEFT": "ten",
+                "PACK": str(kept.parent)}[bad]  # fmt: skip
+    done = subprocess.run(["bash", str(STUDY.parent / "table6-paper.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    err = done.stderr.strip()
+    assert "\n" not in err and err.startswith(f"table6-paper.sh: {bad}="), err
+    assert not (tmp_path / "runs").exists() and kept.read_bytes() == b"a user's file"
