@@ -63,6 +63,7 @@ def evaluate_run(
     device: str = "auto",
     arch: str | None = None,
     normalization: dict[str, Any] | None = None,
+    predictions: bool = False,
 ) -> dict[str, Any]:
     """Top-1/top-5 error (%) of a run, reslab checkpoint or torchvision/timm weights file.
 
@@ -105,10 +106,11 @@ def evaluate_run(
     if scales:
         loaders = [data.eval_loader(split, "full", s).epoch(0) for s in scales]
         view = "scales-" + "-".join(map(str, scales))
-        res = evaluate(model, *loaders, flip=flip, shift=shift)
+        res = evaluate(model, *loaders, flip=flip, shift=shift, predictions=predictions)
     else:
         view = "ten-crop" if ten_crop else "center"
-        res = evaluate(model, data.eval_loader(split, view).epoch(0), flip=flip, shift=shift)
+        res = evaluate(model, data.eval_loader(split, view).epoch(0), flip=flip, shift=shift,
+                       predictions=predictions)  # fmt: skip
     view += ("-flip" if flip else "") + (f"-shift{shift}" if shift else "")
     return {**res, "split": split, "view": view, "checkpoint": str(loaded.file)}
 

@@ -83,11 +83,14 @@ def evaluate(
     flip: bool = False,
     shift: int = 0,
     ks: Sequence[int] = (1, 5),
+    predictions: bool = False,
 ) -> dict[str, float]:
     """Errors of `model` on a loader's batches, e.g. `evaluate(model, data.val.epoch(0))`.
 
     With several loaders (one per test scale), which must list the same images in the
-    same order, the class scores are averaged over them before ranking.
+    same order, the class scores are averaged over them before ranking. `predictions`
+    adds each image's top-1 class and label, in loader order ("predictions", "labels"):
+    what a paired comparison of two nets on the same images needs.
     """
     if not loaders:
         raise ValueError("evaluate needs at least one loader")
@@ -96,4 +99,8 @@ def evaluate(
         if not torch.equal(labels, runs[0][1]):
             raise ValueError("multi-scale evaluation: the loaders list different images")
     scores = torch.stack([s for s, _ in runs]).mean(0)
-    return topk_errors(scores, runs[0][1], ks)
+    out: dict = topk_errors(scores, runs[0][1], ks)
+    if predictions:
+        out["predictions"] = scores.argmax(1).tolist()
+        out["labels"] = runs[0][1].tolist()
+    return out

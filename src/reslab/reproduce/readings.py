@@ -1,16 +1,27 @@
-"""What an experiment's numbers show, in words: each of the paper's findings read
-against the sampling noise of one evaluation or the seeds' spread, claiming only what the
-numbers show. report.py puts these lines under its tables."""
+"""What an experiment's numbers show, in words: each of the paper's findings judged by
+the one rule of verdict.py (a 95% interval over the seeds and the held-out images),
+claiming only what that rule gives. report.py puts these lines under its tables."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from ..config import TrainConfig
 from .runs import RUN_NAME, Run, depth, seed_groups
+from .verdict import compare
 
 # Table 3, ImageNet ResNet-34, 10-crop validation error (%): top-1, top-5.
 PAPER_TABLE3 = {"A": (25.03, 7.76), "B": (24.52, 7.46), "C": (24.19, 7.40)}
+RULE = ("Every verdict here is the rule of `reslab.reproduce.verdict.compare` (docs/results/"
+        "README.md, \"One rule for every finding\"): a 95% interval, in points, for the gap "
+        "between two nets' mean errors, from the seeds' spread (a pooled t-interval) and the "
+        "sampling noise of the images scored (unpaired: two binomial errors; paired: the "
+        "same images' per-image differences, where both nets recorded predictions); "
+        "**shown** when the interval lies wholly on the claim's side of 0, **the opposite "
+        "holds** when wholly on the other, else **not resolved**. Each line names its rule.")  # fmt: skip
+
+Get = Callable[[Run], "float | None"]
 
 
 def mean_std(xs: list[float | None]) -> tuple[float, float, int] | None:
@@ -35,52 +46,35 @@ def mean(xs: list[float | None]) -> float | None:
     return None if ms is None else ms[0]
 
 
-def noise(p: float, n: int) -> float:
-    """Two standard errors (percentage points) of an error rate p% measured on n images."""
-    return 2 * math.sqrt(max(p * (100 - p), 1.0) / max(n, 1))
-
-
-def differs(a: float, b: float, n: int) -> bool:
-    """Whether two error rates, each on n images, differ by more than sampling noise."""
-    return abs(a - b) > math.hypot(noise(a, n), noise(b, n))
-
-
-def _by_seed(runs: list[Run], get) -> dict[int, float]:
+def _by_seed(runs: list[Run], get: Get) -> dict[int, float]:
     return {r.seed: v for r in runs if (v := get(r)) is not None}
 
 
-def _versus(claim: str, a: str, b: str, va: dict[int, float], vb: dict[int, float],
-            what: str) -> str | None:  # fmt: skip
-    """Is `b` below `a` (the paper's claim), by more than the seed-to-seed spread?
+def train_images(run: Run, intervals: int = 3) -> int:
+    """Training images behind a training error read over `intervals` logged intervals."""
+    batch = int(run.config.get("batch_size") or 128)
+    return intervals * batch * int(run.config.get("log_every") or TrainConfig.log_every)
 
-    The spread is the larger of the two nets' ranges over seeds (max - min): a gap inside
-    it is "not resolved at this budget", whichever way it points. With one seed there is
-    no spread to compare with, and the report says so.
-    """
-    seeds = sorted(set(va) & set(vb))
-    if not seeds:
+
+def judge(claim: str, a: str, b: str, runs_a: list[Run], runs_b: list[Run], get: Get,
+          what: str, n: int, view: str | None = None) -> str | None:  # fmt: skip
+    """`claim` (b's error below a's) judged by the rule: paired on `view`'s per-image
+    predictions where every run of both nets recorded them, else unpaired."""
+    va, vb = _by_seed(runs_a, get), _by_seed(runs_b, get)
+    if not va or not vb or n < 1:
         return None
-    ma = sum(va[s] for s in seeds) / len(seeds)
-    mb = sum(vb[s] for s in seeds) / len(seeds)
-    gap = ma - mb  # > 0: as the paper has it
-    nums = f"{what} {mb:.1f}% vs {ma:.1f}%, {_over(seeds)}"
-    if len(seeds) < 2:
-        verdict = "in the paper's direction" if gap > 0 else "against the paper's direction"
-        return f"{claim}: {verdict} by {abs(gap):.1f} points ({nums}); one seed, no spread to judge it by."
-    spread = max(max(v[s] for s in seeds) - min(v[s] for s in seeds) for v in (va, vb))
-    per = "; ".join(f"seed {s}: {vb[s]:.1f} vs {va[s]:.1f}" for s in seeds)
-    if abs(gap) <= spread:
-        verdict = "not resolved at this budget"
-    elif gap > 0:
-        verdict = "shown" if all(vb[s] < va[s] for s in seeds) else "shown on average only"
-    else:
-        verdict = "not shown (the opposite holds)"
-    return (f"{claim}: **{verdict}**: {b} vs {a} differ by {gap:+.1f} points against a "
-            f"seed-to-seed spread of {spread:.1f} ({nums}; {per}).")  # fmt: skip
+    wrong_a = [w for r in runs_a if (w := r.wrong(view))] if view else []
+    wrong_b = [w for r in runs_b if (w := r.wrong(view))] if view else []
+    if len(wrong_a) != len(runs_a) or len(wrong_b) != len(runs_b):
+        wrong_a = wrong_b = []
+    v = compare(va, vb, n, wrong_a=wrong_a or None, wrong_b=wrong_b or None)
+    per = "; ".join(f"seed {s}: {vb[s]:.1f} vs {va[s]:.1f}" for s in sorted(set(va) & set(vb)))
+    nums = f"{what}, {b} {sum(vb.values()) / len(vb):.1f}% vs {a} {sum(va.values()) / len(va):.1f}%"
+    return f"{claim}: {v} ({nums}{'; ' + per if len(va) > 1 else ''})."
 
 
 def read_figure4(runs: list[Run]) -> list[str]:
-    """Section 4.1's three findings (Figure 4, Table 2), each against the seeds' spread."""
+    """Section 4.1's findings (Figure 4, Table 2), each judged by the rule."""
     groups = seed_groups(runs)
     g = {r.model: groups[k] for k in groups for r in groups[k][:1]}
     if not {"plain18", "plain34", "resnet18", "resnet34"} <= set(g):
@@ -91,65 +85,25 @@ def read_figure4(runs: list[Run]) -> list[str]:
         (lambda r: r.final_train), (lambda r: r.final_val),
         Run.ten_crop_error, (lambda r: r.train_error_at(early)),
     )  # fmt: skip
+    n_tr, n_at = train_images(runs[0]), train_images(runs[0], 1)
+    n_val = min(r.val_n for r in runs) or 0
     md = [
-        _versus("Degradation (plain-34's training error above plain-18's)", "plain34",
-                "plain18", _by_seed(g["plain34"], train), _by_seed(g["plain18"], train),
-                "final train error"),
-        _versus("Residual learning removes it (ResNet-34's training error below plain-34's)",
-                "plain34", "resnet34", _by_seed(g["plain34"], train),
-                _by_seed(g["resnet34"], train), "final train error"),
-        _versus("ResNet-34's training error below ResNet-18's", "resnet18", "resnet34",
-                _by_seed(g["resnet18"], train), _by_seed(g["resnet34"], train),
-                "final train error"),
-        _versus("ResNet-34's validation error below ResNet-18's", "resnet18", "resnet34",
-                _by_seed(g["resnet18"], val), _by_seed(g["resnet34"], val),
-                "final val top-1 (centre)"),
-        _versus("ResNet-34's 10-crop validation error below ResNet-18's", "resnet18",
-                "resnet34", _by_seed(g["resnet18"], ten), _by_seed(g["resnet34"], ten),
-                "10-crop val top-1"),
-        _versus(f"ResNet-18 ahead of plain-18 early in training (step ~{early} of {total})",
-                "plain18", "resnet18", _by_seed(g["plain18"], at), _by_seed(g["resnet18"], at),
-                "train error"),
+        judge("Degradation (plain-34's training error above plain-18's)", "plain34",
+              "plain18", g["plain34"], g["plain18"], train, "final train error", n_tr),
+        judge("Residual learning removes it (ResNet-34's training error below plain-34's)",
+              "plain34", "resnet34", g["plain34"], g["resnet34"], train, "final train error",
+              n_tr),
+        judge("ResNet-34's training error below ResNet-18's", "resnet18", "resnet34",
+              g["resnet18"], g["resnet34"], train, "final train error", n_tr),
+        judge("ResNet-34's validation error below ResNet-18's", "resnet18", "resnet34",
+              g["resnet18"], g["resnet34"], val, "final val top-1 (centre)", n_val, "center"),
+        judge("ResNet-34's 10-crop validation error below ResNet-18's", "resnet18",
+              "resnet34", g["resnet18"], g["resnet34"], ten, "10-crop val top-1", n_val,
+              "ten-crop"),
+        judge(f"ResNet-18 ahead of plain-18 early in training (step ~{early} of {total})",
+              "plain18", "resnet18", g["plain18"], g["resnet18"], at, "train error", n_at),
     ]  # fmt: skip
     return [line for line in md if line]
-
-
-def _at_common_seeds(by_model: dict[str, list[Run]], a: str, b: str, get) -> tuple:
-    """Means of `get` for a and b over the seeds both ran (a 110-layer net may have run
-    one seed where the shallower ones ran two: compare like with like), and the seeds."""
-    seeds = sorted({r.seed for r in by_model[a]} & {r.seed for r in by_model[b]})
-    ma = mean([get(r) for r in by_model[a] if r.seed in seeds])
-    mb = mean([get(r) for r in by_model[b] if r.seed in seeds])
-    return ma, mb, seeds
-
-
-def _over(seeds: list[int]) -> str:
-    return f"mean over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
-
-
-def _read_plain_pair(a: str, b: str, ta: float, tb: float, seeds: list[int], n: int) -> str:
-    gap = f"{tb:.1f}% vs {ta:.1f}%, {_over(seeds)}"
-    if tb > ta and differs(tb, ta, n):
-        return (f"{b} ends with higher training error than {a} ({gap}): the degradation "
-                "problem shows at this budget.")  # fmt: skip
-    if tb > ta:
-        return (f"{b} ends with slightly higher training error than {a} ({gap}), within "
-                "the sampling noise of the last logged batches: no clear degradation.")  # fmt: skip
-    return (f"{b} does not end with higher training error than {a} ({gap}): the "
-            "degradation problem does not show at this budget.")  # fmt: skip
-
-
-def _read_residual_pair(a: str, b: str, va: float, vb: float, seeds: list[int], n: int) -> str:
-    gap = f"final val top-1 {vb:.1f}% vs {va:.1f}% on {n} images, {_over(seeds)}"
-    spread = math.hypot(noise(va, n), noise(vb, n))
-    if vb < va and differs(vb, va, n):
-        return f"Residual nets: deeper is better at this budget ({b} vs {a}: {gap})."
-    if vb < va:
-        return (f"Residual nets: deeper is better at this budget, by less than the sampling "
-                f"noise of one evaluation (±{spread:.1f} points) ({b} vs {a}: {gap}).")  # fmt: skip
-    if differs(vb, va, n):
-        return f"Residual nets: deeper is not better at this budget ({b} vs {a}: {gap})."
-    return f"Residual nets: {b} is not better than {a}, within sampling noise ({gap})."
 
 
 def _read_warmup(run: Run) -> str | None:
@@ -179,81 +133,61 @@ def read_degradation(runs: list[Run]) -> list[str]:
         by_model.setdefault(r.model, []).append(r)
     plain = sorted((m for m in by_model if by_model[m][0].plain), key=depth)
     res = sorted((m for m in by_model if not by_model[m][0].plain), key=depth)
-    batch = int(runs[0].config.get("batch_size", 128))
-    train_n = 3 * batch  # the last 3 logged intervals' batches, at least
-    val_n = min((r.val_n for r in runs if r.val_n), default=1)
+    n_tr = train_images(runs[0])
+    n_val = min((r.val_n for r in runs if r.val_n), default=0)
     train, val = (lambda r: r.final_train), (lambda r: r.final_val)
-    md = []
-    for a, b in zip(plain, plain[1:]):
-        ta, tb, seeds = _at_common_seeds(by_model, a, b, train)
-        if ta is not None and tb is not None:
-            md.append(_read_plain_pair(a, b, ta, tb, seeds, train_n))
+    md: list[str | None] = []
+    for a, b in zip(plain, plain[1:]):  # the claim: the deeper plain net trains worse
+        md.append(judge(f"Degradation ({b}'s training error above {a}'s)", b, a,
+                        by_model[b], by_model[a], train, "final train error", n_tr))  # fmt: skip
     for a, b in zip(res, res[1:]):
-        va, vb, seeds = _at_common_seeds(by_model, a, b, val)
-        if va is not None and vb is not None:
-            md.append(_read_residual_pair(a, b, va, vb, seeds, val_n))
-        ta, tb, seeds = _at_common_seeds(by_model, a, b, train)
-        if ta is not None and tb is not None:
-            lower = "lower" if tb < ta else "higher"
-            md.append(f"{b} ends with {lower} training error than {a} ({tb:.1f}% vs "
-                      f"{ta:.1f}%, {_over(seeds)}).")  # fmt: skip
+        md.append(
+            judge(
+                f"Residual nets: {b}'s validation error below {a}'s",
+                a,
+                b,
+                by_model[a],
+                by_model[b],
+                val,
+                "final val top-1",
+                n_val,
+                "center",
+            )
+        )
+        md.append(judge(f"Residual nets: {b}'s training error below {a}'s", a, b,
+                        by_model[a], by_model[b], train, "final train error", n_tr))  # fmt: skip
+    for d in sorted({depth(m) for m in by_model}):
+        p, q = f"plain{d}", f"resnet{d}"
+        if p in by_model and q in by_model:
+            md.append(judge(f"{q}'s training error below {p}'s (residual learning)", p, q,
+                            by_model[p], by_model[q], train, "final train error", n_tr))  # fmt: skip
     chance = 99.0 if runs[0].config.get("dataset") == "cifar100" else 90.0  # else 10 classes
     for m in plain:  # the paper's plain-110 "fails to train": how near chance it ends
         t = mean([r.final_train for r in by_model[m]])
         if t is not None and depth(m) >= 110:
             near = "near" if t > chance - 10 else "well below"
             md.append(f"{m} ends at {t:.1f}% training error, {near} chance ({chance:.0f}%).")
-    md += [line for r in runs if (line := _read_warmup(r))]
-    seeds = sorted({r.seed for r in runs})
-    if len(seeds) > 1:  # the orderings seed by seed: is the mean's ordering luck?
-        for models, metric, get in ((plain, "final train", train), (res, "final val", val)):
-            for a, b in zip(models, models[1:]):
-                per = []
-                for seed in seeds:
-                    ra = [get(r) for r in by_model[a] if r.seed == seed]
-                    rb = [get(r) for r in by_model[b] if r.seed == seed]
-                    if ra and rb and ra[0] is not None and rb[0] is not None:
-                        per.append(f"seed {seed}: {rb[0]:.1f} vs {ra[0]:.1f}")
-                if len(per) > 1:
-                    md.append(f"Seed by seed, {b} vs {a} ({metric} error, %): {'; '.join(per)}.")
-    tr = {m: mean([r.final_train for r in by_model[m]]) for m in by_model}
-    pairs = [(d, f"plain{d}", f"resnet{d}") for d in sorted({depth(m) for m in by_model})]
-    pairs = [(d, p, q) for d, p, q in pairs if tr.get(p) is not None and tr.get(q) is not None]
-    if pairs:
-        wins = [d for d, p, q in pairs if tr[q] < tr[p]]
-        detail = ", ".join(f"{d}: {tr[q]:.1f} vs {tr[p]:.1f}" for d, p, q in pairs)
-        md.append(f"The residual net ends with lower training error than the plain net of the "
-                  f"same depth at {len(wins)} of {len(pairs)} depths (residual vs plain, %: "
-                  f"{detail}).")  # fmt: skip
-    return md
+    md += [_read_warmup(r) for r in runs]
+    return [line for line in md if line]
 
 
 def read_shortcuts(groups: dict[str, list[Run]], opts: list[str], runs: list[Run]) -> list[str]:
-    """The paper's C < B < A, pair by pair, against the seeds' spread (10-crop errors where
-    every run has them, as Table 3; else the centre crop)."""
+    """The paper's C < B < A, pair by pair, judged by the rule (10-crop errors where every
+    run has them, as Table 3; else the centre crop)."""
     ten = all(r.view_error("ten-crop") is not None for r in runs)
     get = Run.ten_crop_error if ten else Run.final_val.fget
     what = "10-crop val top-1" if ten else "final val top-1 (centre)"
-    by = {groups[k][0].shortcut: _by_seed(groups[k], get) for k in opts}
-    n = min(r.val_n for r in runs) or 1
+    by = {groups[k][0].shortcut: groups[k] for k in opts}
+    n = min(r.val_n for r in runs) or 0
     md: list[str] = []
     for a, b in (("A", "B"), ("B", "C"), ("A", "C")):
         if by.get(a) and by.get(b):
-            line = _versus(f"Option {b} below option {a} (the paper: by "
-                           f"{PAPER_TABLE3[a][0] - PAPER_TABLE3[b][0]:.2f} points)",
-                           a, b, by[a], by[b], what)  # fmt: skip
-            if line is None:
-                continue
-            ma, mb = (sum(d.values()) / len(d) for d in (by[a], by[b]))
-            if "not resolved" not in line and not differs(ma, mb, n):
-                line += (f" The gap is beyond the seeds' spread but inside the sampling noise "
-                         f"of {n} validation images (±{math.hypot(noise(ma, n), noise(mb, n)):.1f} "
-                         "points for a difference): every run is scored on the same images, "
-                         "so it may not carry over to others.")  # fmt: skip
-            md.append(line)
-    md.append(f"Sampling noise of one evaluation on {n} images: about ±"
-              f"{noise(min(v for d in by.values() for v in d.values()), n):.1f} points per "
-              "net (two standard errors).")  # fmt: skip
+            claim = (f"Option {b} below option {a} (the paper: by "
+                     f"{PAPER_TABLE3[a][0] - PAPER_TABLE3[b][0]:.2f} points)")  # fmt: skip
+            line = judge(claim, a, b, by[a], by[b], get, what, n,
+                         "ten-crop" if ten else "center")  # fmt: skip
+            if line:
+                md.append(line)
     return md
 
 

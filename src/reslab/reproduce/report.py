@@ -21,7 +21,7 @@ from ..storage.runlock import LOCK, FolderLock
 from .figures import Panel, plot_curves, plot_responses
 from .readings import (
     PAPER_TABLE3,
-    differs,
+    RULE,
     fmt,
     read_degradation,
     read_figure4,
@@ -29,6 +29,7 @@ from .readings import (
     read_shortcuts,
 )  # fmt: skip
 from .runs import Run, depth, infer_experiment, load_runs, read_json, seed_groups
+from .verdict import SHOWN, compare
 
 # --- numbers -------------------------------------------------------------------------
 
@@ -80,10 +81,7 @@ def _header(name: str, meta: dict[str, Any], runs: list[Run]) -> list[str]:
                f"{' (' + ', '.join(prov['isa']) + ')' if prov.get('isa') else ''}; "
                f"torch {prov.get('torch', '?')}, "
                f"Python {prov.get('python', '?')}, malloc {prov.get('malloc', '?')}"]  # fmt: skip
-    datasets = sorted({str(r.config.get("dataset")) for r in runs if r.config.get("dataset")})
-    data = prov.get("data_dir") or ", ".join(sorted({str(r.config.get("data_dir")) for r in runs}))
-    if data or datasets:
-        md.append(f"- Data: {', '.join(datasets) + ' from ' if datasets else ''}`{data or '?'}`")
+    md += _data_lines(meta, runs)
     if meta.get("runs_from"):
         md.append(f"- Networks: the runs of `{meta['runs_from']}`, split {meta.get('split')}")
     if meta.get("reused"):
@@ -114,7 +112,44 @@ def _header(name: str, meta: dict[str, Any], runs: list[Run]) -> list[str]:
     unfinished = [r.name for r in runs if r.summary.get("status") != "finished"]
     if unfinished:
         md.append(f"- Not finished (partial curves): {', '.join(unfinished)}")
-    return md + [""]
+    return md + _machines(meta, runs) + [""]
+
+
+def _data_lines(meta: dict[str, Any], runs: list[Run]) -> list[str]:
+    """What the nets trained on and were scored on: name, split, number of images."""
+    prov = meta.get("provenance", {})
+    datasets = sorted({str(r.config.get("dataset")) for r in runs if r.config.get("dataset")})
+    data = prov.get("data_dir") or ", ".join(sorted({str(r.config.get("data_dir")) for r in runs}))
+    md = []
+    if meta.get("data"):  # a description written with the records (source, version, size)
+        md.append(f"- Data: {meta['data']}")
+    elif data or datasets:
+        md.append(f"- Data: {', '.join(datasets) + ' from ' if datasets else ''}`{data or '?'}`")
+    scored = sorted({r.val_n for r in runs if r.val_n})
+    if scored:
+        split = sorted({(r.config.get("val_size"), r.config.get("split_seed", 0)) for r in runs})
+        how = "; ".join(f"{v:,} held out of the training split, split seed {s}"
+                        for v, s in split if v) or "the validation split"  # fmt: skip
+        md.append(f"- Scored on: {' / '.join(f'{n:,}' for n in scored)} validation images "
+                  f"({how}); no test split")  # fmt: skip
+    return md
+
+
+def _machines(meta: dict[str, Any], runs: list[Run]) -> list[str]:
+    """Which machine trained each run: experiment.json's "machines" (run -> machine, where
+    an experiment moved between machines), else the one machine every recorded
+    invocation names."""
+    named = meta.get("machines") or {}
+    seen = {i["hardware"] for i in meta.get("invocations", []) if i.get("hardware")}
+    seen |= (
+        {meta["provenance"]["hardware"]} if meta.get("provenance", {}).get("hardware") else set()
+    )
+    by_machine: dict[str, list[str]] = {}
+    for r in runs:
+        m = named.get(r.name) or (next(iter(seen)) if len(seen) == 1 else
+                                  f"a machine not recorded (invocations: {'; '.join(sorted(seen))})")  # fmt: skip
+        by_machine.setdefault(m, []).append(r.name)
+    return [f"- Trained on {m}: {', '.join(names)}" for m, names in sorted(by_machine.items())]
 
 
 def _budget_caveat(meta: dict[str, Any], runs: list[Run]) -> list[str]:
@@ -125,7 +160,8 @@ def _budget_caveat(meta: dict[str, Any], runs: list[Run]) -> list[str]:
                   "and its numbers are given for orientation, not as a match.")  # fmt: skip
     vals = [(r.final_val, r.val_n) for r in runs if r.final_val is not None]
     cifar10 = all(r.config.get("dataset", "") == "cifar10" for r in runs)
-    if vals and cifar10 and all(v >= 90 or not differs(v, 90, n) for v, n in vals):
+    near_chance = all(compare({0: 90.0}, {0: v}, n).word != SHOWN for v, n in vals if n)
+    if vals and cifar10 and near_chance:
         md.append("Every network is within sampling noise of chance (90% error on CIFAR-10): "
                   "this run shows that the pipeline works, not the paper's findings.")  # fmt: skip
     return md
@@ -281,6 +317,8 @@ def _write_report(folder: Path) -> Path:
                    "Table 2) after the paper's full schedule.", ""]  # fmt: skip
             fig4 = read_figure4(done) if name == "imagenet-degradation" else []
             md += _bullets(fig4 or read_degradation(done))
+        if name != "very-deep":
+            md += [RULE, ""]
     if responses:
         plot_responses(responses, folder / "responses.png")
         md += ["", "## Layer responses (Figure 7)", "", "![layer responses](responses.png)", "",

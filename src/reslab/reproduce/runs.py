@@ -27,6 +27,7 @@ class Run:
     train: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl "train" records
     val: list[dict[str, Any]] = field(default_factory=list)  # "eval" records on val
     views: dict[str, dict[str, Any]] = field(default_factory=dict)  # views.json: "ten-crop"...
+    predictions: dict[str, list[int]] = field(default_factory=dict)  # predictions.json
     params: float | None = None  # millions
 
     @property
@@ -54,6 +55,14 @@ class Run:
     def view_error(self, view: str, key: str = "top1_error") -> float | None:
         """The final network's error (%) in a view of views.json ("ten-crop"), if scored."""
         return (self.views.get(view) or {}).get(key)
+
+    def wrong(self, view: str = "center") -> list[bool] | None:
+        """Which validation images the final network got wrong in a view, in loader order,
+        where predictions.json recorded them (the paired rule); else None."""
+        got, labels = self.predictions.get(view), self.predictions.get("labels")
+        if not got or not labels or len(got) != len(labels):
+            return None
+        return [p != y for p, y in zip(got, labels)]
 
     def ten_crop_error(self) -> float | None:
         return self.view_error("ten-crop")
@@ -120,6 +129,7 @@ def load_runs(folder: str | Path) -> list[Run]:
         seed = int(cfg.get("seed", m["seed"] if m else 0))
         run = Run(d.name, model, shortcut, seed, cfg, read_json(d / "summary.json") or {})
         run.views = read_json(d / "views.json") or {}
+        run.predictions = read_json(d / "predictions.json") or {}
         for line in (d / "metrics.jsonl").read_text().splitlines():
             try:
                 rec = json.loads(line)
