@@ -1,4 +1,4 @@
-"""`reslab reproduce NAME` and `reslab report RUN_DIR...`."""
+"""`reslab reproduce NAME`, `reslab report RUN_DIR...` and `reslab results-table DIR`."""
 
 from __future__ import annotations
 
@@ -32,6 +32,16 @@ def _report(args: argparse.Namespace) -> int:
 
     for folder in args.folders:
         print(f"report: {write_report(folder)}")
+    return 0
+
+
+def _results_table(args: argparse.Namespace) -> int:
+    from ..reproduce.front import results_table, write_readme_table
+
+    if args.readme:
+        print(f"results table: {write_readme_table(args.results, args.readme)}")
+    else:
+        print(results_table(args.results), end="")
     return 0
 
 
@@ -81,3 +91,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="regenerate figures and report.md from experiment folders")
     p.add_argument("folders", nargs="+")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("results-table",
+                       help="README's results table from docs/results/index.json and the records")  # fmt: skip
+    p.add_argument("results", help="the results folder (docs/results)")
+    p.add_argument("--readme", metavar="FILE", help="write the table into FILE's marked block")
+    p.set_defaults(func=_results_table)
