@@ -11,7 +11,7 @@ resident memory). The table
 estimate as the code now computes it (after a change to its constants), measuring nothing.
 
     python benchmarks/memory_calibration.py [--quick] [--models resnet1202] [--save FILE]
-    python benchmarks/memory_calibration.py --replay docs/memory-calibration.jsonl
+    python benchmarks/memory_calibration.py --replay docs/benchmark-runs/memory-calibration.jsonl
 """
 
 from __future__ import annotations
