@@ -183,3 +183,18 @@ def test_unwritable_cache_falls_back_to_streaming(tree: Path, tmp_path: Path, ca
     ix = index_split(tree, "train")
     assert decoded_split(ix.root, ix.paths, 40, tmp_path / "a-file", workers=0) is None
     assert "could not write the decoded-image cache" in capfd.readouterr().err
+
+
+def test_a_split_held_on_the_device_gives_the_same_batches(tree: Path, tmp_path: Path) -> None:
+    """resident=True (the default on a GPU: the split copied to the device once, batches
+    gathered there) yields the very batches the per-step copy from the memory map does."""
+    data = build_data("imagefolder", tree, batch_size=8, val_size=0, image_size=32, workers=0,
+                      cache_dir=tmp_path / "c")  # fmt: skip
+    streamed = data.train
+    assert streamed.resident is None  # a CPU run reads the memory map
+    held = DecodedLoader(streamed.images, streamed.rows, streamed.labels.numpy(), streamed.norm,
+                         batch_size=8, image_size=32, augment="paper", seed=0,
+                         device=torch.device("cpu"), resident=True)  # fmt: skip
+    assert held.resident.shape == (len(streamed.rows), *streamed.images.shape[1:])
+    for (a, ya), (b, yb) in zip(streamed.epoch(1), held.epoch(1), strict=True):
+        assert torch.equal(a, b) and torch.equal(ya, yb)

@@ -92,6 +92,7 @@ class DecodedLoader(Loader):
         rank: int = 0,
         world_size: int = 1,
         channels_last: bool = False,
+        resident: bool | None = None,  # hold the split on `device`; None: on a GPU
     ) -> None:
         self.images, self.rows = images, np.asarray(rows, dtype=np.int64)
         self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
@@ -100,6 +101,11 @@ class DecodedLoader(Loader):
         self.seed, self.channels_last = seed, channels_last
         self.lo, self.hi = shard_bounds(batch_size, rank, world_size)
         self.num_samples = len(self.rows)
+        # On a GPU the split is copied there once (Imagenette at 128 px: 7,469 rows of 160 x
+        # 160 x 3 = 0.57 GB) and each batch is gathered on the device: no host copy a step.
+        if resident is None:
+            resident = device.type == "cuda"
+        self.resident = load_rows(images, self.rows).to(device) if resident else None
         if self.num_samples < batch_size:
             raise DatasetError(f"{self.num_samples} training images is fewer than one batch of {batch_size}")  # fmt: skip
 
@@ -135,7 +141,10 @@ class DecodedLoader(Loader):
             sl = slice(t * b + self.lo, t * b + self.hi)
             idx = order[sl]
             with _one_thread(self.device.type == "cpu"):
-                x = load_rows(self.images, self.rows[idx]).to(self.device, non_blocking=True)
+                if self.resident is not None:
+                    x = self.resident[torch.from_numpy(idx).to(self.device)]
+                else:
+                    x = load_rows(self.images, self.rows[idx]).to(self.device, non_blocking=True)
                 x = x.permute(0, 3, 1, 2).float()  # (B, 3, side, side), channels-last strides
                 x = crop_resize(x, boxes[sl], flip[sl], self.image_size)  # (B, 3, size, size)
                 shift = pca_shift(alpha[sl]) if self.augment != "none" else None
