@@ -58,7 +58,10 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="smoke | cpu (sized for 2 CPU cores, resumable: degradation's 20/56-layer nets "
         "and ResNet-110 with 2 seeds, plain-110 with 1, ~6 h in all; the Imagenette experiments ~1.5 h "
         "each on 2 cores) | cpu-plain-degradation "
-        "(52 min) | paper (the full schedule, a GPU job); default: cpu",
+        "(52 min) | gpu (one GPU: degradation trains Table 6's ResNet-44/56/110, plain-20/56 "
+        "at the paper's 64k steps, ~35 min; imagenet-degradation and shortcuts 41 epochs of "
+        "Imagenette at 128 px, 2 seeds, <= ~15 and ~10 min: estimates, docs/results/README.md) "
+        "| paper (the full schedule, a GPU job); default: cpu",
     )  # fmt: skip
     p.add_argument("--data-dir", required=True, help="dataset folder")
     p.add_argument("--out", required=True, help="experiment folder (resumable)")
