@@ -111,7 +111,7 @@ data_for() {  # stage -> the extracted data folder, or nothing when it was not c
 }
 
 for stage in $STAGES; do
-    dir=$(data_for "$stage")
+    dir=$(data_for "$stage") || exit 2  # an archive that does not extract: said, exit 2
     if [ -z "$dir" ]; then echo "$stage: skipped, its data was not carried"; continue; fi
     left=$((SECONDS_LEFT - SECONDS))
     if [ "$left" -lt 60 ]; then echo "$stage: not started, ${left}s left"; break; fi
