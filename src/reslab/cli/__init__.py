@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import ReslabError
+from ..signals import STOP_SIGNALS
 from . import catalog, data, evaluate, reproduce, train, use
 from .config_flags import accept_negative_values
 
@@ -91,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     if argv is None:  # the real command line, not a call from Python
         _reexec_with_malloc_tuning(sys.argv[1:])
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, _exit_at_once)
     argv = list(argv) if argv is not None else sys.argv[1:]
     try:

@@ -18,7 +18,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.out:  # before the evaluation, which can take minutes
-        refuse_existing(args.out, args.overwrite)
+        refuse_existing(args.out, args.overwrite, inputs=(args.model, args.data_dir))
     res = evaluate_run(
         args.model, data_dir=args.data_dir, dataset=args.dataset, split=args.split,
         ten_crop=args.ten_crop, scales=scales, flip=args.flip, shift=args.shift,

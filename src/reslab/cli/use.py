@@ -36,7 +36,7 @@ def _export(args: argparse.Namespace) -> int:
     from ..inference import export, read_export_metadata
     from ..storage.files import refuse_existing
 
-    refuse_existing(args.out, args.overwrite)
+    refuse_existing(args.out, args.overwrite, inputs=(args.model, args.calibration))
     out = export(args.model, args.format, args.out, arch=args.arch, opset=args.opset,
                  int8=args.int8, calibration=args.calibration, dataset=args.dataset,
                  reduce_range=args.reduce_range)  # fmt: skip

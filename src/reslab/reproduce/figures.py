@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..storage.files import atomic_write
 from .runs import Run, depth, family_free
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """The PNG written as every file reslab makes: beside, then renamed, never through a
+    link left at `path`."""
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
 def _figure(ncols: int, width: float = 5.5):
@@ -60,8 +67,7 @@ def plot_curves(panels: list[Panel], path: Path) -> Path:
         ax.legend(handles=handles + style, fontsize=8)
         ax.set(title=title, xlabel="iterations", ylabel="error (%)")
         ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
 
 
 def plot_responses(responses: dict[str, list[float]], path: Path) -> Path:
@@ -80,5 +86,4 @@ def plot_responses(responses: dict[str, list[float]], path: Path) -> Path:
     for ax in (ax1, ax2):
         ax.legend(fontsize=7, ncol=2)
         ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)

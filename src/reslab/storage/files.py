@@ -49,12 +49,41 @@ def check_target(path: str | Path) -> Path:
     return path
 
 
-def refuse_existing(path: str | Path, overwrite: bool) -> Path:
-    """A file the user named as output is never replaced unless they say so."""
+def refuse_existing(path: str | Path, overwrite: bool, inputs: tuple[str | None, ...] = ()) -> Path:
+    """A file the user named as output is never replaced unless they say so, and never
+    when it is one of the command's own inputs (`inputs`: files, or run folders whose
+    checkpoints and records the command reads), --overwrite or not."""
     path = check_target(path)
+    for source in inputs:  # a path, None, or a name that is no path (cifar10:resnet20)
+        hit = _input_hit(path, Path(source)) if source else None
+        if hit is not None:
+            raise ValueError(f"--out {path} is {hit}, an input of this command; give "
+                             "another path")  # fmt: skip
     if path.exists() and not overwrite:
         raise ValueError(f"{path} exists; give another --out, or --overwrite to replace it")
     return path
+
+
+# What a run folder holds that a command reading it uses (runlock.RUN_FILES' files).
+_RUN_INPUTS = ("config.json", "metrics.jsonl", "summary.json", "views.json", "predictions.json")
+
+
+def _input_hit(out: Path, source: Path) -> Path | None:
+    """The input file `out` would replace: `source` itself, or one of a run folder's own
+    files (its records, anything under checkpoints/)."""
+    if not out.exists() or not source.exists():
+        return None
+    if source.is_dir():
+        checkpoints = source / "checkpoints"
+        if checkpoints.is_dir() and os.path.samefile(out.parent, checkpoints):
+            return out
+        candidates = [source / name for name in _RUN_INPUTS]
+    else:
+        candidates = [source]
+    for c in candidates:
+        if c.exists() and os.path.samefile(out, c):
+            return c
+    return None
 
 
 def atomic_write(path: str | Path, data: bytes | Callable[[BinaryIO], None]) -> Path:
@@ -112,6 +141,24 @@ def disk_full(e: BaseException) -> int | None:
             return seen.errno
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to `path`, never through a link: a link (or a device, FIFO) left
+    where the file belongs is refused, as atomic_write refuses one."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ValueError(f"{path} is a symbolic link; reslab does not write through "
+                             "links: remove it") from None  # fmt: skip
+        raise
+    with os.fdopen(fd, "a") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file (a device, FIFO or socket); "
+                             "not writing")  # fmt: skip
+        f.write(line)
 
 
 def remove_stale_temporaries(folder: Path, names: tuple[str, ...]) -> list[Path]:

@@ -8,9 +8,11 @@ blocks a resume; the file only says which pid held it last.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +24,39 @@ from .files import remove_stale_temporaries
 LOCK = ".lock"
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoints", "tensorboard")
 CKPT_FILES = (LAST, PREVIOUS, BEST)
+
+
+# The descriptors of the locks this process holds: a forked worker closes its copies
+# (data/workers.py), so that a worker outliving its parent never keeps a folder locked.
+HELD: set[int] = set()
+
+
+def close_inherited_locks() -> None:
+    """In a forked child: close the lock descriptors copied from the parent. The flock
+    belongs to the open file, so the parent keeps it; the child no longer does."""
+    for fd in list(HELD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    HELD.clear()
+
+
+def _open_lock(path: Path) -> int:
+    """The lock file, never through a link: a link (or anything but a regular file) left
+    at FOLDER/.lock is refused, not followed and truncated."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ValueError(f"{path} is a symbolic link; reslab does not write through links: "
+                             "remove it and run again") from None  # fmt: skip
+        raise ValueError(f"cannot write in {path.parent}: {e.strerror or e}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f"{path} is not a regular file; remove it and run again")
+    return fd
 
 
 class FolderInUse(ReslabError):
@@ -52,12 +87,12 @@ class FolderLock:
 
     def acquire(self, stamp: bool = True) -> FolderLock:
         check_folder(self.folder)
-        self.made_lock_file = not (self.folder / LOCK).exists()
+        self.made_lock_file = not os.path.lexists(self.folder / LOCK)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise ValueError(f"cannot write in {self.folder}: {e.strerror or e}") from None
+        fd = _open_lock(self.folder / LOCK)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -68,6 +103,7 @@ class FolderLock:
                 "it to finish, stop it, or choose another folder"
             ) from None
         self.fd = fd
+        HELD.add(fd)
         self.old_stamp = os.pread(fd, 32, 0)
         if stamp:
             self.stamp()
@@ -89,6 +125,7 @@ class FolderLock:
 
     def release(self) -> None:
         if self.fd is not None:
+            HELD.discard(self.fd)
             os.close(self.fd)  # closing drops the flock
             self.fd = None
 
@@ -144,15 +181,49 @@ class Claim:
             return
         self.committed = True
         if self.overwrite:
-            for name in RUN_FILES:
-                path = self.folder / name
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
+            remove_run(self.folder)
         for sub, names in ((self.folder, RUN_FILES), (self.folder / "checkpoints", CKPT_FILES)):
             for tmp in remove_stale_temporaries(sub, names):
                 print(f"removed {tmp}: a temporary file left by a killed run")
+
+
+# What reslab writes in a run folder besides RUN_FILES: `reslab eval`'s default outputs
+# and an experiment's extra views. --overwrite removes these and nothing else.
+SCORE_FILES = ("eval-*.json", "views.json", "predictions.json")
+
+
+def remove_run(folder: Path) -> list[Path]:
+    """Delete the run reslab wrote in `folder` (its records, scores and checkpoints) and
+    nothing else: a file a user put there, under checkpoints/ too, is kept and named."""
+    for name in ("config.json", "metrics.jsonl", "summary.json"):
+        (folder / name).unlink(missing_ok=True)
+    for pattern in SCORE_FILES:
+        for path in folder.glob(pattern):
+            path.unlink(missing_ok=True)
+    tensorboard = folder / "tensorboard"
+    if tensorboard.is_dir() and not tensorboard.is_symlink():
+        shutil.rmtree(tensorboard)
+    checkpoints = folder / "checkpoints"
+    kept: list[Path] = []
+    if checkpoints.is_dir() and not checkpoints.is_symlink():
+        for name in CKPT_FILES:
+            (checkpoints / name).unlink(missing_ok=True)
+        remove_stale_temporaries(checkpoints, CKPT_FILES)
+        kept = sorted(checkpoints.iterdir())
+    if kept:
+        names = ", ".join(p.name for p in kept[:5]) + (", ..." if len(kept) > 5 else "")
+        print(f"--overwrite kept {len(kept)} file(s) in {checkpoints} that reslab did not "
+              f"write: {names}")  # fmt: skip
+    return kept
+
+
+def check_own_folders(folder: Path) -> None:
+    """The run's own sub-folders are real folders: checkpoints written through a link
+    would land outside the run folder."""
+    for name in ("checkpoints", "tensorboard"):
+        if (folder / name).is_symlink():
+            raise ValueError(f"{folder / name} is a symbolic link; reslab does not write "
+                             "through links: remove it and run again")  # fmt: skip
 
 
 @contextmanager
@@ -168,6 +239,8 @@ def claim_run_dir(folder: str | Path, *, resume: bool, overwrite: bool, main: bo
     if resume:
         check_resumable(folder)
     check_folder(folder)
+    if folder.is_dir():
+        check_own_folders(folder)
     created = not folder.exists()
     lock = FolderLock(folder).acquire(stamp=False)
     claim = Claim(folder, lock, overwrite and not resume)

@@ -19,7 +19,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from ..storage.files import DiskFull, atomic_write, disk_full, finite
+from ..signals import STOP_SIGNALS
+from ..storage.files import DiskFull, append_line, atomic_write, disk_full, finite
 
 
 def peak_rss_mb() -> float:
@@ -59,14 +60,15 @@ def _child_peaks_kb(pid: int) -> list[int]:
 
 
 class StopFlag:
-    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the next step and exits."""
+    """A stop signal (signals.STOP_SIGNALS: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1)
+    sets a flag; the loop saves a checkpoint at the next step and exits."""
 
     def __init__(self) -> None:
         self.requested: str | None = None
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> StopFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             try:
                 self._old[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: leave signals alone
@@ -159,8 +161,7 @@ class MetricsLog:
             return
         self.last[record.get("kind", "")] = record
         try:
-            with self.path.open("a") as f:
-                f.write(json_line(record) + "\n")
+            append_line(self.path, json_line(record) + "\n")
         except OSError as e:
             full = disk_full(e)
             if full is None:
