@@ -5,6 +5,11 @@ class ReslabError(Exception):
     """Base of reslab's own failures that are not ValueErrors (bad input) or missing files."""
 
 
+class NonFiniteScores(ReslabError, ValueError):
+    """A network's outputs hold NaN or infinity (it diverged): no error rate and no
+    prediction is read from them."""
+
+
 def one_line(e: BaseException, limit: int = 300) -> str:
     """ "Type: first line of the message", for a warning about an error that was survived
     (compiler errors can run to pages)."""

@@ -19,7 +19,8 @@ def _reproduce(args: argparse.Namespace) -> int:
             argv=args.argv, progress=not args.no_progress and args.jobs == 1, jobs=args.jobs,
             reuse=args.reuse,
             **({"threads": args.threads} if args.threads is not None else {}),
-            **({"grad_accum_steps": args.grad_accum_steps} if args.grad_accum_steps else {}),
+            **({"grad_accum_steps": args.grad_accum_steps}
+               if args.grad_accum_steps is not None else {}),
         )  # fmt: skip
     from ..reproduce.report import write_report
 

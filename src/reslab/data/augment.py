@@ -86,10 +86,18 @@ class Normalizer:
             kind, mean, std = d["kind"], torch.tensor(d["mean"]), torch.tensor(d["std"])
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"a normalization record needs kind, mean and std ({e})") from None
-        if kind not in ("pixel-mean", "channel") or mean.shape[0] != 3:
+        if kind not in ("pixel-mean", "channel") or mean.dim() not in (1, 3) or len(mean) != 3:
             raise ValueError(
                 f"unusable normalization record: kind {kind!r}, mean {tuple(mean.shape)}"
             )
+        stds = 1 if kind == "pixel-mean" else 3  # one std over all pixels, or one a channel
+        if std.dim() != 1 or len(std) != stds:
+            raise ValueError(f"normalization std needs {stds} value(s) for {kind!r}, got "
+                             f"{std.flatten().tolist()}")  # fmt: skip
+        if not (mean.isfinite().all() and std.isfinite().all() and (std > 0).all()):
+            raise ValueError("normalization mean and std must be finite numbers and std > 0, "
+                             f"got std {std.tolist()} and a mean with "
+                             f"{int((~mean.isfinite()).sum())} non-finite values")  # fmt: skip
         return cls(kind, mean if mean.dim() == 3 else mean.reshape(3, 1, 1), std)
 
     def to(self, device: torch.device) -> Normalizer:

@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import time
-import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..storage.files import atomic_write
+from ..storage.files import atomic_write, remove_stale_temporaries
 from .augment import center_view
 from .sources import DatasetError, tree_key
+from .workers import init_worker
 
-FORMAT = 1  # bump when the file layout or the decoding changes: old files are not reused
+FORMAT = 2  # bump when the file layout or the decoding changes: old files are not reused
 LIMIT_ENV = "RESLAB_FOLDER_CACHE_GB"
 
 
@@ -104,7 +105,11 @@ def _decode_into(path: Path, paths: list[str], side: int, workers: int) -> np.nd
     """Decode every file into a new raw file at `path`; returns the ok mask."""
     rows = np.memmap(path, np.uint8, "w+", shape=(len(paths), side, side, 3))
     ok = np.zeros(len(paths), dtype=bool)
-    loader = DataLoader(_Rows(paths, side), batch_size=64, num_workers=workers, collate_fn=_as_list)
+    # Its own generator: building the cache must not draw from the training RNG, or a
+    # seed would train differently on the run that builds it than on one that reuses it.
+    loader = DataLoader(_Rows(paths, side), batch_size=64, num_workers=workers,
+                        collate_fn=_as_list, worker_init_fn=init_worker,
+                        generator=torch.Generator())  # fmt: skip
     for batch in loader:
         for i, arr in batch:
             if arr is not None:
@@ -112,6 +117,16 @@ def _decode_into(path: Path, paths: list[str], side: int, workers: int) -> np.nd
     rows.flush()
     del rows
     return ok
+
+
+def file_crc32(path: Path) -> int:
+    """CRC-32 of a file: cheap enough (about 1 GiB/s) to check a cache at every open,
+    and the read warms the page cache that training reads it from anyway."""
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(16 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 def _names(root: Path, side: int) -> tuple[str, str]:
@@ -136,6 +151,8 @@ def _open(data: Path, head: Path, n: int, side: int) -> tuple[np.ndarray, np.nda
     size = data.stat().st_size if data.exists() else -1
     if size != expected:
         return f"{data} has {size:,} bytes, not {expected:,} (truncated?)"
+    if file_crc32(data) != meta.get("crc32"):
+        return f"{data} does not match its header's checksum (damaged?)"
     return np.memmap(data, np.uint8, "r", shape=(n, side, side, 3)), ok
 
 
@@ -183,6 +200,11 @@ def _build(root: Path, paths: list[str], side: int, folder: Path, data: Path, he
         _say(f"{root} changed since it was decoded; replacing {len(stale)} cache files")
         for p in stale:
             p.unlink(missing_ok=True)
+    # A build killed midway (Ctrl-C, kill -9) leaves .NAME.PID.*.tmp: gone once PID is.
+    leftovers = {p.name[1:].split(".u8.")[0] + ".u8" for p in folder.glob(f".{prefix}*.u8.*.tmp")}
+    remove_stale_temporaries(folder, tuple(leftovers))
+    for old in folder.glob(f".{prefix}*.u8.tmp-*"):  # the same, named before pids were
+        old.unlink(missing_ok=True)
     if shutil.disk_usage(folder).free < size + (256 << 20):
         _say(f"not enough free space in {folder} for {size / 2**30:.2f} GiB of decoded images; "
              "decoding JPEGs while training instead")  # fmt: skip
@@ -190,7 +212,7 @@ def _build(root: Path, paths: list[str], side: int, folder: Path, data: Path, he
     _say(f"decoding {len(paths):,} images of {root} once into {data} ({size / 2**30:.2f} GiB, "
          f"{side} px; {LIMIT_ENV}=0 turns this off)")  # fmt: skip
     t0 = time.perf_counter()
-    tmp = folder / f".{data.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = folder / f".{data.name}.{os.getpid()}.{time.time_ns():x}.tmp"
     try:
         ok = _decode_into(tmp, paths, side, workers)
         bad = np.flatnonzero(~ok)
@@ -198,7 +220,7 @@ def _build(root: Path, paths: list[str], side: int, folder: Path, data: Path, he
             raise DatasetError(f"{len(bad)} unreadable image files, e.g. {[paths[i] for i in bad[:3]]}")  # fmt: skip
         os.replace(tmp, data)  # the header comes last: with it, the data file is complete
         meta = {"format": FORMAT, "n": len(paths), "side": side, "root": str(root),
-                "bad": bad.tolist()}  # fmt: skip
+                "bad": bad.tolist(), "crc32": file_crc32(data)}  # fmt: skip
         atomic_write(head, json.dumps(meta).encode())
     finally:
         tmp.unlink(missing_ok=True)

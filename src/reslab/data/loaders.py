@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..memory_tuning import reset_worker_heap
 from .augment import PCA_STD, TRAIN_VIEWS, Normalizer, crop_flip, pca_shift, ten_crop_batch
 from .sources import DatasetError
+from .workers import init_worker
 
 Batch = tuple[Tensor, Tensor]
 FALLBACK_TRIES = 16  # how far a worker walks from an unreadable file to find a readable one
@@ -289,7 +289,8 @@ class FolderLoader(Loader):
             # training peak and would otherwise hold a copy-on-write share of it all along.
             persistent_workers=workers > 0 and train,
             prefetch_factor=(4 if train else 2) if workers > 0 else None,  # batches a worker
-            worker_init_fn=reset_worker_heap,  # drop the heap inherited free (memory_tuning)
+            worker_init_fn=init_worker,  # ends with the trainer, drops its locks and free heap
+            generator=torch.Generator(),  # workers' seeds: never drawn from the training RNG
         )
         self.reported: set[str] = set()
 

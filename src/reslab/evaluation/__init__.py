@@ -2,6 +2,6 @@
 model in memory or of a saved run on its own data split (run.py)."""
 
 from .run import evaluate_run, run_data
-from .scores import class_scores, evaluate, topk_errors
+from .scores import NonFiniteScores, class_scores, evaluate, topk_errors
 
-__all__ = ["class_scores", "evaluate", "evaluate_run", "run_data", "topk_errors"]
+__all__ = ["NonFiniteScores", "class_scores", "evaluate", "evaluate_run", "run_data", "topk_errors"]

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import NonFiniteScores
+
 
 def _softmax(model: nn.Module, x: Tensor, flip: bool) -> Tensor:
     p = F.softmax(model(x).float(), dim=1)
@@ -65,8 +67,16 @@ def class_scores(
 
 
 def topk_errors(scores: Tensor, labels: Tensor, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
-    """{"top1_error": %, "top5_error": %, "loss": mean NLL, "n": count}; k capped at K."""
+    """{"top1_error": %, "top5_error": %, "loss": mean NLL, "n": count}; k capped at K.
+    Scores holding NaN or infinity (a diverged net) raise NonFiniteScores: their argmax
+    would be scored as if it were a prediction."""
     n, k_max = scores.shape
+    bad = int((~scores.isfinite()).any(1).sum())
+    if bad:
+        raise NonFiniteScores(
+            f"the network's outputs are NaN or infinite for {bad} of {n} "
+            "images (a diverged network?); no error rate is read from them"
+        )
     ranked = scores.topk(min(max(ks), k_max), dim=1).indices  # (N, k)
     hits = ranked == labels[:, None]
     out: dict[str, float] = {}

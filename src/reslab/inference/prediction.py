@@ -13,6 +13,7 @@ from torch import nn
 
 from ..data.augment import Normalizer, center_view, scaled
 from ..data.sources import IMAGE_EXTENSIONS
+from ..errors import NonFiniteScores
 from .load import load_model
 from .optimize import optimize_for_inference
 
@@ -46,8 +47,10 @@ def expand_images(items: Sequence[str | Path | Image.Image]) -> list[str | Image
         if isinstance(item, Image.Image):
             out.append(item)
         elif Path(item).is_dir():
-            out += sorted(
-                str(p) for p in Path(item).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+            out += sorted(  # regular files only: reading a FIFO would wait forever
+                str(p)
+                for p in Path(item).rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
             )
         else:
             out.append(str(item))
@@ -77,6 +80,8 @@ def predict(
             name = str(item) if not isinstance(item, Image.Image) else f"<image {i}>"
             results.append({"path": name})
             try:
+                if isinstance(item, str) and Path(item).exists() and not Path(item).is_file():
+                    raise ValueError("not a regular file (a folder, FIFO or device)")
                 view = (
                     center_view(item, loaded.image_size, loaded.resize_shorter_side)
                     if isinstance(item, str)
@@ -92,6 +97,10 @@ def predict(
         x = norm(torch.stack(batch)).contiguous(memory_format=torch.channels_last)  # (B, 3, S, S)
         with torch.inference_mode():
             probs = net(x).float().softmax(1)  # (B, K)
+        if not probs.isfinite().all():  # a diverged net: its argmax is no prediction
+            source = model_or_path if isinstance(model_or_path, (str, Path)) else "the model"
+            raise NonFiniteScores(f"{source}: the network's outputs are NaN or infinite (a "
+                                  "diverged network?); nothing is predicted")  # fmt: skip
         p, idx = probs.topk(top, dim=1)
         for slot, pr, ix in zip(slots, p.tolist(), idx.tolist()):
             results[slot]["top"] = [

@@ -32,11 +32,18 @@ def mismatch_report(model: nn.Module, state: dict[str, Tensor]) -> str:
         for k, v in own.items()
         if k in state and state[k].shape != v.shape
     ]
+    # Integer or bool tensors where the model holds weights would be cast without a word.
+    kinds = [
+        f"{k}: file {state[k].dtype} vs model {v.dtype}"
+        for k, v in own.items()
+        if k in state and v.is_floating_point() and not state[k].is_floating_point()
+    ]
     lines = []
     for title, items in (
         ("missing keys", missing),
         ("unexpected keys", unexpected),
         ("shape mismatches", shapes),
+        ("non-float weights", kinds),
     ):
         if items:
             more = f", ... ({len(items) - _SHOW} more)" if len(items) > _SHOW else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import numbers
+import typing
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -52,6 +53,33 @@ def builder_arguments(builder: str) -> frozenset[str]:
     """The keyword arguments a builder's constructor takes, read from its signature."""
     params = inspect.signature(BUILDERS[builder]).parameters
     return frozenset(n for n, p in params.items() if p.kind is not p.VAR_KEYWORD)
+
+
+# What a value of each annotation in a builder's signature must be (bool before int:
+# True is an int to Python, never a count to a user).
+_KINDS = (("bool", (bool,), "true or false"), ("int", (numbers.Integral,), "an integer"),
+          ("float", (numbers.Real,), "a number"), ("str", (str,), "a string"))  # fmt: skip
+
+
+def check_argument_types(builder: str, kwargs: dict[str, object]) -> None:
+    """Each argument's value against the type its builder's constructor declares: a
+    model argument "sometimes" for a bool is refused, not read as true."""
+    hints = typing.get_type_hints(BUILDERS[builder].__init__)
+    for key, value in kwargs.items():
+        hint = str(hints.get(key, ""))
+        seq = "Sequence" in hint or "tuple" in hint
+        inner = hint.split("[")[-1] if seq else hint
+        for word, types, what in _KINDS:
+            if word not in inner:
+                continue
+            items = list(value) if seq and isinstance(value, (list, tuple)) else [value]
+            ok = (not seq or isinstance(value, (list, tuple))) and all(
+                isinstance(v, types) and (word == "bool" or not isinstance(v, bool)) for v in items
+            )
+            if not ok:
+                kind = f"a list of {what.removeprefix('an ').removeprefix('a ')}s" if seq else what
+                raise ValueError(f"model argument {key} must be {kind}, got {value!r}")
+            break
 
 
 def spec_of(model: nn.Module) -> ModelSpec | None:
@@ -232,6 +260,7 @@ def build(
         kwargs["widths"] = tuple(max(1, round(w * mult)) for w in kwargs["widths"])
         if "stem_width" in kwargs:
             kwargs["stem_width"] = max(1, round(spec.stem_width * mult))
+    check_argument_types(spec.builder, {k: v for k, v in asked.items() if v is not None})
     model = BUILDERS[spec.builder](**kwargs)
     model.set_grad_checkpointing(grad_ckpt)
     changed = {k: kwargs[k] for k in ("block", "depths", "widths", "shortcut", "num_classes")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..errors import ReslabError
 from ..storage import checkpoint as ckpt_io
 from ..storage.files import DiskFull
 from .prepare import Run
@@ -49,6 +50,10 @@ def save(run: Run, kind: str) -> None:
     resume falls back to it if last.pt is damaged). Only the main process writes."""
     if not run.main:
         return
+    if not all(bool(t.isfinite().all()) for t in run.eval_model.state_dict().values()
+               if t.is_floating_point()):  # fmt: skip
+        # Caught by the loop, which ends the run as diverged; the finite files stay.
+        raise NonFiniteWeights("the weights became NaN or infinite")
     folder = run.run_dir / "checkpoints"
     if kind == "best":
         ckpt_io.atomic_save(payload(run, resumable=False), folder / ckpt_io.BEST)
@@ -64,3 +69,8 @@ def save(run: Run, kind: str) -> None:
             raise
         raise DiskFull(e.errno, f"{e} as {ckpt_io.PREVIOUS}; free some space, then `reslab "
                        f"train --resume {run.run_dir}` continues from it") from None  # fmt: skip
+    run.saved_step = run.step
+
+
+class NonFiniteWeights(ReslabError, RuntimeError):
+    """A checkpoint would have held NaN or infinite weights; none was written."""

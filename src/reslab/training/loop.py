@@ -17,7 +17,8 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,13 @@ from torch import Tensor, nn
 from .. import distributed
 from ..config import TrainConfig, check_config, make_config
 from ..errors import ReslabError, one_line
-from ..evaluation import evaluate
+from ..evaluation import NonFiniteScores, evaluate
 from ..memory_tuning import release_free_heap
 from ..models import build
 from ..storage import checkpoint as ckpt_io
 from ..storage.files import write_json
 from ..storage.runlock import claim_run_dir
-from .checkpointing import save
+from .checkpointing import NonFiniteWeights, save
 from .memory import check_memory
 from .prepare import Run, check_inputs, prepare_run, resume_config, start
 from .recipes import learning_rate, observe_train_error, observe_val_error
@@ -45,7 +46,8 @@ StepHook = Callable[[int], None]  # called with the step number after every step
 
 
 class TrainingDiverged(ReslabError, RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss, the weights or the network's outputs became NaN or infinite. The run
+    stops with summary.json's status "diverged"; the last finite checkpoint is kept."""
 
 
 @dataclass
@@ -184,7 +186,7 @@ def fit(run: Run, stop_after: int | None, on_step: StepHook | None = None) -> Tr
     bar = progress_bar(run, total)
     batches, epoch, status = iter(()), None, "finished"
     run.t0 = time.time()
-    with StopFlag() as stop:
+    with StopFlag() as stop, diverged_ends(run, total):
         while run.step < total:
             if epoch != run.step // run.per_epoch:  # first step, resume, or new epoch
                 epoch = run.step // run.per_epoch
@@ -222,6 +224,21 @@ def fit(run: Run, stop_after: int | None, on_step: StepHook | None = None) -> Tr
     return finish(run, status, stop.requested, total)
 
 
+@contextmanager
+def diverged_ends(run: Run, total: int) -> Iterator[None]:
+    """A run that diverges ends with summary.json's status "diverged" and one line naming
+    the step, never "finished"; checkpoints written before it (finite ones) are kept."""
+    try:
+        yield
+    except (TrainingDiverged, NonFiniteWeights) as e:
+        finish(run, "diverged", None, total)
+        last = run.saved_step
+        kept = (f"the last finite checkpoint (step {last}) is kept" if last is not None
+                else "no checkpoint was saved before it")  # fmt: skip
+        raise TrainingDiverged(f"diverged at step {run.step}: {e}; {kept} in "
+                               f"{run.run_dir / 'checkpoints'}") from None  # fmt: skip
+
+
 def sync_every_step(run: Run) -> bool:
     """Read the loss back after every step? Free on a CPU; on a GPU it would stall the
     host every step, so only while the paper's ResNet-110 warm-up waits for the
@@ -254,10 +271,7 @@ class Meter:
         if not math.isfinite(loss_sum):
             first, step = self.pending_from, run.step
             at = f"step {step}" if first == step else f"steps {first}-{step}"
-            raise TrainingDiverged(
-                f"loss became {loss_sum} at {at} (lr {lr:g}); the last good checkpoint "
-                f"is kept in {run.run_dir / 'checkpoints'}"
-            )
+            raise TrainingDiverged(f"the loss became {loss_sum} at {at} (lr {lr:g})")
         run.acc["loss"] += loss_sum
         run.acc["wrong"] += int(wrong)
         self.pending.zero_()
@@ -312,7 +326,10 @@ def evaluate_and_keep_best(run: Run) -> None:
     """Evaluate on the validation split (the test split if there is none), log the
     record, and save best.pt when the error is the lowest so far."""
     split = "val" if run.data.val is not None else "test"
-    res = run_evaluation(run, split)
+    try:
+        res = run_evaluation(run, split)
+    except NonFiniteScores as e:  # argmax over NaN is no error rate
+        raise TrainingDiverged(f"on the {split} split, {e}") from None
     if res is None:
         return
     record = {"kind": "eval", "split": split, "step": run.step,

@@ -78,9 +78,13 @@ def model_shape(cfg: TrainConfig, image_size: int) -> Shape:
         hooks += [b.register_forward_pre_hook(lambda m, i: ins.__setitem__(m, i[0].numel()))
                   for b in blocks]  # fmt: skip
         with torch.no_grad():  # a plain forward: checkpointed blocks run as usual
-            model.train()(torch.empty(1, 3, image_size, image_size))
+            # Two images: at one, training-mode BN refuses a 1x1 map (an ImageNet net
+            # below 64 px); every count is halved back to one image below.
+            model.train()(torch.empty(2, 3, image_size, image_size))
         for h in hooks:
             h.remove()
+    outs = {m: n // 2 for m, n in outs.items()}
+    ins = {m: n // 2 for m, n in ins.items()}
     stored = sum(outs.values())
     if getattr(model, "grad_checkpointing", False) and blocks:
         # each block keeps its input; backward recomputes one block's outputs at a time

@@ -56,6 +56,7 @@ class Run:
     schedule: ScheduleState = field(default_factory=ScheduleState)
     step: int = 0
     best_error: float = math.inf
+    saved_step: int | None = None  # the step of the latest last.pt, None before the first
     acc: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "wrong": 0, "seen": 0})
     wall_before: float = 0.0  # seconds trained before a resume
     # the command, commit and machine of this process, taken when it starts (the commit
@@ -192,6 +193,7 @@ def restore(run: Run, state: dict[str, Any], state_path: Path | None) -> None:
         run.scaler.load_state_dict(state["scaler"])
     run.schedule = ScheduleState.from_dict(state["schedule"])
     run.step, run.best_error, run.acc = state["step"], state["best"], state["interval"]
+    run.saved_step = run.step
     run.wall_before = float(state.get("wall", 0.0))
     set_rng_state(state["rng"])
     if run.main:

@@ -1,0 +1,315 @@
+"""Issue 35, the fourth round of hostile input: nothing written through a link or over
+an input (A), the same seed with or without a cache and no diverged run called finished
+(C), and the round's other inputs. Each test feeds the input and asserts the outcome."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reslab.cli import main
+from reslab.config import make_config
+from reslab.data.augment import Normalizer
+from reslab.data.folder_cache import decoded_split
+from reslab.data.sources import index_split
+from reslab.data.synthetic import make_image_folder
+from reslab.errors import NonFiniteScores
+from reslab.evaluation import topk_errors
+from reslab.models import build
+from reslab.models.loading import mismatch_report
+from reslab.storage.files import append_line
+from reslab.storage.runlock import FolderLock
+from reslab.training.loop import train
+
+pytestmark = pytest.mark.usefixtures("cache")
+
+
+def tiny(data: Path, out: Path, **kw):
+    base = dict(
+        model="resnet20", model_args={"n": 1}, data_dir=str(data), out=str(out), batch_size=32,
+        val_size=64, iterations=4, milestones=(), log_every=2, eval_every=4,
+        checkpoint_every=2, eval_batch_size=64, progress=False, threads=1,
+    )  # fmt: skip
+    return make_config("cifar-paper", **{**base, **kw})
+
+
+def cli_error(capsys: pytest.CaptureFixture, argv: list[str], *want: str) -> str:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for w in want:
+        assert w in err, err
+    return err
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    path = tmp_path / "victim.txt"
+    path.write_text("\n".join(map(str, range(1, 10001))) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------ A: files and links
+
+
+def test_a_linked_lock_is_refused_and_its_target_kept(
+    tiny_cifar: Path, tmp_path: Path, victim: Path, capsys
+) -> None:
+    run = tmp_path / "run"
+    train(tiny(tiny_cifar, run))
+    before = victim.read_bytes()
+    (run / ".lock").unlink()
+    (run / ".lock").symlink_to(victim)
+    cli_error(capsys, ["train", "--resume", str(run)], ".lock is a symbolic link")
+    with pytest.raises(ValueError, match="symbolic link"):
+        FolderLock(run).acquire()
+    assert victim.read_bytes() == before and (run / ".lock").is_symlink()
+    (run / ".lock").unlink()
+    os.mkfifo(run / ".lock")  # not a regular file either
+    with pytest.raises(ValueError, match="not a regular file"):
+        FolderLock(run).acquire()
+
+
+def test_figures_and_metrics_are_never_written_through_a_link(tmp_path: Path, victim: Path) -> None:
+    from reslab.reproduce.report import write_report
+
+    src = Path(__file__).resolve().parent.parent / "docs" / "results" / "shortcuts-cpu"
+    folder = tmp_path / "exp"
+    subprocess.run(["cp", "-r", str(src), str(folder)], check=True)
+    (folder / "curves.png").unlink()
+    (folder / "curves.png").symlink_to(victim)
+    before = victim.read_bytes()
+    with pytest.raises(ValueError, match="curves.png is a symbolic link"):
+        write_report(folder)
+    assert victim.read_bytes() == before
+    link = tmp_path / "metrics.jsonl"
+    link.symlink_to(victim)
+    with pytest.raises(ValueError, match="symbolic link"):
+        append_line(link, '{"step": 1}\n')
+    assert victim.read_bytes() == before
+
+
+def test_a_linked_checkpoints_folder_is_refused(tiny_cifar: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").symlink_to(outside)
+    with pytest.raises(ValueError, match="checkpoints is a symbolic link"):
+        train(tiny(tiny_cifar, run))
+    assert list(outside.iterdir()) == []
+
+
+def test_overwrite_removes_the_old_scores_and_keeps_the_users_files(
+    tiny_cifar: Path, tmp_path: Path, capsys
+) -> None:
+    run = tmp_path / "run"
+    train(tiny(tiny_cifar, run))
+    for name in ("eval-val-centre.json", "views.json"):
+        (run / name).write_text('{"top1_error": 1.0}')
+    (run / "checkpoints" / "my-notes.txt").write_text("mine")
+    (run / "README.md").write_text("mine too")
+    capsys.readouterr()
+    train(tiny(tiny_cifar, run, seed=1), overwrite=True)
+    out = capsys.readouterr().out
+    assert not (run / "eval-val-centre.json").exists() and not (run / "views.json").exists()
+    assert (run / "checkpoints" / "my-notes.txt").read_text() == "mine"
+    assert (run / "README.md").read_text() == "mine too"
+    assert "kept 1 file(s)" in out and "my-notes.txt" in out
+    assert (run / "checkpoints" / "best.pt").exists()
+
+
+def test_an_output_that_is_an_input_is_refused(tiny_cifar: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    train(tiny(tiny_cifar, run))
+    best = run / "checkpoints" / "best.pt"
+    before = best.read_bytes()
+    cli_error(capsys, ["eval", str(run), "--data-dir", str(tiny_cifar), "--out", str(best),
+                       "--overwrite"], "an input of this command")  # fmt: skip
+    cli_error(capsys, ["eval", str(run), "--data-dir", str(tiny_cifar), "--out",
+                       str(run / "config.json"), "--overwrite"], "an input")  # fmt: skip
+    cli_error(capsys, ["export", str(best), "--out", str(best), "--overwrite", "--format",
+                       "torchscript"], "an input of this command")  # fmt: skip
+    assert best.read_bytes() == before
+
+
+# ------------------------------------------------------------------ C: seeds and honesty
+
+
+def test_the_same_seed_trains_the_same_with_or_without_a_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_image_folder(tmp_path / "data", ["a", "b", "c"], 12, 40)
+    monkeypatch.setenv("RESLAB_CACHE", str(tmp_path / "fresh-cache"))
+    kw = dict(model="resnet18", model_args={"width_mult": 0.125}, dataset="imagefolder", data_dir=str(data), image_size=32,
+              val_size=8, batch_size=8, iterations=3, milestones=(), log_every=1,
+              eval_every=3, checkpoint_every=3, eval_batch_size=8, progress=False,
+              threads=1, workers=1, deterministic=True, seed=3)  # fmt: skip
+
+    def weights(out: Path) -> dict[str, torch.Tensor]:
+        result = train(make_config("imagenet-paper", out=str(out), **kw))
+        assert result.summary["decoded_cache"] is not None  # both read the decoded cache
+        return torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+    built = weights(tmp_path / "builds")  # decodes the cache on its way in
+    reused = weights(tmp_path / "reuses")
+    assert built.keys() == reused.keys()
+    for k in built:
+        assert torch.equal(built[k], reused[k]), k
+
+
+def test_a_diverged_run_says_so_and_is_never_finished(
+    tiny_cifar: Path, tmp_path: Path, capsys
+) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "--data-dir", str(tiny_cifar), "--model-args", '{"n": 1}', "--batch-size",
+            "32", "--val-size", "64", "--iterations", "6", "--eval-every", "3",
+            "--checkpoint-every", "1", "--log-every", "1", "--no-progress", "--threads", "1", "--lr", "1000",
+            "--milestones", "", "--out", str(run)]  # fmt: skip
+    err = cli_error(capsys, argv, "diverged at step")
+    assert "finished" not in err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    records = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    assert not any(r["kind"] == "eval" and r.get("top1_error") is None for r in records)
+    last = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert all(v.isfinite().all() for v in last["model"].values() if v.is_floating_point())
+
+
+def test_nan_outputs_are_no_error_rate() -> None:
+    scores = torch.full((4, 10), float("nan"))
+    with pytest.raises(NonFiniteScores, match="NaN or infinite for 4 of 4"):
+        topk_errors(scores, torch.zeros(4, dtype=torch.long))
+
+
+def test_damaged_cache_bytes_are_rebuilt(tmp_path: Path, capfd) -> None:
+    root = make_image_folder(tmp_path / "tree", ["a", "b"], 6, 40)
+    ix = index_split(root, "train")
+    first = decoded_split(ix.root, ix.paths, 40, tmp_path / "c", workers=0)
+    want = np.asarray(first.images).copy()
+    size = first.path.stat().st_size
+    with open(first.path, "r+b") as f:  # same size, other bytes
+        f.write(np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8).tobytes())
+    capfd.readouterr()
+    again = decoded_split(ix.root, ix.paths, 40, tmp_path / "c", workers=0)
+    assert "does not match its header's checksum" in capfd.readouterr().err
+    assert again.build_s > 0 and np.array_equal(np.asarray(again.images), want)
+
+
+def test_a_killed_cache_builds_temporary_file_is_swept(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path / "tree", ["a", "b"], 6, 40)
+    ix = index_split(root, "train")
+    split = decoded_split(ix.root, ix.paths, 40, tmp_path / "c", workers=0)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    leftover = split.path.parent / f".{split.path.name}.{dead}.abc.tmp"
+    leftover.write_bytes(b"x" * 100)
+    split.path.unlink()  # the next open must build, and sweep on its way
+    decoded_split(ix.root, ix.paths, 40, tmp_path / "c", workers=0)
+    assert not leftover.exists()
+
+
+@pytest.mark.parametrize(
+    "record, want",
+    [
+        ({"kind": "channel", "mean": [0.5] * 3, "std": [0.0, 0.2, 0.2]}, "std > 0"),
+        ({"kind": "channel", "mean": [float("nan")] * 3, "std": [0.2] * 3}, "finite"),
+        ({"kind": "channel", "mean": [0.5] * 3, "std": [0.2, 0.2]}, "std needs 3 value"),
+        ({"kind": "pixel-mean", "mean": [0.5] * 3, "std": [0.2, 0.2]}, "std needs 1 value"),
+    ],
+)
+def test_bad_preprocessing_records_are_refused(record: dict, want: str) -> None:
+    with pytest.raises(ValueError, match=want):
+        Normalizer.from_dict(record)
+
+
+def test_integer_weights_are_named_not_cast() -> None:
+    model = build("resnet20", n=1)
+    state = {k: v.to(torch.int64) if k == "fc.weight" else v for k, v in model.state_dict().items()}
+    assert "non-float weights (1): fc.weight: file torch.int64" in mismatch_report(model, state)
+
+
+def test_model_arguments_are_checked_against_their_types(
+    tiny_cifar: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "r"
+    cli_error(capsys, ["train", "--data-dir", str(tiny_cifar), "--out", str(out), "--model-args",
+                       '{"zero_init_residual": "sometimes"}'],
+              "zero_init_residual must be true or false")  # fmt: skip
+    cli_error(capsys, ["train", "--data-dir", str(tiny_cifar), "--out", str(out), "--model-args",
+                       '{"widths": "abc"}'], "widths must be a list of integers")  # fmt: skip
+    assert not out.exists()
+    cli_error(capsys, ["reproduce", "degradation", "--budget", "smoke", "--data-dir",
+                       str(tiny_cifar), "--out", str(tmp_path / "e"), "--grad-accum-steps", "0"],
+              "grad")  # fmt: skip
+    assert not (tmp_path / "e").exists()
+
+
+# ------------------------------------------------------------------ B and E: processes
+
+
+def test_decode_workers_end_with_their_parent(tmp_path: Path) -> None:
+    """kill -9 of a process building the cache: its workers go too, and the run folder's
+    lock is free at once."""
+    root = make_image_folder(tmp_path / "tree", ["a", "b"], 200, 64)
+    run = tmp_path / "run"
+    script = f"""
+import time, sys
+from pathlib import Path
+from reslab.storage.runlock import FolderLock
+from reslab.data.sources import index_split
+from reslab.data import folder_cache
+lock = FolderLock({str(run)!r}).acquire()
+ix = index_split(Path({str(root)!r}), "train")
+real = folder_cache._Rows.__getitem__
+def slow(self, i):
+    time.sleep(0.05)
+    return real(self, i)
+folder_cache._Rows.__getitem__ = slow
+print("building", flush=True)
+folder_cache.decoded_split(ix.root, ix.paths, 64, Path({str(tmp_path / "c")!r}), workers=2)
+"""
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "building"
+    time.sleep(3)  # the workers are decoding
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    deadline = time.time() + 20
+    while True:
+        try:
+            FolderLock(run).acquire().release()
+            break
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_stop_signals_save_a_checkpoint(tiny_cifar: Path, tmp_path: Path) -> None:
+    from reslab.signals import STOP_SIGNALS
+
+    assert {signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1} <= set(STOP_SIGNALS)
+    run = tmp_path / "run"
+    args = ["train", "--data-dir", str(tiny_cifar), "--model-args", '{"n": 1}', "--batch-size",
+            "32", "--val-size", "64", "--iterations", "100000", "--no-progress", "--threads",
+            "1", "--eval-batch-size", "64", "--out", str(run)]  # fmt: skip
+    env = {**os.environ, "RESLAB_MALLOC_TUNING": "0"}
+    p = subprocess.Popen([sys.executable, "-m", "reslab", *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    p.send_signal(signal.SIGHUP)
+    out, err = p.communicate(timeout=120)
+    assert "SIGHUP: checkpoint saved" in out, out + err
+    assert (run / "checkpoints" / "last.pt").exists()
