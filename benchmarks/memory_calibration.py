@@ -1,4 +1,4 @@
-"""Measured peak memory of training runs against reslab's estimate (training/memory.py).
+"""Measured peak memory of training runs against reslab's estimate (training/memory_estimate.py).
 
 Each measurement is a fresh `reslab train` process (the CLI's own glibc malloc settings;
 2 steps, the second with the momentum buffers; one final evaluation) on generated data:
@@ -29,7 +29,8 @@ from reslab.cli import _MALLOC_TUNING
 from reslab.config import make_config
 from reslab.data.synthetic import make_cifar_archive, make_image_folder
 from reslab.provenance import commit, cpu
-from reslab.training import memory
+from reslab.training import memory_estimate as memory
+from reslab.training.plan import meta_model
 
 # (model, recipe, model_args, batch sizes): the nets of issue 27, as their experiments
 # train them (ResNet-1202 with activation checkpointing, as very-deep does).
@@ -85,7 +86,7 @@ def measure(settings: dict, work: Path) -> float:
 def row(m: dict) -> str:
     """A table row: the estimate for the measured run's settings, as the code computes it."""
     cfg = make_config(m["recipe"], **m["settings"])
-    shape = memory.model_shape(cfg, memory.image_size_of(cfg))
+    shape = memory.model_shape(meta_model(cfg), memory.image_size_of(cfg))
     est = memory.estimate(cfg, shape, cfg.batch_size, cfg.grad_accum_steps) / 2**20
     ckpt = " (checkpointed)" if cfg.model_args.get("grad_checkpointing") else ""
     return (f"| {cfg.model}{ckpt} | {memory.image_size_of(cfg)} | {cfg.batch_size} | "

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from reslab import devices
 from reslab.cli import main
 from reslab.config import make_config
 from reslab.data.synthetic import make_image_folder
-from reslab.training import memory
+from reslab.training import memory_estimate as memory
+from reslab.training.plan import meta_model, plan
 
 pytestmark = pytest.mark.usefixtures("cache")
 
@@ -20,13 +22,13 @@ RESNET50 = ["train", "--recipe", "imagenet-paper", "--model", "resnet50", "--dat
 
 
 def test_limit_sizes_parse() -> None:
-    assert memory.parse_bytes("8G") == 8 * 2**30
-    assert memory.parse_bytes("512M") == 512 * 2**20
-    assert memory.parse_bytes("1.5GiB") == int(1.5 * 2**30)
-    assert memory.parse_bytes("12884901888") == 12884901888
+    assert devices.parse_bytes("8G") == 8 * 2**30
+    assert devices.parse_bytes("512M") == 512 * 2**20
+    assert devices.parse_bytes("1.5GiB") == int(1.5 * 2**30)
+    assert devices.parse_bytes("12884901888") == 12884901888
     for bad in ("lots", "0", "-3G", "8X"):
         with pytest.raises(ValueError, match=r"\$RESLAB_MEMORY_LIMIT="):
-            memory.parse_bytes(bad)
+            devices.parse_bytes(bad)
 
 
 def test_refused_in_one_line_before_data_is_read(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -50,16 +52,16 @@ def test_refused_in_one_line_before_data_is_read(tmp_path: Path, monkeypatch, ca
     assert not list(tmp_path.rglob("*.u8")) and not (tmp_path / "cache").exists()
     cfg = make_config("imagenet-paper", model="resnet50", device="cpu",
                       grad_accum_steps=int(accum[1]))  # fmt: skip
-    memory.check_memory(cfg)  # fits: no error
+    plan(cfg, inputs=False)  # fits: no error
     with pytest.raises(ValueError, match="needs about"):  # one step fewer does not
-        memory.check_memory(make_config("imagenet-paper", model="resnet50", device="cpu",
-                                        grad_accum_steps=int(accum[1]) // 2))  # fmt: skip
+        plan(make_config("imagenet-paper", model="resnet50", device="cpu",
+                         grad_accum_steps=int(accum[1]) // 2), inputs=False)  # fmt: skip
 
 
 def test_override_and_bad_limit(tmp_path: Path, monkeypatch, capsys) -> None:
     cfg = make_config("imagenet-paper", model="resnet50", device="cpu")
     monkeypatch.setenv("RESLAB_MEMORY_LIMIT", "1G")
-    memory.check_memory(make_config(**{**cfg.to_dict(), "ignore_memory_check": True}))
+    plan(make_config(**{**cfg.to_dict(), "ignore_memory_check": True}), inputs=False)
     monkeypatch.setenv("RESLAB_MEMORY_LIMIT", "lots")
     data = make_image_folder(tmp_path / "data", ["a", "b"], 4, 64)
     assert main([*RESNET50, "--data-dir", str(data), "--out", str(tmp_path / "run")]) == 2
@@ -73,9 +75,9 @@ def test_override_and_bad_limit(tmp_path: Path, monkeypatch, capsys) -> None:
 
 def test_estimate_follows_batch_accumulation_and_checkpointing() -> None:
     cfg = make_config("cifar-paper", model="resnet110")
-    shape = memory.model_shape(cfg, 32)
+    shape = memory.model_shape(meta_model(cfg), 32)
     assert shape.params == 1_727_962  # the paper's 1.7M (option A shortcuts: no weights)
     one, four = memory.estimate(cfg, shape, 128, 1), memory.estimate(cfg, shape, 128, 4)
     assert four < one < memory.estimate(cfg, shape, 256, 1)
     ckpt = make_config("cifar-paper", model="resnet110", model_args={"grad_checkpointing": True})
-    assert memory.model_shape(ckpt, 32).stored < shape.stored / 2  # block inputs, mostly
+    assert memory.model_shape(meta_model(ckpt), 32).stored < shape.stored / 2  # block inputs, mostly

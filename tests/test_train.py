@@ -19,7 +19,7 @@ from reslab.evaluation import class_scores, evaluate, topk_errors
 from reslab.storage import checkpoint as ckpt_io
 from reslab.training import loop, prepare
 from reslab.training.loop import TrainingDiverged, train
-from reslab.training.recipes import ScheduleState, learning_rate, observe_train_error
+from reslab.training.schedule import ScheduleState, learning_rate, observe_train_error
 
 pytestmark = pytest.mark.usefixtures("cache")
 
@@ -592,7 +592,7 @@ def test_kill_mid_accumulation_resumes_exactly(tiny_cifar: Path, tmp_path: Path)
 
 def test_accumulation_refuses_an_uneven_split(tiny_cifar: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="batch_size 32 is not divisible by grad_accum_steps 3"):
-        tiny_config(tiny_cifar, tmp_path / "r", grad_accum_steps=3)
+        train(tiny_config(tiny_cifar, tmp_path / "r", grad_accum_steps=3))
     with pytest.raises(ValueError, match="grad_accum_steps must be >= 1, got 0"):
         tiny_config(tiny_cifar, tmp_path / "r", grad_accum_steps=0)
     assert not (tmp_path / "r").exists()

@@ -1,13 +1,25 @@
-"""Where a process computes: the device, its CPU threads, and mixed precision."""
+"""Where a process computes: the device, its CPU threads, mixed precision, and the
+machine's memory.
+
+The memory a process may use is MemAvailable (/proc/meminfo, plus what this process
+holds already) or the cgroup's limit (v2 memory.max, v1 memory.limit_in_bytes) where
+that is lower; $RESLAB_MEMORY_LIMIT (bytes, or 512M, 8G...) replaces both.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import torch
 
 from .distributed import DistInfo
 from .provenance import cpu
+
+GIB = 2**30
+MIB = 2**20
+LIMIT_ENV = "RESLAB_MEMORY_LIMIT"
 
 
 def pick_device(name: str) -> torch.device:
@@ -76,3 +88,64 @@ def amp_hint(mode: str | None, device: torch.device) -> str | None:
     if mode is not None or device.type != "cpu" or "amx_bf16" not in c["isa"] or "isa_limit" in c:
         return None  # (an ISA limit keeps oneDNN off the AMX units)
     return "amp: off (fp32); this CPU has AMX, where --amp bf16 trains 1.5-2x faster (docs/benchmarks.md, 1b)"
+
+
+def available() -> tuple[int, str]:
+    """(bytes this run may use, where that figure comes from)."""
+    given = os.environ.get(LIMIT_ENV)
+    if given:
+        return parse_bytes(given), f"${LIMIT_ENV}"
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.exists():  # not Linux: nothing to compare with
+        return 2**62, "no /proc/meminfo"
+    kb = dict(re.findall(r"^(\w+):\s+(\d+)", meminfo.read_text(), re.M))
+    own = _own_rss()
+    best, where = int(kb["MemAvailable"]) * 1024 + own, "MemAvailable"
+    for limit in _cgroup_limits():
+        if limit < best:
+            best, where = limit, "the cgroup's memory limit"
+    return best, where
+
+
+def parse_bytes(text: str) -> int:
+    """'12884901888', '12G', '512M', '1.5T' (powers of 1024) -> bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, re.I)
+    if not m or float(m[1]) <= 0:
+        raise ValueError(f"${LIMIT_ENV}={text!r} is not a size: give bytes, or e.g. 512M, 8G")
+    return int(float(m[1]) * 1024 ** " KMGT".index(m[2].upper() or " "))
+
+
+def _own_rss() -> int:
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"^VmRSS:\s+(\d+)", status, re.M)[1]) * 1024  # type: ignore[index]
+    except (OSError, TypeError):
+        return 0
+
+
+def _cgroup_limits() -> list[int]:
+    """Memory limits of this process's cgroup (v2 and v1), where a container sets them."""
+    root = Path("/sys/fs/cgroup")
+    found = []
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            candidates = [root / "memory.max", root / path.lstrip("/") / "memory.max"]
+        elif "memory" in controllers.split(","):
+            base = root / "memory"
+            candidates = [base / "memory.limit_in_bytes",
+                          base / path.lstrip("/") / "memory.limit_in_bytes"]  # fmt: skip
+        else:
+            continue
+        for f in candidates:
+            try:
+                text = f.read_text().strip()
+            except OSError:
+                continue
+            if text.isdigit() and int(text) < 2**60:  # "max" / v1's 2^63: no limit
+                found.append(int(text))
+    return found

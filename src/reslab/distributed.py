@@ -39,9 +39,9 @@ def from_env() -> DistInfo:
     )
 
 
-def setup(device: torch.device) -> DistInfo:
+def setup(device: torch.device, info: DistInfo | None = None) -> DistInfo:
     """Join the process group torchrun describes (no-op for a single process)."""
-    info = from_env()
+    info = info or from_env()
     if info.enabled and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend)

@@ -8,22 +8,21 @@ from .config_flags import EXAMPLES, add_config_flags, config_overrides
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..config import make_config
+    from ..config import merge_config
     from ..storage.runlock import fresh_run_dir
-    from ..training.loop import check_run, train
-    from ..training.prepare import check_inputs
+    from ..training.loop import train
 
     overrides = config_overrides(args)
     if args.resume:
         result = train(resume=args.resume, stop_after=args.stop_after, **overrides)
     else:
-        cfg = make_config(args.recipe or "cifar-paper", **overrides)
+        cfg = merge_config(args.recipe or "cifar-paper", overrides)  # checked by train()
+        announce = None
         if args.out is None:  # the default folder: never reuse one that holds a run
-            check_run(cfg)  # (train() checks again) a refused run names no folder
-            check_inputs(cfg)
             cfg.out = str(fresh_run_dir(cfg.out))
-            print(f"run folder: {cfg.out}")
-        result = train(cfg, stop_after=args.stop_after, overwrite=args.overwrite)
+            announce = lambda run_dir: print(f"run folder: {run_dir}")  # noqa: E731
+        result = train(cfg, stop_after=args.stop_after, overwrite=args.overwrite,
+                       on_start=announce)  # fmt: skip
     if result.summary.get("final_eval") and (result.run_dir / "summary.json").exists():
         ev = result.summary["final_eval"]
         print(

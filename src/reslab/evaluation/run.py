@@ -14,10 +14,9 @@ from ..data import Data, build_data
 from ..data.augment import scaled
 from ..data.build import KINDS
 from ..data.sources import DatasetError
-from ..devices import pick_device
+from ..devices import GIB, available, pick_device
 from ..inference import load_model
 from ..models import build
-from ..training.memory import GIB, available
 from .scores import evaluate
 
 # A batch of views holds its float input about 3 times over (the view, a flipped or

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import make_config
+from ..devices import GIB, MIB, available
 from ..errors import ReslabError
 from ..provenance import provenance
 from ..storage.files import write_json
 from ..storage.runlock import FolderInUse, FolderLock
-from ..training.loop import check_run, train
-from ..training.memory import GIB, MIB, available
+from ..training.loop import train
+from ..training.plan import check_run
 from .reuse import link_runs, matching_runs
 from .views import score_views
 

@@ -13,12 +13,14 @@ from ..errors import one_line
 from ..provenance import usable_isa
 
 
-def check_cuda_graphs(device: torch.device, ddp: bool) -> None:
+def check_cuda_graphs(device: torch.device, ddp: bool, amp: torch.dtype | None) -> None:
     """cuda_graphs is refused before anything is written where it cannot run."""
     if device.type != "cuda":
         raise ValueError(f"cuda_graphs needs a CUDA device; this run is on {device}")
     if ddp:
         raise ValueError("cuda_graphs is not supported with DDP (torchrun) yet")
+    if amp == torch.float16:  # fp16's loss scaling is not captured
+        raise ValueError("cuda_graphs needs --amp bf16 or off on this GPU (fp16 is its default)")
 
 
 def graphed(model: nn.Module, sample: Tensor, amp: bool):

@@ -5,8 +5,8 @@ RUN/metrics.jsonl        one JSON record per log interval / evaluation
 RUN/checkpoints/         last.pt (+ previous.pt) to resume, best.pt by validation error
 RUN/summary.json         final errors, wall time, images/s
 
-train() checks the config and claims the folder; prepare_run() (prepare.py) builds
-everything a step needs; fit() walks the batches: train_step(), then what a step's
+train() asks plan() (plan.py) whether the run may start and claims the folder;
+prepare_run() (prepare.py) builds everything a step needs; fit() walks the batches: train_step(), then what a step's
 boundary asks for (a log record, an evaluation, a checkpoint); finish() writes the
 summary.
 """
@@ -14,7 +14,6 @@ summary.
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -28,19 +27,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import distributed
-from ..config import TrainConfig, check_config, make_config
+from ..config import TrainConfig, merge_config
 from ..errors import ReslabError, one_line
 from ..evaluation import NonFiniteScores, evaluate
 from ..memory_tuning import release_free_heap
-from ..models import build
 from ..storage import checkpoint as ckpt_io
 from ..storage.files import write_json
-from ..storage.runlock import claim_run_dir
+from ..storage.runlock import Claim, claim_run_dir
 from .checkpointing import NonFiniteWeights, save
-from .memory import check_memory
-from .prepare import Run, check_inputs, prepare_run, resume_config, start
-from .recipes import learning_rate, observe_train_error, observe_val_error
+from .plan import Plan, plan, plan_resume
+from .prepare import Run, prepare_run, start
 from .runstate import StopFlag, peak_rss_mb
+from .schedule import learning_rate, observe_train_error, observe_val_error
 
 StepHook = Callable[[int], None]  # called with the step number after every step
 
@@ -65,63 +63,46 @@ def train(
     stop_after: int | None = None,
     overwrite: bool = False,
     on_step: StepHook | None = None,
+    on_start: Callable[[Path], None] | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Train a network as `config` says (or resume the run in folder `resume`).
 
-    The whole config is checked before any folder or data is touched. The run folder
-    is locked while training; a new run refuses a folder that holds a run unless
-    `overwrite` (which deletes that run's files first). `on_step(step)` is called after
-    every step (progress callbacks, tests that stop a run at a known step).
+    The whole run is checked once (training/plan.py) before any folder or data is
+    touched. The run folder is locked while training; a new run refuses a folder that
+    holds a run unless `overwrite` (which deletes that run's files first).
+    `on_start(run_dir)` is called once the run may start; `on_step(step)` after every
+    step (progress callbacks, tests that stop a run at a known step).
 
     >>> result = reslab.train(make_config("cifar-paper", model="resnet20", data_dir="~/data"))
     """
-    main = int(os.environ.get("RANK", "0")) == 0
-    if isinstance(config, TrainConfig):
-        check_config(config)  # a TrainConfig built directly skipped make_config's checks
     if stop_after is not None and (type(stop_after) is not int or stop_after < 1):
         raise ValueError(f"stop_after must be a step >= 1, got {stop_after!r}")
+    main = distributed.from_env().is_main
     if resume is not None:
         # Nothing in the folder changes until start(): a refused resume leaves it as it was.
         with claim_run_dir(resume, resume=True, overwrite=False, main=main) as claim:
             state, state_path = ckpt_io.load_resumable(resume)
-            cfg = resume_config(resume, state, state_path, overrides)
-            check_run(cfg)
-            run = prepare_run(cfg, state, state_path)
-            start(run, claim)
-            return fit(run, stop_after, on_step)
+            the_plan = plan_resume(resume, state, state_path, overrides)
+            return _run(the_plan, claim, state, state_path, stop_after, on_step, on_start)
     if isinstance(config, dict):
-        config = make_config(**config)
-    cfg = config or make_config()
+        config = merge_config(config.get("recipe", "cifar-paper"), config)
+    cfg = config or merge_config("cifar-paper", {})
     if overrides:
-        cfg = make_config(**{**cfg.to_dict(), **overrides})
-    check_run(cfg)
-    check_inputs(cfg)
+        cfg = merge_config(cfg.recipe, {**cfg.to_dict(), **overrides})
+    the_plan = plan(cfg)
     with claim_run_dir(cfg.out, resume=False, overwrite=overwrite, main=main) as claim:
-        run = prepare_run(cfg, None, None)
-        start(run, claim)  # --overwrite's old run is deleted only now, once all is built
-        return fit(run, stop_after, on_step)
+        return _run(the_plan, claim, None, None, stop_after, on_step, on_start)
 
 
-def check_model(cfg: TrainConfig) -> None:
-    """An unknown model, shortcut or model argument fails before anything is created
-    (built on the meta device: no memory, no initialisation)."""
-    with torch.device("meta"):
-        build(cfg.model, shortcut=cfg.shortcut, **cfg.model_args)
-
-
-def check_run(cfg: TrainConfig) -> None:
-    """What can be refused before any data is read: the model, the split of each step
-    over processes and micro-batches, and whether the run fits in memory."""
-    check_model(cfg)
-    world = distributed.from_env().world_size
-    if cfg.batch_size % (world * cfg.grad_accum_steps):
-        raise ValueError(
-            f"batch_size {cfg.batch_size} is not divisible by {world} processes x "
-            f"grad_accum_steps {cfg.grad_accum_steps}: each process takes an equal share "
-            "of a step, in equal micro-batches"
-        )
-    check_memory(cfg, world)
+def _run(the_plan: Plan, claim: Claim, state: dict[str, Any] | None, state_path: Path | None,
+         stop_after: int | None, on_step: StepHook | None,
+         on_start: Callable[[Path], None] | None) -> TrainResult:  # fmt: skip
+    run = prepare_run(the_plan, state, state_path)
+    start(run, claim)  # --overwrite's old run is deleted only now, once all is built
+    if on_start is not None:
+        on_start(run.run_dir)
+    return fit(run, stop_after, on_step)
 
 
 def train_step(run: Run, x: Tensor, y: Tensor, lr: float) -> tuple[Tensor, Tensor]:
@@ -369,4 +350,4 @@ def finish(run: Run, status: str, signal: str | None, total: int) -> TrainResult
     return TrainResult(run.run_dir, status, run.step, summary, run.eval_model)
 
 
-__all__ = ["TrainResult", "TrainingDiverged", "check_model", "fit", "train", "train_step"]
+__all__ = ["TrainResult", "TrainingDiverged", "fit", "train", "train_step"]

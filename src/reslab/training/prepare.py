@@ -10,7 +10,6 @@ import math
 import os
 import random
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,18 +19,19 @@ import torch
 from torch import nn
 
 from .. import distributed
-from ..config import TrainConfig, config_edits, make_config, save_config
+from ..config import TrainConfig, save_config
 from ..data import Data, build_data
-from ..devices import amp_dtype, amp_hint, pick_device, set_threads
+from ..devices import amp_hint, set_threads
 from ..distributed import DistInfo, convert_sync_batchnorm
-from ..models import create_model, get_spec
+from ..models import create_model
 from ..provenance import provenance
 from ..storage.runlock import Claim
-from .accelerate import check_cuda_graphs, decide_compile, graphed
+from .accelerate import decide_compile, graphed
 from .ema import WeightEMA
-from .finetune import check_fit, freeze, init_from
-from .recipes import ScheduleState, build_optimizer, resolve_recipe
+from .finetune import freeze, init_from
+from .plan import Plan
 from .runstate import MetricsLog, set_rng_state
+from .schedule import ScheduleState, build_optimizer
 
 
 @dataclass
@@ -81,57 +81,6 @@ class Run:
         return time.time() - self.t0 + self.wall_before
 
 
-def check_inputs(cfg: TrainConfig, resume: bool = False) -> None:
-    """What can be checked before the run's folder is touched or data is read: the
-    device, the data folder, the network's frozen stages (built on the meta device: no
-    memory), and a new run's --init weights fitting it."""
-    pick_device(cfg.device)
-    data_dir = Path(os.path.expanduser(cfg.data_dir))
-    if not data_dir.exists() and not cfg.download:
-        hint = " (--download fetches CIFAR into it)" if cfg.dataset.startswith("cifar") else ""
-        raise ValueError(f"data_dir {cfg.data_dir} does not exist{hint}")
-    with torch.device("meta"):
-        model = create_model(cfg.model, shortcut=cfg.shortcut, **cfg.model_args)
-    stages = len(model.stages())
-    if cfg.freeze_stages > stages:
-        raise ValueError(f"freeze_stages {cfg.freeze_stages} is more than {cfg.model}'s "
-                         f"{stages} stages")  # fmt: skip
-    if cfg.init and not resume:
-        try:
-            check_fit(model, cfg.init)
-        except (OSError, ValueError) as e:  # say which flag the file came from
-            raise ValueError(f"--init: {e}") from None
-
-
-def resume_config(
-    run_dir: str | Path, state: dict[str, Any], state_path: Path, overrides: dict[str, Any]
-) -> TrainConfig:
-    """The checkpoint's config with `overrides` (flags) over it, checked. Hand edits to
-    config.json are not applied: a warning names each field that differs, and start()
-    rewrites the file from the checkpoint."""
-    saved = state.get("config")
-    if not isinstance(saved, dict):
-        raise ValueError(f"{state_path}: the checkpoint holds no config")
-    try:
-        cfg = make_config(**{**saved, **overrides})
-    except ValueError as e:
-        try:
-            make_config(**saved)
-        except ValueError:  # the saved value is at fault, not a flag
-            raise ValueError(f"{state_path}: {e}; a flag replaces the saved value") from None
-        raise
-    cfg.out = str(run_dir)
-    path = Path(run_dir) / "config.json"
-    edits = config_edits(path, saved, skip={"out", *overrides})
-    if edits and int(os.environ.get("RANK", "0")) == 0:
-        warnings.warn(f"{path} differs from the checkpoint, whose config rules on a resume: "
-                      f"{'; '.join(edits)}. The file is rewritten from the checkpoint; change "
-                      "a setting with its flag (reslab train --resume RUN --iterations N)",
-                      stacklevel=2)  # fmt: skip
-    check_inputs(cfg, resume=True)
-    return cfg
-
-
 def start(run: Run, claim: Claim) -> None:
     """The run's first writes, once everything is built: the claim committed (an old run
     replaced), config.json, checkpoints/ and the metrics log (cut back on a resume)."""
@@ -142,14 +91,12 @@ def start(run: Run, claim: Claim) -> None:
     run.log.open()
 
 
-def prepare_run(cfg: TrainConfig, state: dict[str, Any] | None, state_path: Path | None) -> Run:
-    """Device, seeds, data, model and optimiser; with `state`, the run resumed from it.
-    Nothing is written to the run folder (see start())."""
-    device = pick_device(cfg.device)
-    dist_info = distributed.setup(device)
+def prepare_run(the_plan: Plan, state: dict[str, Any] | None, state_path: Path | None) -> Run:
+    """Seeds, data, model and optimiser as the plan says; with `state`, the run resumed
+    from it. Nothing is written to the run folder (see start())."""
+    cfg, device = the_plan.cfg, the_plan.device
+    dist_info = distributed.setup(device, the_plan.world)
     set_threads(cfg.threads, dist_info)
-    if cfg.cuda_graphs:
-        check_cuda_graphs(device, dist_info.enabled)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
@@ -157,15 +104,15 @@ def prepare_run(cfg: TrainConfig, state: dict[str, Any] | None, state_path: Path
         torch.use_deterministic_algorithms(True, warn_only=True)
     run_dir = Path(cfg.out)
     data = load_data(cfg, device, dist_info)
-    spec = get_spec(cfg.model)
-    cfg = resolve_recipe(cfg, spec.layers, spec.family)
+    if state is not None:
+        check_classes(state, data, cfg)
     model, model_args = build_model(cfg, len(data.classes), device, dist_info, state is None)
     first_images = functools.cache(lambda: next(data.train.epoch(0))[0])  # read once, if asked
     if state is None and cfg.init is None and hasattr(model, "init_from_data"):
         # Data-dependent init (fastresnet's whitening stem) from the first training batch;
         # under DDP, rank 0's result reaches every rank when DDP broadcasts the weights.
         model.init_from_data(first_images())
-    dtype = amp_dtype(cfg.amp, device)
+    dtype = the_plan.amp_dtype
     log = MetricsLog(run_dir / "metrics.jsonl", dist_info.is_main,
                      state["step"] if state else None, cfg.tensorboard)  # fmt: skip
     # fp16 needs loss scaling (bf16 has fp32's range); a disabled scaler is a no-op.
@@ -179,8 +126,20 @@ def prepare_run(cfg: TrainConfig, state: dict[str, Any] | None, state_path: Path
     run.ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
     if run.ema is not None and state is not None and "ema_updates" in state:
         run.ema.load(state["model"], state["ema_updates"])
-    accelerate(run, spec.family, spec.layers, first_images)
+    accelerate(run, the_plan.family, the_plan.layers, first_images)
     return run
+
+
+def check_classes(state: dict[str, Any], data: Data, cfg: TrainConfig) -> None:
+    """A resume's data has the classes the checkpoint's classifier was trained on: said
+    in one line before the weights load, and the folder stays resumable."""
+    trained = state.get("classes")
+    if trained is not None and len(trained) != len(data.classes):
+        raise ValueError(
+            f"{cfg.dataset} in {cfg.data_dir} has {len(data.classes)} classes and the run was "
+            f"trained on {len(trained)}: --resume needs the run's data (--data-dir, --dataset); "
+            "the folder is unchanged"
+        )
 
 
 def restore(run: Run, state: dict[str, Any], state_path: Path | None) -> None:
@@ -221,10 +180,6 @@ def accelerate(run: Run, family: str, layers: int, first_images: Any) -> None:
         print(f"lr: {cfg.peak_lr():g} at batch {cfg.batch_size} (the recipe's {cfg.lr_base:g} "
               f"per {cfg.lr_base_batch} images, scaled linearly; --lr sets it directly)")  # fmt: skip
     if cfg.cuda_graphs:
-        if run.amp_dtype == torch.float16:
-            raise ValueError(
-                "cuda_graphs needs --amp bf16 or off on this GPU (fp16 is its default)"
-            )
         sample = first_images().chunk(cfg.grad_accum_steps)[0]  # a micro-batch's shape
         run.train_model = graphed(run.model, sample, run.amp_dtype is not None)
 

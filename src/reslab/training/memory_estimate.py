@@ -20,28 +20,21 @@ the convolutions' scratch); e 4 bytes (2 under bf16/fp16 autocast). EVAL is an
 evaluation batch's three widest outputs. BASE, ACT, WORK and CKPT were fitted to the peaks
 benchmarks/memory_calibration.py measures (docs/memory.md: all within 25%).
 
-The memory a run may use is MemAvailable (/proc/meminfo, plus what this process holds
-already) or the cgroup's limit (v2 memory.max, v1 memory.limit_in_bytes) where that is
-lower; $RESLAB_MEMORY_LIMIT (bytes, or 512M, 8G...) replaces both. Only CPU runs are
-checked: on a GPU the activations live in its own memory.
+The memory a run may use is devices.available(). Only CPU runs are checked (the gate,
+plan.py, asks): on a GPU the activations live in its own memory.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..config import TrainConfig
-from ..devices import pick_device
-from ..models import build
+from ..devices import GIB, MIB, available
 
-GIB = 2**30
-MIB = 2**20
 BASE = 400 * MIB  # calibrated: python + torch + the run's objects, before any batch
 ACT = 0.85  # calibrated: bytes held per byte of leaf outputs (what backward saves)
 WORK = 5.0  # calibrated: backward's working buffers, in widest outputs
@@ -50,7 +43,6 @@ IN = 3.0  # the input batch: its float copy, the augmented copy, the loader's ui
 WORKER = 250 * MIB  # a DataLoader worker's own memory (Pillow, its copy of the index)
 PREFETCH = 4  # batches each worker prepares ahead (data/loaders.py: prefetch_factor)
 CIFAR_IMAGES = 60_000  # CIFAR-10/100 train + test, held decoded in memory
-LIMIT_ENV = "RESLAB_MEMORY_LIMIT"
 
 
 @dataclass(frozen=True)
@@ -62,10 +54,9 @@ class Shape:
     widest: int  # the largest leaf output per image (evaluation's working set)
 
 
-def model_shape(cfg: TrainConfig, image_size: int) -> Shape:
-    """P, A and the widest output of cfg's model at `image_size`, on the meta device."""
+def model_shape(model: nn.Module, image_size: int) -> Shape:
+    """P, A and the widest output of a meta-device `model` at `image_size`."""
     with torch.device("meta"):
-        model = build(cfg.model, shortcut=cfg.shortcut, **cfg.model_args)
         outs: dict[nn.Module, int] = {}
         ins: dict[nn.Module, int] = {}
         hooks = [
@@ -115,75 +106,11 @@ def estimate(cfg: TrainConfig, shape: Shape, batch: int, accum: int, world_size:
     return int(BASE + data + state + max(act, evaluation) + IN * per * image + loader)
 
 
-def available() -> tuple[int, str]:
-    """(bytes this run may use, where that figure comes from)."""
-    given = os.environ.get(LIMIT_ENV)
-    if given:
-        return parse_bytes(given), f"${LIMIT_ENV}"
-    meminfo = Path("/proc/meminfo")
-    if not meminfo.exists():  # not Linux: nothing to compare with
-        return 2**62, "no /proc/meminfo"
-    kb = dict(re.findall(r"^(\w+):\s+(\d+)", meminfo.read_text(), re.M))
-    own = _own_rss()
-    best, where = int(kb["MemAvailable"]) * 1024 + own, "MemAvailable"
-    for limit in _cgroup_limits():
-        if limit < best:
-            best, where = limit, "the cgroup's memory limit"
-    return best, where
-
-
-def parse_bytes(text: str) -> int:
-    """'12884901888', '12G', '512M', '1.5T' (powers of 1024) -> bytes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, re.I)
-    if not m or float(m[1]) <= 0:
-        raise ValueError(f"${LIMIT_ENV}={text!r} is not a size: give bytes, or e.g. 512M, 8G")
-    return int(float(m[1]) * 1024 ** " KMGT".index(m[2].upper() or " "))
-
-
-def _own_rss() -> int:
-    try:
-        status = Path("/proc/self/status").read_text()
-        return int(re.search(r"^VmRSS:\s+(\d+)", status, re.M)[1]) * 1024  # type: ignore[index]
-    except (OSError, TypeError):
-        return 0
-
-
-def _cgroup_limits() -> list[int]:
-    """Memory limits of this process's cgroup (v2 and v1), where a container sets them."""
-    root = Path("/sys/fs/cgroup")
-    found = []
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return []
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":
-            candidates = [root / "memory.max", root / path.lstrip("/") / "memory.max"]
-        elif "memory" in controllers.split(","):
-            base = root / "memory"
-            candidates = [base / "memory.limit_in_bytes",
-                          base / path.lstrip("/") / "memory.limit_in_bytes"]  # fmt: skip
-        else:
-            continue
-        for f in candidates:
-            try:
-                text = f.read_text().strip()
-            except OSError:
-                continue
-            if text.isdigit() and int(text) < 2**60:  # "max" / v1's 2^63: no limit
-                found.append(int(text))
-    return found
-
-
-def check_memory(cfg: TrainConfig, world_size: int = 1) -> None:
+def check_memory(cfg: TrainConfig, shape: Shape, world_size: int = 1) -> None:
     """Refuse, in one line, a CPU run whose estimated peak exceeds the memory available:
     with the largest batch that fits and the accumulation that keeps the asked batch."""
-    if cfg.ignore_memory_check or pick_device(cfg.device).type != "cpu":
-        return
     limit, where = available()
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))  # processes on this machine
-    shape = model_shape(cfg, image_size_of(cfg))
     need = local * estimate(cfg, shape, cfg.batch_size, cfg.grad_accum_steps, world_size)
     if need <= limit:
         return
@@ -210,4 +137,4 @@ def check_memory(cfg: TrainConfig, world_size: int = 1) -> None:
     )
 
 
-__all__ = ["Shape", "available", "check_memory", "estimate", "model_shape", "parse_bytes"]
+__all__ = ["Shape", "check_memory", "estimate", "image_size_of", "model_shape"]
