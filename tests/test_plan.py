@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reslab import devices, distributed
+from reslab import config, devices, distributed
 from reslab.cli import main
 from reslab.config import check_config
 from reslab.data.synthetic import make_image_folder
@@ -30,7 +30,7 @@ TINY = ["--model-args", '{"n": 1}', "--batch-size", "32", "--val-size", "64", "-
 # Every check a run's start makes, and what picks its device and completes its config.
 COUNTED: list[Callable] = [
     check_config,
-    plan.check_split,
+    config.check_split,
     plan.check_threads,
     plan.check_data_dir,
     plan.check_stages,

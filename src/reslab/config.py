@@ -1,7 +1,8 @@
-"""The run configuration: every default on one screen, recipes as small overrides.
+"""The run configuration: every default on one screen, each with its help, its group
+and its choices beside it; recipes (recipes.py) as small overrides.
 
-A recipe changes a few fields; explicit user values change more; unknown keys are
-errors. The resolved config is written to `RUN/config.json` and into every
+A recipe changes a few fields; a config file (--config) more; explicit user values more
+still; unknown keys are errors. The resolved config is written to `RUN/config.json` and into every
 checkpoint, so a run can always be rebuilt from its folder.
 """
 
@@ -17,82 +18,152 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .datasets import DATASETS, is_cifar
+from .recipes import RECIPES
 from .storage.files import write_json
+
+# `reslab train --help` shows the fields in these groups, in this order.
+GROUPS = MODEL, DATA, OPTIMISER, SCHEDULE, EVALUATION, RUN, SYSTEM = (
+    "model", "data", "optimiser", "schedule", "evaluation", "run and checkpoints",
+    "speed and devices",
+)  # fmt: skip
+
+
+def setting(default: Any, group: str, help: str, *, choices: tuple[str, ...] = (),
+            alias: str | None = None) -> Any:  # fmt: skip
+    """A TrainConfig field with its one line of help, its `--help` group and its choices:
+    the flags (cli/config_flags.py) and the checks (check_config) are made from these."""
+    meta = {"group": group, "help": help, "choices": choices, "alias": alias}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
+    """Every setting of a run. The help is what `reslab train --help` shows; the default
+    shown there is this one (a recipe may change it: see --recipe)."""
+
     # --- what to train ---
-    model: str = "resnet20"  # a name from reslab.list_models()
-    shortcut: str | None = None  # "A" | "B" | "C" | "none"; None: the model's default
-    model_args: dict[str, Any] = field(default_factory=dict)  # create_model overrides
-    init: str | None = None  # fine-tune: start from these weights (run, checkpoint, state dict)
-    freeze_stages: int = 0  # fine-tune: freeze the stem and this many stages
+    model: str = setting("resnet20", MODEL, "network name (`reslab models` lists them)")
+    shortcut: str | None = setting(None, MODEL, "shortcut option: A (zero-pad), B (project "
+                                   "on change), C (all), none", choices=("A", "B", "C", "none"))
+    model_args: dict[str, Any] = setting({}, MODEL, "create_model overrides as JSON, e.g. "
+                                         """'{"n": 2}' or '{"zero_init_residual": true}'""")
+    init: str | None = setting(None, MODEL, "fine-tune: start from these weights (run folder, "
+                               "checkpoint, state dict)", alias="--weights")
+    freeze_stages: int = setting(0, MODEL, "fine-tune: freeze the stem and this many stages")
     # --- data (reslab.data.build_data) ---
-    dataset: str = "cifar10"  # cifar10 | cifar100 | imagefolder
-    data_dir: str = "data"
-    val_size: int = 5000  # images held out of the training split (the paper's 45k/5k)
-    split_seed: int = 0
-    image_size: int | None = None  # training crop, px; None: 32 CIFAR, 224 ImageNet
-    normalize: str = "pixel-mean"  # "pixel-mean" (the paper) | "channel"
-    augment: str = "paper"  # "paper" | "rrc" | "none"
-    crop_pad: int | None = None  # CIFAR random-crop padding, px; None: image_size / 8 (4 at 32)
-    cutout: int = 0  # CIFAR: a random square of this side (px) set to the mean colour; 0: off
-    alternate_flip: bool = False  # CIFAR: mirror each image in every other epoch (airbench)
-    workers: int = 2  # JPEG decoding processes
-    limit: int | None = None  # use only this many training images (smoke runs)
-    download: bool = False  # fetch the official CIFAR archive (MD5-checked) if absent
-    strict: bool = False  # unreadable images are an error (default: skipped, one warning)
-    decoded_cache: bool | None = None  # ImageFolder: train from decoded uint8; None: if it fits
+    dataset: str = setting("cifar10", DATA, "; ".join(f"{k}: {d.about}" for k, d in DATASETS.items()),
+                           choices=tuple(DATASETS))
+    data_dir: str = setting("data", DATA, "folder holding the dataset (archive, extracted "
+                            "batches or ImageFolder tree)")
+    val_size: int = setting(5000, DATA, "images held out of the training split for validation "
+                            "(the paper: 5000)")
+    split_seed: int = setting(0, DATA, "seed of the train/validation split")
+    image_size: int | None = setting(None, DATA, "training crop, px (default: 32 CIFAR, 224 "
+                                     "ImageFolder)")
+    normalize: str = setting("pixel-mean", DATA, "pixel-mean (the paper: the mean image) or "
+                             "channel (mean/std per channel)", choices=("pixel-mean", "channel"))
+    augment: str = setting("paper", DATA, "paper (crop+flip; ImageNet: scale+colour), rrc "
+                           "(random-resized crop), none", choices=("paper", "rrc", "none"))
+    crop_pad: int | None = setting(None, DATA, "CIFAR random-crop padding, px (default: "
+                                   "image_size / 8, the paper's 4)")
+    cutout: int = setting(0, DATA, "CIFAR: side of a random square set to the mean colour, "
+                          "px; 0: off")
+    alternate_flip: bool = setting(False, DATA, "CIFAR: mirror each image in every other "
+                                   "epoch (airbench)")
+    workers: int = setting(2, DATA, "JPEG decoding processes")
+    limit: int | None = setting(None, DATA, "use only this many training images (smoke runs)")
+    download: bool = setting(False, DATA, "fetch the official CIFAR archive (MD5-checked) if "
+                             "absent")
+    strict: bool = setting(False, DATA, "an unreadable image is an error (default: skipped "
+                           "with a warning)")
+    decoded_cache: bool | None = setting(None, DATA, "ImageFolder: train from images decoded "
+                                         "once into a uint8 cache (default: when the split "
+                                         "fits in $RESLAB_FOLDER_CACHE_GB, a quarter of RAM)")
     # --- optimisation ---
-    recipe: str = "cifar-paper"
-    batch_size: int = 128  # images per optimiser step, all processes together
-    # Split each step's batch into this many micro-batches of batch_size / N, their
-    # gradients summed before the one update (timm's --grad-accum-steps): the memory of
-    # batch_size / N, the step of batch_size. Batch norm sees each micro-batch alone.
-    grad_accum_steps: int = 1
-    # Peak learning rate. None: lr_base per lr_base_batch images, scaled linearly to
-    # batch_size (Goyal et al. 2017; timm's --lr-base): the paper's 0.1 is per 128 images
-    # on CIFAR and per 256 on ImageNet. A number given here is used as it is.
-    lr: float | None = None
-    lr_base: float = 0.1
-    lr_base_batch: int = 128
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 1e-4
-    decay_norm_and_bias: bool = True  # the paper decays every weight; modern recipes skip BN/bias
-    label_smoothing: float = 0.0
-    ema_decay: float = 0.0  # > 0: evaluate and save a moving average of the weights (timm's EMA)
-    schedule: str = "step"  # step | cosine | onecycle | plateau
-    iterations: int = 64_000  # total steps (the paper's CIFAR budget)
-    milestones: tuple[int, ...] = (32_000, 48_000)  # step schedule: lr x gamma at each
-    gamma: float = 0.1
-    warmup_iters: int = 0  # linear warm-up from 0 (modern recipes)
-    warmup_lr: float | None = None  # paper, ResNet-110: constant lr until...
-    warmup_until_error: float = 0.80  # ...training error falls below this
-    plateau_patience: int = 3  # plateau schedule: evaluations without improvement
-    scale: float = 1.0  # shrink every step count (iterations, milestones, intervals)
+    recipe: str = setting("cifar-paper", OPTIMISER, "named preset the other flags override: "
+                          "cifar-paper (section 4.2), imagenet-paper (3.4), cifar-fast, "
+                          "cifar-speedrun (beyond the paper)", choices=tuple(RECIPES))
+    batch_size: int = setting(128, OPTIMISER, "images per optimiser step, all processes "
+                              "together")
+    # Each step's batch in N micro-batches of batch_size / N, their gradients summed before
+    # the one update (timm's --grad-accum-steps): the memory of batch_size / N, the step
+    # of batch_size.
+    grad_accum_steps: int = setting(1, OPTIMISER, "split each step into this many "
+                                    "micro-batches of batch-size/N (less memory, the same "
+                                    "step; BN sees each micro-batch)")
+    # Unset, the peak lr is lr_base per lr_base_batch images scaled linearly to batch_size
+    # (Goyal et al. 2017; timm's --lr-base): the paper's 0.1 is per 128 images on CIFAR and
+    # per 256 on ImageNet.
+    lr: float | None = setting(None, OPTIMISER, "peak learning rate, used as given (default: "
+                               "--lr-base scaled to --batch-size)")
+    lr_base: float = setting(0.1, OPTIMISER, "peak learning rate per --lr-base-batch images "
+                             "(linear scaling rule)")
+    lr_base_batch: int = setting(128, OPTIMISER, "the batch size --lr-base is quoted for "
+                                 "(CIFAR 128, ImageNet 256)")
+    momentum: float = setting(0.9, OPTIMISER, "SGD momentum")
+    nesterov: bool = setting(False, OPTIMISER, "Nesterov momentum")
+    weight_decay: float = setting(1e-4, OPTIMISER, "L2 weight decay")
+    decay_norm_and_bias: bool = setting(True, OPTIMISER, "also decay BN weights and biases "
+                                        "(the paper does; modern recipes do not)")
+    label_smoothing: float = setting(0.0, OPTIMISER, "label smoothing in [0, 1)")
+    ema_decay: float = setting(0.0, OPTIMISER, "> 0: evaluate and save a moving average of "
+                               "the weights (timm's EMA)")
+    schedule: str = setting("step", SCHEDULE, "step, cosine, onecycle (warm-up then linear "
+                            "decay) or plateau", choices=("step", "cosine", "onecycle", "plateau"))
+    iterations: int = setting(64_000, SCHEDULE, "total training steps (the paper: 64000 on "
+                              "CIFAR)")
+    milestones: tuple[int, ...] = setting((32_000, 48_000), SCHEDULE, "step schedule: "
+                                          "multiply the lr by --gamma at these steps")
+    gamma: float = setting(0.1, SCHEDULE, "lr factor at each milestone or plateau")
+    warmup_iters: int = setting(0, SCHEDULE, "linear lr warm-up from 0 over this many steps")
+    warmup_lr: float | None = setting(None, SCHEDULE, "the paper's ResNet-110 warm-up: this lr "
+                                      "until training error < --warmup-until-error (default: "
+                                      "0.01 for >= 110 layers with cifar-paper)")
+    warmup_until_error: float = setting(0.80, SCHEDULE, "training error (fraction) that ends "
+                                        "--warmup-lr")
+    plateau_patience: int = setting(3, SCHEDULE, "plateau schedule: evaluations without "
+                                    "improvement before /10")
+    scale: float = setting(1.0, SCHEDULE, "multiply every step count of the recipe (0.1 = a "
+                           "10x shorter schedule)")
     # --- evaluation, logging, checkpoints (steps) ---
-    eval_every: int = 2000
-    log_every: int = 100
-    checkpoint_every: int = 1000
-    eval_batch_size: int = 500
-    eval_flip: bool = False  # evaluation also scores mirrored images (test-time augmentation)
-    eval_shift: int = 0  # ...and images translated by this many px both ways (airbench's TTA)
+    eval_every: int = setting(2000, EVALUATION, "evaluate on the validation split every this "
+                              "many steps")
+    log_every: int = setting(100, RUN, "write a training record to metrics.jsonl every this "
+                             "many steps")
+    checkpoint_every: int = setting(1000, RUN, "save checkpoints/last.pt every this many steps")
+    eval_batch_size: int = setting(500, EVALUATION, "images per evaluation batch")
+    eval_flip: bool = setting(False, EVALUATION, "evaluation also scores mirrored images")
+    eval_shift: int = setting(0, EVALUATION, "evaluation also scores images shifted by this "
+                              "many px both ways (airbench)")
     # --- system ---
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    amp: str | None = None  # "bf16" | "fp16" (+ loss scaling) | "off"; None: best the device has
-    channels_last: bool | None = None  # None: on (measured faster on CPU and GPU)
-    compile: bool | None = None  # torch.compile the model; None: where measured faster
-    cuda_graphs: bool = False  # CUDA: replay forward+backward as CUDA graphs (beyond the paper)
-    threads: int | None = None  # CPU threads; None: all cores
-    deterministic: bool = False  # bit-exact runs and resumes (CPU)
-    sync_bn: bool = False  # DDP: SyncBatchNorm
-    seed: int = 0
-    out: str = "runs/run"
-    tensorboard: bool = False
-    progress: bool = True
-    ignore_memory_check: bool = False  # train even where the estimate says it cannot fit
+    device: str = setting("auto", SYSTEM, "auto, cpu, cuda, cuda:N or mps (auto: CUDA, else "
+                          "MPS, else CPU)")
+    amp: str | None = setting(None, SYSTEM, "mixed precision: bf16, fp16 (with loss scaling, "
+                              "for GPUs without fast bf16) or off (default: bf16 on CUDA GPUs "
+                              "that have it, fp16 on older ones, off elsewhere)",
+                              choices=("bf16", "fp16", "off"))
+    channels_last: bool | None = setting(None, SYSTEM, "NHWC memory layout (default: on; "
+                                         "measured faster on CPU and GPU)")
+    compile: bool | None = setting(None, SYSTEM, "torch.compile the model (default: on only "
+                                   "for CIFAR nets of <= 110 layers training >= 5000 steps on "
+                                   "a CPU, where it measured faster)")
+    cuda_graphs: bool = setting(False, SYSTEM, "CUDA: replay forward+backward as CUDA graphs "
+                                "(beyond the paper)")
+    threads: int | None = setting(None, SYSTEM, "CPU threads (default: all cores)")
+    deterministic: bool = setting(False, RUN, "bit-exact runs and resumes (CPU)")
+    sync_bn: bool = setting(False, SYSTEM, "DDP: synchronise batch-norm statistics across "
+                            "processes")
+    seed: int = setting(0, RUN, "random seed of initialisation, shuffling and augmentation")
+    out: str = setting("runs/run", RUN, "run folder: config.json, metrics.jsonl, checkpoints/, "
+                       "summary.json (default: runs/run, or runs/run-2, -3... if that holds a run)")
+    tensorboard: bool = setting(False, RUN, "also write TensorBoard logs (needs the "
+                                "tensorboard package)")
+    progress: bool = setting(True, RUN, "show a progress bar")
+    ignore_memory_check: bool = setting(False, RUN, "train even where the memory estimate "
+                                        "says the run cannot fit (docs/memory.md)")
 
     def scaled(self, steps: int) -> int:
         return max(1, round(steps * self.scale))
@@ -109,73 +180,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-# Recipes: named overrides. Each says where it departs from the paper.
-RECIPES: dict[str, dict[str, Any]] = {
-    # Section 4.2: the defaults above are this recipe.
-    "cifar-paper": {},
-    # Section 3.4: batch 256, lr 0.1 divided by 10 when the error plateaus, up to 60e4 steps.
-    "imagenet-paper": {
-        "dataset": "imagefolder",
-        "batch_size": 256,
-        "lr_base_batch": 256,
-        "schedule": "plateau",
-        "iterations": 600_000,
-        "milestones": (),
-        "val_size": 10_000,
-        "eval_every": 5000,
-        "checkpoint_every": 2500,
-        "eval_batch_size": 100,
-    },
-    # Beyond the paper: one-cycle-like cosine with linear warm-up, label smoothing,
-    # Nesterov momentum, no weight decay on BN and biases; 20 epochs of 45k images
-    # (~22 minutes for ResNet-20 on 2 CPU cores, see docs/benchmarks.md).
-    "cifar-fast": {
-        "schedule": "cosine",
-        "iterations": 7_000,
-        "milestones": (),
-        "warmup_iters": 350,
-        "lr_base": 0.2,
-        "weight_decay": 5e-4,
-        "decay_norm_and_bias": False,
-        "nesterov": True,
-        "label_smoothing": 0.1,
-        "normalize": "channel",
-        "eval_every": 700,
-    },
-    # Beyond the paper, and beyond its networks: the fastest way found to 90% on a CPU
-    # (seeds 0-3: 90.26-90.42% validation accuracy, docs/benchmarks.md).
-    # A wide, shallow residual net (models/fast.py) with the DAWNBench/airbench recipe:
-    # batch 512, linear warm-up then linear decay to 0 ("onecycle"), Nesterov, label
-    # smoothing 0.2, 2-px translations, alternating flips, a moving average of the
-    # weights, evaluation with mirrored and 1-px shifted images too. 27.6 epochs of 45k
-    # images, 19.3-25.2 minutes on 2 CPU cores (the machine's speed drifts); the search
-    # is in docs/benchmarks.md.
-    "cifar-speedrun": {
-        "model": "fastresnet",
-        "batch_size": 512,
-        "lr_base_batch": 512,
-        "schedule": "onecycle",
-        "iterations": 2_400,
-        "milestones": (),
-        "warmup_iters": 480,
-        "lr_base": 0.8,
-        "weight_decay": 5e-4,
-        "decay_norm_and_bias": False,
-        "nesterov": True,
-        "label_smoothing": 0.2,
-        "ema_decay": 0.99,
-        "normalize": "channel",
-        "crop_pad": 2,
-        "alternate_flip": True,
-        "eval_flip": True,
-        "eval_shift": 1,
-        "eval_every": 800,
-        "log_every": 30,
-        "checkpoint_every": 100,
-    },
-}
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -224,22 +228,14 @@ _AT_LEAST: dict[str, int] = {
 # Fractions, with their interval: "(" or ")" leaves that end out.
 _FRACTIONS = {"momentum": "[0, 1)", "ema_decay": "[0, 1)", "label_smoothing": "[0, 1)",
               "gamma": "(0, 1]", "warmup_until_error": "[0, 1]"}  # fmt: skip
-_CHOICES: dict[str, tuple[str | None, ...]] = {
-    "schedule": ("step", "cosine", "onecycle", "plateau"),
-    "normalize": ("pixel-mean", "channel"),
-    "augment": ("paper", "rrc", "none"),
-    "amp": (None, "bf16", "fp16", "off"),
-    "recipe": tuple(RECIPES),
-}
+CHOICES = {f.name: f.metadata["choices"] for f in dataclasses.fields(TrainConfig)
+           if f.metadata["choices"]}  # fmt: skip
 
 
 def check_config(cfg: TrainConfig) -> None:
     """Every value checked before anything is built or written; messages name the key."""
     check_types(cfg)
-    for key, choices in _CHOICES.items():
-        if getattr(cfg, key) not in choices:
-            named = ", ".join(c for c in choices if c is not None)
-            raise ValueError(f"unknown {key} {getattr(cfg, key)!r}; choose {named}")
+    check_choices(cfg)
     for key, low in _AT_LEAST.items():
         value = getattr(cfg, key)
         if value is not None and value < low:
@@ -262,6 +258,34 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError("cuda_graphs needs amp bf16 or off (fp16's loss scaling is not captured)")
     if cfg.cuda_graphs and cfg.compile:
         raise ValueError("cuda_graphs and compile exclude each other: choose one")
+
+
+def check_choices(settings: Any) -> None:
+    """A named choice for each field that has them (None where the field allows it), and
+    the data settings that only CIFAR takes. `settings` is a TrainConfig or anything with
+    some of its fields (data.DataSettings)."""
+    for key, choices in CHOICES.items():
+        value = getattr(settings, key, None)
+        if value is not None and value not in choices and not (
+            key == "dataset" and value.lower() in choices
+        ):
+            raise ValueError(f"unknown {key} {value!r}; choose {', '.join(choices)}")
+    cifar = is_cifar(settings.dataset)
+    if settings.augment == "rrc" and cifar:
+        raise ValueError(f"augment rrc is not available for {settings.dataset}")
+    for key in ("crop_pad", "cutout", "alternate_flip"):
+        if getattr(settings, key) not in (None, 0, False) and not cifar:
+            raise ValueError(f"{key} needs a CIFAR dataset, not {settings.dataset}")
+
+
+def check_split(batch_size: int, world_size: int, grad_accum_steps: int) -> None:
+    """Each process takes an equal share of a step, in equal micro-batches."""
+    if batch_size % (world_size * grad_accum_steps):
+        processes = f"{world_size} processes x " if world_size > 1 else ""
+        raise ValueError(
+            f"batch_size {batch_size} is not divisible by {processes}grad_accum_steps "
+            f"{grad_accum_steps}: each step is that many equal micro-batches"
+        )
 
 
 def check_types(cfg: TrainConfig) -> None:
@@ -341,15 +365,31 @@ def config_edits(path: Path, saved: dict[str, Any], skip: set[str]) -> list[str]
             if key not in skip and data.get(key, missing) != want.get(key, missing)]  # fmt: skip
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read a config.json back; unknown keys are reported with the file's name."""
+def load_config(path: str | Path, recipe: str | None = None, **overrides: Any) -> TrainConfig:
+    """A run's config from a file, with `overrides` (flags) over it: defaults <- recipe
+    <- the file <- overrides. The file is a saved RUN/config.json or a few fields; its
+    recipe is used unless `recipe` is given. The file's own values are checked as it is
+    read, and a bad file is one line naming it (and the key); the result is checked by
+    the run's gate (training/plan.py), once.
+
+    >>> cfg = load_config("runs/r56/config.json", seed=1)  # `reslab train --config ... --seed 1`
+    """
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: cannot read config: {e}") from None
-    recipe = data.pop("recipe", "cifar-paper")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ValueError(f"{path}: the file is {size:,} bytes, not a config")
+        data = json.loads(path.read_bytes())
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read config: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a JSON config ({e.reason})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not a JSON config ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: holds a JSON {type(data).__name__}, not an object of settings")
     try:
-        return make_config(recipe, **data)
+        check_config(merge_config(data.get("recipe", "cifar-paper"), data))
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
+    return merge_config(recipe or data.get("recipe", "cifar-paper"), {**data, **overrides})

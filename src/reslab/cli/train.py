@@ -8,15 +8,20 @@ from .config_flags import EXAMPLES, add_config_flags, config_overrides
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..config import merge_config
+    from ..config import load_config, merge_config
     from ..storage.runlock import fresh_run_dir
     from ..training.loop import train
 
     overrides = config_overrides(args)
+    if args.resume and args.config:
+        raise ValueError("--config starts a new run; --resume continues one with its own config")
     if args.resume:
         result = train(resume=args.resume, stop_after=args.stop_after, **overrides)
     else:
-        cfg = merge_config(args.recipe or "cifar-paper", overrides)  # checked by train()
+        if args.config:  # recipe < file < flags
+            cfg = load_config(args.config, args.recipe, **overrides)
+        else:
+            cfg = merge_config(args.recipe or "cifar-paper", overrides)  # checked by train()
         announce = None
         if args.out is None:  # the default folder: never reuse one that holds a run
             cfg.out = str(fresh_run_dir(cfg.out))
@@ -43,7 +48,14 @@ def add(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run = p.add_argument_group("resume and overwrite")
+    run = p.add_argument_group("config file, resume and overwrite")
+    run.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="start from the settings in this JSON file (a run's config.json, or a few "
+        "fields); the recipe's defaults under it, flags over it",
+    )
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder exactly")
     run.add_argument(
         "--overwrite",

@@ -7,11 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import check_choices, check_split
+from ..datasets import DATASETS, dataset_kind, is_cifar
 from .augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -26,6 +29,7 @@ from .cifar import load_cifar
 from .decoded_loader import DecodedLoader
 from .folder_cache import decoded_split, stored_side
 from .loaders import FolderDataset, FolderLoader, Loader, MemoryLoader
+from .settings import DataSettings
 from .sources import (
     DatasetError,
     FolderIndex,
@@ -36,13 +40,7 @@ from .sources import (
     is_archive,
 )
 
-KINDS = {
-    "cifar10": "memory",
-    "cifar100": "memory",
-    "imagefolder": "imagefolder",
-    "imagenet": "imagefolder",
-    "imagenette": "imagefolder",
-}
+KINDS = {name: kind.loader for name, kind in DATASETS.items()}  # "memory" | "imagefolder"
 VIEWS = ("center", "ten-crop", "full")
 
 
@@ -90,68 +88,60 @@ def split_indices(n: int, val_size: int, split_seed: int, limit: int | None):
     return np.sort(perm[val_size:]), np.sort(perm[:val_size])
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where the batches go, not what they are: this process's device and shard."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    channels_last: bool = False
+    cache: Path | None = None  # decoded data and extracted archives; None: the default
+    fixed_norm: Normalizer | None = None  # a trained model's statistics, not refitted
+    training: bool = True  # False: evaluation only: no training loader, train/ optional
+
+
 def build_data(
     dataset: str,
     data_dir: str | Path,
     *,
-    batch_size: int,
-    eval_batch_size: int = 256,
-    val_size: int = 5000,
-    split_seed: int = 0,
-    seed: int = 0,
-    image_size: int | None = None,  # None: 32 for CIFAR, 224 for imagefolder
-    normalize: str = "pixel-mean",  # "pixel-mean" (paper) | "channel"
-    augment: str = "paper",  # "paper" | "rrc" (imagefolder) | "none"
-    workers: int = 2,
     device: str | torch.device = "cpu",
-    cache_dir: str | Path | None = None,
-    download: bool = False,
-    strict: bool = False,
     rank: int = 0,
     world_size: int = 1,
     channels_last: bool = False,
-    limit: int | None = None,  # first `limit` training images after a seeded shuffle
-    crop_pad: int | None = None,  # CIFAR random-crop padding, px; None: image_size / 8
-    cutout: int = 0,  # CIFAR: side of a random square set to the mean colour, px; 0: off
-    alternate_flip: bool = False,  # CIFAR: mirror each image in every other epoch
+    cache_dir: str | Path | None = None,
     normalization: dict | None = None,  # fixed statistics (a trained model's), not refitted
-    decoded_cache: bool | None = None,  # imagefolder: train from decoded rows; None: if small
     training: bool = True,  # False: evaluation only: no training loader, train/ optional
+    **settings: Any,  # DataSettings' fields: batch_size, val_size, image_size, ...
 ) -> Data:
-    kind = KINDS.get(dataset.lower())
-    if kind is None:
-        raise DatasetError(f"unknown dataset {dataset!r}; choose from {sorted(KINDS)}")
-    if normalize not in ("pixel-mean", "channel"):
-        raise DatasetError(f"unknown normalize={normalize!r}; use 'pixel-mean' or 'channel'")
-    if augment not in ("paper", "rrc", "none") or (augment == "rrc" and kind == "memory"):
-        raise DatasetError(f"augment={augment!r} is not available for {dataset}")
-    for key, value in (("crop_pad", crop_pad), ("cutout", cutout or None)):
-        if value is not None and (kind != "memory" or value < 0):
-            raise DatasetError(f"{key}={value} needs a CIFAR dataset and a value >= 0")
-    if alternate_flip and kind != "memory":
-        raise DatasetError(f"alternate_flip needs a CIFAR dataset, not {dataset}")
+    """Train/val/test loaders from a dataset name, a folder and DataSettings' fields as
+    keywords, checked as a run's config is (a training run's are checked by its plan)."""
+    s = DataSettings(dataset=dataset, data_dir=str(data_dir), **settings)
+    try:
+        check_choices(s)
+        check_split(s.batch_size, world_size, 1)
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
     if not 0 <= rank < world_size:
         raise DatasetError(f"rank {rank} outside world_size {world_size}")
-    where = Path(data_dir).expanduser()
+    place = Placement(torch.device(device), rank, world_size, channels_last,
+                      Path(cache_dir).expanduser() if cache_dir else None,
+                      Normalizer.from_dict(normalization) if normalization else None,
+                      training)  # fmt: skip
+    return load_data(s, place)
+
+
+def load_data(s: DataSettings, place: Placement) -> Data:
+    """The loaders of checked settings `s`, placed as `place` says."""
+    where = Path(s.data_dir).expanduser()
     if where.exists() and not where.is_dir() and not is_archive(where):
         raise DatasetError(f"--data-dir {where} is a file, not a dataset folder or archive")
-    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    common = dict(
-        batch_size=batch_size, eval_batch_size=eval_batch_size, val_size=val_size,
-        split_seed=split_seed, seed=seed, augment=augment, device=torch.device(device),
-        strict=strict, rank=rank, world_size=world_size, channels_last=channels_last, limit=limit,
-        fixed_norm=Normalizer.from_dict(normalization) if normalization else None,
-    )  # fmt: skip
-    if kind == "memory":
-        src = load_cifar(
-            dataset.lower(), Path(data_dir), cache, download_ok=download, strict=strict
-        )
-        return _memory_data(src, image_size or 32, normalize, crop_pad=crop_pad, cutout=cutout,
-                            alternate_flip=alternate_flip, training=training, **common)  # fmt: skip
-    root = find_tree(Path(data_dir), cache)
-    return _folder_data(index_tree(root, need_train=training), image_size or 224, normalize,
-                        workers=workers, cache=cache, decoded_cache=decoded_cache,
-                        training=training, **common)  # fmt: skip
+    cache = place.cache or default_cache_dir()
+    if is_cifar(s.dataset):
+        src = load_cifar(s.dataset.lower(), where, cache, download_ok=s.download, strict=s.strict)
+        return _memory_data(src, s, place)
+    root = find_tree(where, cache)
+    return _folder_data(index_tree(root, need_train=place.training), s, place, cache)
 
 
 def _resize(x: torch.Tensor | None, size: int) -> torch.Tensor | None:
@@ -161,11 +151,12 @@ def _resize(x: torch.Tensor | None, size: int) -> torch.Tensor | None:
     return y.round().clamp(0, 255).to(torch.uint8)
 
 
-def _memory_data(src, image_size, normalize, *, device, eval_batch_size, augment, crop_pad,
-                 cutout, alternate_flip, training, **kw) -> Data:  # fmt: skip
-    if training and not len(src.train_x):
+def _memory_data(src, s: DataSettings, place: Placement) -> Data:
+    image_size = s.image_size or dataset_kind(s.dataset).image_size
+    device = place.device
+    if place.training and not len(src.train_x):
         raise DatasetError(f"{src.origin}: no training images (missing split folder 'train/')")
-    tr, va = (split_indices(len(src.train_x), kw["val_size"], kw["split_seed"], kw["limit"])
+    tr, va = (split_indices(len(src.train_x), s.val_size, s.split_seed, s.limit)
               if len(src.train_x) else (np.zeros(0, np.int64),) * 2)  # fmt: skip
     x = _resize(src.train_x, image_size).to(device)
     y = src.train_y.to(device)
@@ -176,27 +167,45 @@ def _memory_data(src, image_size, normalize, *, device, eval_batch_size, augment
     if test_x is not None:
         parts["test"] = (test_x.to(device), src.test_y.to(device))
     # Fitted on the uint8 split itself, a chunk at a time (no float copy of the dataset).
-    norm = kw["fixed_norm"] or Normalizer.fit(normalize, parts["train"][0])
+    norm = place.fixed_norm or Normalizer.fit(s.normalize, parts["train"][0])
     norm = norm.to(device)
     if norm.kind == "pixel-mean" and tuple(norm.mean.shape[-2:]) != (image_size, image_size):
-        raise DatasetError(f"the model's mean image is {tuple(norm.mean.shape)}, the data "
-                           f"{image_size}x{image_size} px")  # fmt: skip
-    pad = image_size // 8 if crop_pad is None else crop_pad  # 4 px at 32, as in sec. 4.2
-    train = MemoryLoader(
-        *parts["train"], norm, batch_size=kw["batch_size"], train=True, seed=kw["seed"],
-        pad=pad, rank=kw["rank"], world_size=kw["world_size"],
-        channels_last=kw["channels_last"], augment=augment != "none", cutout=cutout,
-        alternate_flip=alternate_flip,
-    ) if training else None  # fmt: skip
+        raise DatasetError(
+            f"the model's mean image is {tuple(norm.mean.shape)}, the data "
+            f"{image_size}x{image_size} px"
+        )
+    pad = image_size // 8 if s.crop_pad is None else s.crop_pad  # 4 px at 32, as in sec. 4.2
+    train = None
+    if place.training:
+        train = MemoryLoader(
+            *parts["train"],
+            norm,
+            batch_size=s.batch_size,
+            train=True,
+            seed=s.seed,
+            pad=pad,
+            rank=place.rank,
+            world_size=place.world_size,
+            channels_last=place.channels_last,
+            augment=s.augment != "none",
+            cutout=s.cutout,
+            alternate_flip=s.alternate_flip,
+        )
 
     def make_eval(split: str, view: str, scale: int | None) -> Loader | None:
         if parts.get(split) is None:
             return None
         px = scaled(scale, image_size) if scale else None
         return MemoryLoader(
-            *parts[split], norm, batch_size=eval_batch_size, train=False, pad=pad,
-            channels_last=kw["channels_last"], view=view, scale=px,
-        )  # fmt: skip
+            *parts[split],
+            norm,
+            batch_size=s.eval_batch_size,
+            train=False,
+            pad=pad,
+            channels_last=place.channels_last,
+            view=view,
+            scale=px,
+        )
 
     return _data(train, make_eval, src.classes, image_size, norm, "memory")
 
@@ -211,10 +220,11 @@ class _EvalView:
         return self.fn(path, self.size)
 
 
-def _folder_data(splits: dict[str, FolderIndex], image_size, normalize, *, workers, device,
-                 eval_batch_size, augment, strict, cache, decoded_cache, training,
-                 **kw) -> Data:  # fmt: skip
-    if strict:
+def _folder_data(
+    splits: dict[str, FolderIndex], s: DataSettings, place: Placement, cache: Path
+) -> Data:
+    image_size = s.image_size or dataset_kind(s.dataset).image_size
+    if s.strict:
         bad = [p for ix in splits.values() for p in check_files(ix.paths)]
         if bad:
             raise DatasetError(f"{len(bad)} unreadable image files, e.g. {bad[:3]}")
@@ -222,8 +232,7 @@ def _folder_data(splits: dict[str, FolderIndex], image_size, normalize, *, worke
     full = splits.get("train")  # None: evaluation of a tree with only test/ (or val/)
     sub: dict[str, tuple[list[str], list[int]] | None] = {}
     if full is not None:
-        tr, va = split_indices(len(full.paths), 0 if given else kw["val_size"], kw["split_seed"],
-                               kw["limit"])  # fmt: skip
+        tr, va = split_indices(len(full.paths), 0 if given else s.val_size, s.split_seed, s.limit)
         sub["train"] = ([full.paths[i] for i in tr], [full.labels[i] for i in tr])
         sub["val"] = (
             ([full.paths[i] for i in va], [full.labels[i] for i in va]) if len(va) else None
@@ -234,29 +243,33 @@ def _folder_data(splits: dict[str, FolderIndex], image_size, normalize, *, worke
     if test is not None:
         sub["test"] = (test.paths, test.labels)
     # Per-channel ImageNet statistics whatever `normalize` says: see augment.Normalizer.
-    norm = kw["fixed_norm"] or Normalizer(
+    norm = place.fixed_norm or Normalizer(
         "channel", torch.tensor(IMAGENET_MEAN).reshape(3, 1, 1), torch.tensor(IMAGENET_STD)
     )
     if norm.kind != "channel":
         raise DatasetError("ImageFolder data takes per-channel statistics, not a mean image")
-    if augment == "none":
+    if s.augment == "none":
         view, pca = _EvalView(center_view, image_size), False
     else:
-        view, pca = partial(TRAIN_VIEWS[augment], image_size=image_size), True
+        view, pca = partial(TRAIN_VIEWS[s.augment], image_size=image_size), True
     loader_kw = dict(
-        seed=kw["seed"], workers=workers, device=device, channels_last=kw["channels_last"]
+        seed=s.seed, workers=s.workers, device=place.device, channels_last=place.channels_last
     )
     # A smoke run (`limit`) streams: it should not decode a whole split first.
-    use_cache = training and decoded_cache is not False and (kw["limit"] is None or decoded_cache)
-    train = _decoded_train(full, tr, image_size, norm, cache=cache, workers=workers, device=device,
-                           augment=augment, strict=strict, forced=bool(decoded_cache),
-                           **kw) if use_cache else None  # fmt: skip
-    if train is None and training:
+    use_cache = (
+        place.training and s.decoded_cache is not False and (s.limit is None or s.decoded_cache)
+    )
+    train = _decoded_train(full, tr, image_size, norm, s, place, cache) if use_cache else None
+    if train is None and place.training:
         train = FolderLoader(
-            FolderDataset(*sub["train"], view, seed=kw["seed"], pca=pca, strict=strict),
-            norm, batch_size=kw["batch_size"], train=True, rank=kw["rank"],
-            world_size=kw["world_size"], **loader_kw,
-        )  # fmt: skip
+            FolderDataset(*sub["train"], view, seed=s.seed, pca=pca, strict=s.strict),
+            norm,
+            batch_size=s.batch_size,
+            train=True,
+            rank=place.rank,
+            world_size=place.world_size,
+            **loader_kw,
+        )
 
     def make_eval(split: str, view: str, scale: int | None) -> Loader | None:
         if sub.get(split) is None:
@@ -266,9 +279,9 @@ def _folder_data(splits: dict[str, FolderIndex], image_size, normalize, *, worke
         else:
             fn, bs = (
                 _EvalView(center_view if view == "center" else ten_crop_view, image_size),
-                eval_batch_size,
+                s.eval_batch_size,
             )
-        ds = FolderDataset(*sub[split], fn, seed=0, pca=False, strict=strict)
+        ds = FolderDataset(*sub[split], fn, seed=0, pca=False, strict=s.strict)
         return FolderLoader(ds, norm, batch_size=bs, train=False, **loader_kw)
 
     classes = (full or next(iter(splits.values()))).classes
@@ -278,13 +291,15 @@ def _folder_data(splits: dict[str, FolderIndex], image_size, normalize, *, worke
     return data
 
 
-def _decoded_train(full: FolderIndex, tr: np.ndarray, image_size: int, norm: Normalizer, *,
-                   cache: Path, workers: int, forced: bool, **kw) -> DecodedLoader | None:  # fmt: skip
+def _decoded_train(
+    full: FolderIndex, tr: np.ndarray, image_size: int, norm: Normalizer, s: DataSettings,
+    place: Placement, cache: Path,
+) -> DecodedLoader | None:  # fmt: skip
     """The training split from its decoded-image cache (folder_cache.py), or None when it
     is too large for one (or the disk too full): then JPEGs are decoded while training."""
     split = decoded_split(full.root, full.paths, stored_side(image_size), cache,
-                          workers=workers, strict=kw["strict"],
-                          limit_bytes=2**62 if forced else None)  # fmt: skip
+                          workers=s.workers, strict=s.strict,
+                          limit_bytes=2**62 if s.decoded_cache else None)  # fmt: skip
     if split is None:
         return None
     if not split.ok[tr].all():
@@ -292,10 +307,19 @@ def _decoded_train(full: FolderIndex, tr: np.ndarray, image_size: int, norm: Nor
         warnings.warn(f"skipped {len(bad)} unreadable image files, e.g. {bad[:3]}", stacklevel=4)
     rows = tr[split.ok[tr]]
     return DecodedLoader(
-        split.images, rows, np.asarray(full.labels)[rows], norm, batch_size=kw["batch_size"],
-        image_size=image_size, augment=kw["augment"], seed=kw["seed"], device=kw["device"],
-        rank=kw["rank"], world_size=kw["world_size"], channels_last=kw["channels_last"],
-    )  # fmt: skip
+        split.images,
+        rows,
+        np.asarray(full.labels)[rows],
+        norm,
+        batch_size=s.batch_size,
+        image_size=image_size,
+        augment=s.augment,
+        seed=s.seed,
+        device=place.device,
+        rank=place.rank,
+        world_size=place.world_size,
+        channels_last=place.channels_last,
+    )
 
 
 def _data(train, make_eval, classes, image_size, norm, kind) -> Data:

@@ -31,9 +31,8 @@ def epoch_rng(seed: int, epoch: int, *more: int) -> np.random.Generator:
 
 
 def shard_bounds(batch_size: int, rank: int, world_size: int) -> tuple[int, int]:
-    """This rank's contiguous chunk [lo, hi) of every global batch."""
-    if batch_size % world_size:
-        raise DatasetError(f"batch_size {batch_size} is not divisible by world_size {world_size}")
+    """This rank's contiguous chunk [lo, hi) of every global batch (which the run's plan,
+    or build_data, has checked divides evenly)."""
     per = batch_size // world_size
     return rank * per, (rank + 1) * per
 

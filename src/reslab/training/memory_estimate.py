@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
+from ..datasets import dataset_kind, is_cifar
 from ..devices import GIB, MIB, available
 
 BASE = 400 * MIB  # calibrated: python + torch + the run's objects, before any batch
@@ -86,9 +87,7 @@ def model_shape(model: nn.Module, image_size: int) -> Shape:
 
 
 def image_size_of(cfg: TrainConfig) -> int:
-    return cfg.image_size or (
-        224 if cfg.dataset in ("imagefolder", "imagenet", "imagenette") else 32
-    )
+    return cfg.image_size or dataset_kind(cfg.dataset).image_size
 
 
 def estimate(cfg: TrainConfig, shape: Shape, batch: int, accum: int, world_size: int = 1) -> int:
@@ -97,11 +96,12 @@ def estimate(cfg: TrainConfig, shape: Shape, batch: int, accum: int, world_size:
     per = batch // world_size  # B
     element = 2 if cfg.amp in ("bf16", "fp16") else 4
     image = 3 * s * s * 4  # one float input image, bytes
-    data = 2 * CIFAR_IMAGES * 3 * s * s if cfg.dataset.startswith("cifar") else 0
+    cifar = is_cifar(cfg.dataset)
+    data = 2 * CIFAR_IMAGES * 3 * s * s if cifar else 0
     state = 4 * shape.params * (3 + (cfg.ema_decay > 0))
     act = (per // accum) * (ACT * shape.stored + WORK * shape.widest) * element
     evaluation = cfg.eval_batch_size * (3 * shape.widest * 4 + image)
-    workers = 0 if cfg.dataset.startswith("cifar") else cfg.workers
+    workers = 0 if cifar else cfg.workers
     loader = workers * (WORKER + PREFETCH * per * image)
     return int(BASE + data + state + max(act, evaluation) + IN * per * image + loader)
 

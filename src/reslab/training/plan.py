@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from .. import distributed
-from ..config import TrainConfig, check_config, config_edits, merge_config
+from ..config import TrainConfig, check_config, check_split, config_edits, merge_config
+from ..datasets import is_cifar
 from ..devices import amp_dtype, pick_device
 from ..distributed import DistInfo
 from ..models import build, get_spec
@@ -97,7 +98,7 @@ def plan_resume(
 
 def _plan_checked(cfg: TrainConfig, *, resume: bool, inputs: bool) -> Plan:
     world = distributed.from_env()
-    check_split(cfg, world)
+    check_split(cfg.batch_size, world.world_size, cfg.grad_accum_steps)
     check_threads(cfg.threads)
     device = pick_device(cfg.device)
     dtype = amp_dtype(cfg.amp, device)
@@ -131,16 +132,6 @@ def meta_model(cfg: TrainConfig) -> nn.Module:
         return build(cfg.model, shortcut=cfg.shortcut, **cfg.model_args)
 
 
-def check_split(cfg: TrainConfig, world: DistInfo) -> None:
-    """Each process takes an equal share of a step, in equal micro-batches."""
-    if cfg.batch_size % (world.world_size * cfg.grad_accum_steps):
-        processes = f"{world.world_size} processes x " if world.enabled else ""
-        raise ValueError(
-            f"batch_size {cfg.batch_size} is not divisible by {processes}grad_accum_steps "
-            f"{cfg.grad_accum_steps}: each step is that many equal micro-batches"
-        )
-
-
 def check_threads(threads: int | None) -> None:
     cores = os.cpu_count() or 1
     if threads is not None and threads > THREADS_PER_CORE * cores:
@@ -153,7 +144,7 @@ def check_threads(threads: int | None) -> None:
 def check_data_dir(cfg: TrainConfig) -> None:
     data_dir = Path(os.path.expanduser(cfg.data_dir))
     if not data_dir.exists() and not cfg.download:
-        hint = " (--download fetches CIFAR into it)" if cfg.dataset.startswith("cifar") else ""
+        hint = " (--download fetches CIFAR into it)" if is_cifar(cfg.dataset) else ""
         raise ValueError(f"data_dir {cfg.data_dir} does not exist{hint}")
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -20,7 +19,9 @@ from torch import nn
 
 from .. import distributed
 from ..config import TrainConfig, save_config
-from ..data import Data, build_data
+from ..data import Data, DataSettings
+from ..data import build as data_builder
+from ..data.build import Placement
 from ..devices import amp_hint, set_threads
 from ..distributed import DistInfo, convert_sync_batchnorm
 from ..models import create_model
@@ -184,24 +185,10 @@ def accelerate(run: Run, family: str, layers: int, first_images: Any) -> None:
         run.train_model = graphed(run.model, sample, run.amp_dtype is not None)
 
 
-# TrainConfig fields that build_data takes under the same name.
-DATA_FIELDS = (
-    "batch_size", "eval_batch_size", "val_size", "split_seed", "seed", "image_size",
-    "normalize", "augment", "workers", "limit", "download", "strict", "crop_pad", "cutout",
-    "alternate_flip", "decoded_cache",
-)  # fmt: skip
-
-
 def load_data(cfg: TrainConfig, device: torch.device, dist_info: DistInfo) -> Data:
-    return build_data(
-        cfg.dataset,
-        os.path.expanduser(cfg.data_dir),
-        device=device,
-        rank=dist_info.rank,
-        world_size=dist_info.world_size,
-        channels_last=cfg.channels_last if cfg.channels_last is not None else True,
-        **{name: getattr(cfg, name) for name in DATA_FIELDS},
-    )
+    channels_last = cfg.channels_last if cfg.channels_last is not None else True
+    place = Placement(device, dist_info.rank, dist_info.world_size, channels_last)
+    return data_builder.load_data(DataSettings.of(cfg), place)
 
 
 def build_model(
