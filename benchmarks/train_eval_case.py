@@ -71,7 +71,8 @@ def peer(p: dict) -> dict:
 
     from reslab import create_model
     from reslab.data.build import split_indices
-    from reslab.data.sources import default_cache_dir, find_tree, index_tree
+    from reslab.data.sources import find_tree, index_tree
+    from reslab.storage.downloads import default_cache_dir
 
     # reslab's file list and held-out images (an archive is read where reslab unpacked it)
     index = index_tree(find_tree(Path(p["data_dir"]), default_cache_dir()))["train"]

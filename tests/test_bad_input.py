@@ -269,7 +269,7 @@ def test_arch_and_manifest_conflicts(
     capsys: pytest.CaptureFixture, run: Path, image: Path, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    from reslab.data.sources import file_digest
+    from reslab.storage.downloads import file_digest
     from reslab.weights import save_torchvision
 
     for model, arch, want in ((run, "nope", "--arch: unknown model 'nope'"),

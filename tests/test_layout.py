@@ -1,15 +1,18 @@
-"""The layout the code promises (issue "One home for each concern"): imports point one
-way, with no cycle; reslab modules are imported at module level (only the CLI imports
-lazily, to keep `--help` fast); files and functions stay short enough to read."""
+"""The layout the code promises (docs/guide.md, "How the code is laid out"): each layer
+imports only the layers before it, with no cycle; reslab modules are imported at module
+level (only the CLI imports lazily, to keep `--help` fast); files and functions stay
+short enough to read."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "reslab"
+GUIDE = SRC.parent.parent / "docs" / "guide.md"
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 80
 
@@ -76,6 +79,43 @@ def test_module_level_imports_have_no_cycle() -> None:
     for m in graph:
         if m not in state:
             visit(m)
+
+
+def documented_layers() -> list[list[str]]:
+    """The first column of the guide's layout table, top to bottom: per row, the modules
+    and packages it names (`training/` -> reslab.training, `zoo/publish.py` ->
+    reslab.zoo.publish)."""
+    text = GUIDE.read_text()
+    section = text[text.index("## How the code is laid out") :]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    layers = []
+    for row in rows:
+        cell = row.split("|")[1]
+        names = re.findall(r"`([^`]+)`", cell)
+        layers.append(["reslab." + n.removesuffix("/").removesuffix(".py").replace("/", ".")
+                       for n in names])  # fmt: skip
+    return layers
+
+
+def test_each_layer_imports_only_the_layers_before_it() -> None:
+    layers = documented_layers()
+
+    def layer(module: str) -> int | None:
+        """The row that names the module or its longest enclosing package."""
+        found = [(len(n), i) for i, names in enumerate(layers) for n in names
+                 if module == n or module.startswith(n + ".")]  # fmt: skip
+        return max(found)[1] if found else None
+
+    modules = _modules()
+    unplaced = [m for m in modules if m != "reslab" and layer(m) is None]
+    assert not unplaced, f"modules in no row of the guide's layout table: {unplaced}"
+    upward = []
+    for m, path in modules.items():
+        for t in _imports(m, path, top_level=True):
+            # `from .. import x` names the package too; only the module x counts
+            if t in modules and t != "reslab" and m != "reslab" and layer(t) > layer(m):
+                upward.append(f"{m} -> {t}")
+    assert not upward, f"imports of a later layer of docs/guide.md's table: {upward}"
 
 
 # Optional dependencies, imported where used so that reslab runs without them.

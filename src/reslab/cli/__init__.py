@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 # step; keeping them (no mmap, no trim) measured ~10% faster on ResNet-20 training and
 # 30-60% on ResNet-50 here (docs/benchmarks.md). Applies to the heavy commands only;
 # DataLoader workers go back to glibc's defaults and the trainer trims its heap before
-# an evaluation forks them (memory_tuning.py: otherwise they double its memory).
+# an evaluation forks them (glibc_heap.py: otherwise they double its memory).
 _MALLOC_TUNING = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
 _HEAVY = {"train", "eval", "reproduce"}
 

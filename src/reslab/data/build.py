@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..config import check_choices, check_split
 from ..datasets import DATASETS, dataset_kind, is_cifar
+from ..storage.downloads import default_cache_dir
 from .augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -34,7 +35,6 @@ from .sources import (
     DatasetError,
     FolderIndex,
     check_files,
-    default_cache_dir,
     find_tree,
     index_tree,
     is_archive,

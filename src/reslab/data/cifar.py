@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from ..errors import one_line
+from ..storage.downloads import DownloadError, download
 from ..storage.files import atomic_write
 from .sources import (
     DatasetError,
     check_files,
-    download,
     file_key,
     find_tree,
     index_tree,
@@ -266,7 +266,10 @@ def load_cifar(
                 f"{name}-tree-{tree_key(root)}", cache_dir, lambda: _from_tree(root, strict)
             )
     if download_ok:
-        arc = download(spec.url, cache_dir / "downloads" / spec.archive, spec.md5)
+        try:
+            arc = download(spec.url, cache_dir / "downloads" / spec.archive, spec.md5)
+        except DownloadError as e:
+            raise DatasetError(str(e)) from e
         return _cached(
             f"{name}-archive-{file_key(arc)}", cache_dir, lambda: _from_archive(arc, spec)
         )

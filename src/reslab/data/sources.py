@@ -11,8 +11,6 @@ import math
 import os
 import shutil
 import tarfile
-import urllib.error
-import urllib.request
 import uuid
 import warnings
 from collections.abc import Callable
@@ -22,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..storage.downloads import file_digest
+
 
 class DatasetError(ValueError):
     """A dataset that cannot be used as given; the message names the path."""
@@ -30,10 +30,6 @@ class DatasetError(ValueError):
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 SPLIT_NAMES = ("train", "val", "test")
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("RESLAB_CACHE") or Path.home() / ".cache" / "reslab")
 
 
 def is_archive(path: Path) -> bool:
@@ -58,20 +54,6 @@ def tree_key(root: Path) -> str:
             # os.fsencode: a name that is not valid UTF-8 hashes as its bytes
             h.update(os.fsencode(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n"))
     return h.hexdigest()[:16]
-
-
-def file_digest(path: Path, algo: str = "sha256") -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def digest_matches(got: str, expected: str) -> bool:
-    """Whole digest, or the prefix that published file names carry (torch.hub's check:
-    torchvision's resnet50-0676ba61.pth), at least 8 hex digits."""
-    return len(expected) >= 8 and got.startswith(expected.lower())
 
 
 def md5sum(path: Path) -> str:
@@ -160,29 +142,6 @@ def extract_archive(archive: Path, cache_dir: Path) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return dest
-
-
-def download(url: str, dest: Path, md5: str, timeout: float = 30.0, algo: str = "md5") -> Path:
-    """Download url to dest (atomically), checking the published digest (MD5 or SHA-256)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part-{uuid.uuid4().hex[:8]}")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
-            shutil.copyfileobj(r, f, 1 << 20)
-    except (urllib.error.URLError, OSError) as e:
-        tmp.unlink(missing_ok=True)
-        raise DatasetError(
-            f"could not download {url} ({e}). If this machine is offline, download the file "
-            f"elsewhere and put it at {dest} (or in your data_dir)."
-        ) from e
-    got = file_digest(tmp, algo)
-    if not digest_matches(got, md5):
-        tmp.unlink(missing_ok=True)
-        raise DatasetError(
-            f"{url}: {algo.upper()} mismatch (got {got}, expected {md5}); file discarded"
-        )
-    os.replace(tmp, dest)
     return dest
 
 

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from ..memory_tuning import reset_worker_heap
+from ..glibc_heap import reset_worker_heap
 from ..storage.runlock import close_inherited_locks
 
 _PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -20,7 +20,7 @@ _PR_SET_PDEATHSIG = 1  # prctl(2)
 
 def init_worker(worker_id: int = 0) -> None:
     """A DataLoader worker_init_fn: end with the parent, let go of its locks, and drop
-    the heap inherited free (memory_tuning)."""
+    the heap inherited free (glibc_heap)."""
     parent = os.getppid()
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before prctl took effect

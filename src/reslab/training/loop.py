@@ -30,7 +30,7 @@ from .. import distributed
 from ..config import TrainConfig, merge_config
 from ..errors import ReslabError, one_line
 from ..evaluation import NonFiniteScores, evaluate
-from ..memory_tuning import release_free_heap
+from ..glibc_heap import release_free_heap
 from ..storage import checkpoint as ckpt_io
 from ..storage.files import write_json
 from ..storage.runlock import Claim, claim_run_dir
@@ -296,7 +296,7 @@ def run_evaluation(run: Run, split: str) -> dict[str, Any] | None:
         return None
     cfg = run.cfg
     dtype = run.amp_dtype
-    # The tuned heap (memory_tuning.py) holds the training step's freed activations; hand
+    # The tuned heap (glibc_heap.py) holds the training step's freed activations; hand
     # them back before the evaluation's workers fork: the next step faults them in once.
     release_free_heap()
     with torch.autocast(run.device.type, dtype or torch.bfloat16, enabled=dtype is not None):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.sources import default_cache_dir, digest_matches, download, file_digest
+from ..storage.downloads import default_cache_dir, digest_matches, download, file_digest
 
 ZOO_DIR = Path(__file__).parent
 MANIFEST = "manifest.json"  # reslab's own trained networks, files beside it

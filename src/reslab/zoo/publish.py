@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..data.sources import file_digest
 from ..inference import load_model
+from ..storage.downloads import file_digest
 from ..storage.files import atomic_write
 from ..weights import save_torchvision
 from . import MANIFEST, ZOO_DIR

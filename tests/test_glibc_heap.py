@@ -13,13 +13,13 @@ import pytest
 from reslab.cli import _MALLOC_TUNING
 from reslab.data import build_data
 from reslab.data.synthetic import make_image_folder
-from reslab.memory_tuning import _glibc, reset_worker_heap
+from reslab.glibc_heap import _glibc, reset_worker_heap
 
 # A "trainer" under the CLI's tunables frees 256 MiB (kept on its heap), then forks a
 # "worker" that prints its resident MiB before and after reset_worker_heap().
 FORKED_WORKER = textwrap.dedent("""
     import os
-    from reslab.memory_tuning import reset_worker_heap
+    from reslab.glibc_heap import reset_worker_heap
     def rss_mib():
         return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
     freed = b"x" * (256 << 20)
