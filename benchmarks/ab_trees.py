@@ -58,8 +58,14 @@ def main() -> None:
     ap.add_argument("--data-dir", default="/work/data/cifar10-jpeg")
     ap.add_argument("--rounds", type=int, default=3)
     for side in ("old", "new"):
-        ap.add_argument(f"--{side}-set", action="append", default=[], metavar="KEY=VALUE",
-                        type=config_override, help=f"config override for the {side} side (JSON value)")  # fmt: skip
+        ap.add_argument(
+            f"--{side}-set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            type=config_override,
+            help=f"config override for the {side} side (JSON value)",
+        )
     ap.add_argument("--isa", help="cap both sides at this ISA's code paths, e.g. avx2")
     args = ap.parse_args()
     if args.rounds < 1:
@@ -77,8 +83,12 @@ def main() -> None:
     for r in range(args.rounds):
         for name in ("old", "new"):
             env = {**os.environ, "GLIBC_TUNABLES": MALLOC, "PYTHONPATH": getattr(args, name)}
-            proc = subprocess.run([sys.executable, "-c", CODE, args.model, args.data_dir,
-                                   json.dumps(sets[name])], env=env, capture_output=True, text=True)  # fmt: skip
+            proc = subprocess.run(
+                [sys.executable, "-c", CODE, args.model, args.data_dir, json.dumps(sets[name])],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode:
                 sys.exit(f"{name}: {proc.stderr[-2000:]}")
             ips = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -118,7 +118,7 @@ def bench_folder(
             image_size=size,
             val_size=0,
             decoded_cache=use,
-        )  # fmt: skip
+        )
         for use in (False, True)
     )
     ours, ours_cached = rate(data.train.epoch(0), batches), rate(cached.train.epoch(0), batches)

@@ -41,9 +41,13 @@ def train(args: argparse.Namespace) -> None:
 
     loop.WeightEMA = WithExtras  # the loop builds its average through this name
     cfg = make_config(
-        "cifar-speedrun", data_dir=args.data_dir, out=args.run, seed=args.seed,
-        ema_decay=args.ema_decay, progress=False,
-    )  # fmt: skip
+        "cifar-speedrun",
+        data_dir=args.data_dir,
+        out=args.run,
+        seed=args.seed,
+        ema_decay=args.ema_decay,
+        progress=False,
+    )
     result = loop.train(cfg)
     saved = {d: other.model.state_dict() for d, other in zip(extras, made[0].others)}
     torch.save(saved, f"{args.run}/extra_emas.pt")

@@ -174,9 +174,21 @@ class FusedBNReLU(torch.autograd.Function):
         y = torch.empty_like(x)
         mean, invstd = torch.empty(chans), torch.empty(chans)
         LIB.fused_forward(
-            _ptr(x), _ptr(res), x.numel() // chans, chans, _ptr(weight), _ptr(bias), eps,
-            momentum, _ptr(run_mean), _ptr(run_var), _ptr(y), _ptr(mean), _ptr(invstd), relu,
-        )  # fmt: skip
+            _ptr(x),
+            _ptr(res),
+            x.numel() // chans,
+            chans,
+            _ptr(weight),
+            _ptr(bias),
+            eps,
+            momentum,
+            _ptr(run_mean),
+            _ptr(run_var),
+            _ptr(y),
+            _ptr(mean),
+            _ptr(invstd),
+            relu,
+        )
         ctx.save_for_backward(x, y, weight, mean, invstd)
         ctx.has_res, ctx.relu = res is not None, relu
         return y
@@ -191,9 +203,20 @@ class FusedBNReLU(torch.autograd.Function):
         dres = torch.empty_like(x) if ctx.has_res else None
         dw, db = torch.empty(chans), torch.empty(chans)
         LIB.fused_backward(
-            _ptr(dy), _ptr(y), _ptr(x), x.numel() // chans, chans, _ptr(weight), _ptr(mean),
-            _ptr(invstd), _ptr(dx), _ptr(dres), _ptr(dw), _ptr(db), ctx.relu,
-        )  # fmt: skip
+            _ptr(dy),
+            _ptr(y),
+            _ptr(x),
+            x.numel() // chans,
+            chans,
+            _ptr(weight),
+            _ptr(mean),
+            _ptr(invstd),
+            _ptr(dx),
+            _ptr(dres),
+            _ptr(dw),
+            _ptr(db),
+            ctx.relu,
+        )
         return dx, dw, db, None, None, None, None, dres, None
 
 
@@ -246,10 +269,13 @@ def check() -> float:
         out.backward(grad)
         ref.backward(grad)
         pairs = [
-            (out, ref), (leaves[0].grad, leaves[1].grad), (bn.weight.grad, ref_bn.weight.grad),
-            (bn.bias.grad, ref_bn.bias.grad), (bn.running_mean, ref_bn.running_mean),
+            (out, ref),
+            (leaves[0].grad, leaves[1].grad),
+            (bn.weight.grad, ref_bn.weight.grad),
+            (bn.bias.grad, ref_bn.bias.grad),
+            (bn.running_mean, ref_bn.running_mean),
             (bn.running_var, ref_bn.running_var),
-        ]  # fmt: skip
+        ]
         if with_res:
             pairs.append((rleaves[0].grad, rleaves[1].grad))
         for a, b in pairs:
@@ -287,8 +313,10 @@ def kernel_times(batch: int, reps: int) -> None:
         bn = torch.nn.BatchNorm2d(chans)
         fs, bs = layer_times(x, bn, False, reps)
         ff, bf = layer_times(x, bn, True, reps)
-        print(f"  {batch}x{chans}x{size}x{size}: forward {fs:.2f} -> {ff:.2f} ms ({fs / ff:.2f}x), "
-              f"backward {bs:.2f} -> {bf:.2f} ms ({bs / bf:.2f}x)")  # fmt: skip
+        print(
+            f"  {batch}x{chans}x{size}x{size}: forward {fs:.2f} -> {ff:.2f} ms ({fs / ff:.2f}x), "
+            f"backward {bs:.2f} -> {bf:.2f} ms ({bs / bf:.2f}x)"
+        )
 
 
 def step_rates(name: str, batch: int, rounds: int, steps: int) -> tuple[float, float]:
@@ -329,8 +357,10 @@ def main() -> None:
         )
         for name in args.models.split(","):
             standard, fused = step_rates(name, batch, rounds, steps)
-            print(f"  {name}: PyTorch ops {standard:.1f} img/s, fused {fused:.1f} img/s, "
-                  f"ratio {fused / standard:.3f}")  # fmt: skip
+            print(
+                f"  {name}: PyTorch ops {standard:.1f} img/s, fused {fused:.1f} img/s, "
+                f"ratio {fused / standard:.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,13 @@ def runner(model: torch.nn.Module, variant: str, x: torch.Tensor) -> Callable[[]
 
     int8 = variant == "onnxruntime:int8"
     with tempfile.TemporaryDirectory() as tmp:
-        path = export(model, "onnx", Path(tmp) / "m.onnx", int8=int8,
-                      calibration=[calibration(x.shape[-1])] if int8 else None)  # fmt: skip
+        path = export(
+            model,
+            "onnx",
+            Path(tmp) / "m.onnx",
+            int8=int8,
+            calibration=[calibration(x.shape[-1])] if int8 else None,
+        )
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = os.cpu_count() or 1
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -65,9 +70,11 @@ def run_case(quick: bool, inference_rounds: Callable, record: Callable) -> None:
     # --quick: one batch size (each is a compile of its own for the int8 net)
     shapes = ((1, 3, 1),) if quick else ((1, 10, 6), (32, 2, 5))
     machine = cpu()
-    print(f"\n6. int8 inference at {size} px, {machine['cpu']}, {machine['cpus']} CPUs, "
-          f"ISA: {' '.join(machine['isa'])}"
-          + (f", capped by {machine['isa_limit']}" if "isa_limit" in machine else ""))  # fmt: skip
+    print(
+        f"\n6. int8 inference at {size} px, {machine['cpu']}, {machine['cpus']} CPUs, "
+        f"ISA: {' '.join(machine['isa'])}"
+        + (f", capped by {machine['isa_limit']}" if "isa_limit" in machine else "")
+    )
     for model in ("resnet18",) if quick else ("resnet18", "resnet50"):
         res = {}
         for batch, reps, rounds in shapes:
@@ -82,8 +89,10 @@ def print_table(model: str, res: dict[int, dict[str, dict]]) -> None:
     """ms per batch-1 call, images/s at the larger batch, and speed against ONNX Runtime."""
     shapes = sorted(res.items())
     (b1, r1), (bn, rn) = shapes[0], shapes[-1]  # one shape under --quick
-    print(f"  {model:<17} {'ms, batch ' + str(b1):>12} {'img/s, batch ' + str(bn):>15}   "
-          f"x ORT fp32 (b{b1}, b{bn})   x ORT int8 (b{b1}, b{bn})")  # fmt: skip
+    print(
+        f"  {model:<17} {'ms, batch ' + str(b1):>12} {'img/s, batch ' + str(bn):>15}   "
+        f"x ORT fp32 (b{b1}, b{bn})   x ORT int8 (b{b1}, b{bn})"
+    )
     for v in VARIANTS:
         a, b = r1.get(v, {}), rn.get(v, {})
         if "seconds" not in a or "seconds" not in b:
@@ -95,5 +104,7 @@ def print_table(model: str, res: dict[int, dict[str, dict]]) -> None:
             ratios.append(
                 f"{o1 / a['seconds']:5.2f}x {on / b['seconds']:5.2f}x" if o1 and on else "  -"
             )
-        print(f"  {v:<17} {a['seconds'] * 1e3:12.2f} {bn / b['seconds']:15.1f}   "
-              f"{ratios[0]:>20}   {ratios[1]:>20}")  # fmt: skip
+        print(
+            f"  {v:<17} {a['seconds'] * 1e3:12.2f} {bn / b['seconds']:15.1f}   "
+            f"{ratios[0]:>20}   {ratios[1]:>20}"
+        )

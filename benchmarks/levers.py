@@ -41,8 +41,19 @@ import torch
 
 from reslab.provenance import ISA_LIMITS, limit_isa, provenance
 
-BATCH1 = ["onednn", "onednn@1t", "onednn+active", "jit", "compile", "compile+cpp", "ort",
-          "int8", "int8@1t", "int8-python", "int8-unfrozen"]  # fmt: skip
+BATCH1 = [
+    "onednn",
+    "onednn@1t",
+    "onednn+active",
+    "jit",
+    "compile",
+    "compile+cpp",
+    "ort",
+    "int8",
+    "int8@1t",
+    "int8-python",
+    "int8-unfrozen",
+]
 BATCH32 = ["onednn", "jit", "compile+cpp", "ort", "int8"]
 ENV = {"+active": {"OMP_WAIT_POLICY": "ACTIVE"}}
 
@@ -107,8 +118,11 @@ def spinning(variants: list[str], params: dict, rounds: int) -> dict[str, dict]:
                 if "seconds" in r:
                     got[w].append(r["seconds"])
         for name, times in ((v, got[v]), (f"{ref} (fresh, beside {v})", got[ref])):
-            out[name] = {"seconds": statistics.median(times), "calls": len(times)} if times \
-                else {"error": "no round finished"}  # fmt: skip
+            out[name] = (
+                {"seconds": statistics.median(times), "calls": len(times)}
+                if times
+                else {"error": "no round finished"}
+            )
     return out
 
 
@@ -116,12 +130,21 @@ def conv_impls(model: str, size: int) -> dict[str, dict[str, int]]:
     """Which oneDNN convolution kernels `onednn` and `jit` run (ONEDNN_VERBOSE), by count."""
     out = {}
     for variant in ("onednn", "jit"):
-        code = (f"import sys; sys.path.insert(0, {str(bench.HERE)!r}); import levers; "
-                f"levers.runner({model!r}, {variant!r}, 1, {size})()")  # fmt: skip
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env={**os.environ, "ONEDNN_VERBOSE": "1"})  # fmt: skip
-        lines = [ln.split(",") for ln in proc.stdout.splitlines()
-                 if ln.startswith("onednn_verbose") and ",exec," in ln and "convolution" in ln]  # fmt: skip
+        code = (
+            f"import sys; sys.path.insert(0, {str(bench.HERE)!r}); import levers; "
+            f"levers.runner({model!r}, {variant!r}, 1, {size})()"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "ONEDNN_VERBOSE": "1"},
+        )
+        lines = [
+            ln.split(",")
+            for ln in proc.stdout.splitlines()
+            if ln.startswith("onednn_verbose") and ",exec," in ln and "convolution" in ln
+        ]
         # onednn_verbose,[time,]primitive,exec,cpu,convolution,IMPL,...
         out[variant] = dict(
             Counter(f[f.index("convolution") + 1] for f in lines if "convolution" in f)
@@ -149,29 +172,45 @@ def main() -> None:
     if args.quick:
         args.model, args.rounds, args.batches = "resnet18", 1, "1"
     prov = provenance()
-    print(f"levers: {args.model} at {args.size} px, {prov.get('hardware')}, torch "
-          f"{torch.__version__}, ISA cap {args.isa or 'none'}, {time.strftime('%Y-%m-%d %H:%M')}")  # fmt: skip
+    print(
+        f"levers: {args.model} at {args.size} px, {prov.get('hardware')}, torch "
+        f"{torch.__version__}, ISA cap {args.isa or 'none'}, {time.strftime('%Y-%m-%d %H:%M')}"
+    )
     if args.impls:
         print(
             "oneDNN convolution kernels at batch 1:", json.dumps(conv_impls(args.model, args.size))
         )
     for batch in map(int, args.batches.split(",")):
         variants = BATCH1 if batch == 1 else BATCH32
-        params = {"model": args.model, "batch": batch, "size": args.size,
-                  "reps": 10 if batch == 1 else 2}  # fmt: skip
+        params = {
+            "model": args.model,
+            "batch": batch,
+            "size": args.size,
+            "reps": 10 if batch == 1 else 2,
+        }
         alone = [v for v in variants if _env_suffix(v)]
-        res = bench.inference_rounds([v for v in variants if v not in alone], params,
-                                     args.rounds, script=__file__)  # fmt: skip
+        res = bench.inference_rounds(
+            [v for v in variants if v not in alone], params, args.rounds, script=__file__
+        )
         res.update(spinning(alone, params, args.rounds))
-        print(f"\nbatch {batch}: median ms per batch; ratio = the reference's time / this one's "
-              "(above 1: faster)")  # fmt: skip
+        print(
+            f"\nbatch {batch}: median ms per batch; ratio = the reference's time / this one's "
+            "(above 1: faster)"
+        )
         for v in [*variants, *(k for k in res if k not in variants)]:
             r = res[v]
             ref = "int8" if v.startswith("int8") else "onednn"
             if suffix := _env_suffix(v):  # against its own fresh reference
                 ref = f"{v[: -len(suffix)]} (fresh, beside {v})"
-            row = {"case": "levers", "variant": v, "batch": batch, "isa_limit": args.isa, **params,
-                   **r, "provenance": prov}  # fmt: skip
+            row = {
+                "case": "levers",
+                "variant": v,
+                "batch": batch,
+                "isa_limit": args.isa,
+                **params,
+                **r,
+                "provenance": prov,
+            }
             if "seconds" not in r:
                 print(f"  {v:15s} failed: {r.get('error')}")
             else:
@@ -184,8 +223,10 @@ def main() -> None:
                     else float("nan")
                 )
                 row.update(vs_default=vs_ref, vs_ort_fp32=vs_ort)
-                print(f"  {v:15s} {r['seconds'] * 1e3:9.2f} ms   {vs_ref:5.2f}x {ref.split(' ')[0]:6s} "
-                      f"{vs_ort:5.2f}x ORT fp32")  # fmt: skip
+                print(
+                    f"  {v:15s} {r['seconds'] * 1e3:9.2f} ms   {vs_ref:5.2f}x {ref.split(' ')[0]:6s} "
+                    f"{vs_ort:5.2f}x ORT fp32"
+                )
             if args.out:
                 with Path(args.out).open("a") as f:
                     f.write(json.dumps(row) + "\n")

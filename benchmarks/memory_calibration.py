@@ -40,8 +40,16 @@ CASES = [
     ("resnet56", "cifar-paper", {}, (128, 256, 512)),
     ("resnet1202", "cifar-paper", {"grad_checkpointing": True}, (8, 16, 32)),
 ]
-COMMON = {"iterations": 2, "log_every": 1, "eval_every": 1000, "checkpoint_every": 1000,
-          "progress": False, "workers": 0, "device": "cpu", "ignore_memory_check": True}  # fmt: skip
+COMMON = {
+    "iterations": 2,
+    "log_every": 1,
+    "eval_every": 1000,
+    "checkpoint_every": 1000,
+    "progress": False,
+    "workers": 0,
+    "device": "cpu",
+    "ignore_memory_check": True,
+}
 PER_DATASET = {
     "cifar-paper": {"dataset": "cifar10", "val_size": 100},
     "imagenet-paper": {
@@ -49,7 +57,7 @@ PER_DATASET = {
         "val_size": 16,
         "eval_batch_size": 16,
         "decoded_cache": True,
-    },  # fmt: skip
+    },
 }
 CHILD = """
 import re, sys
@@ -89,8 +97,10 @@ def row(m: dict) -> str:
     shape = memory.model_shape(meta_model(cfg), memory.image_size_of(cfg))
     est = memory.estimate(cfg, shape, cfg.batch_size, cfg.grad_accum_steps) / 2**20
     ckpt = " (checkpointed)" if cfg.model_args.get("grad_checkpointing") else ""
-    return (f"| {cfg.model}{ckpt} | {memory.image_size_of(cfg)} | {cfg.batch_size} | "
-            f"{est:,.0f} | {m['measured_mib']:,.0f} | {est / m['measured_mib']:.2f} |")  # fmt: skip
+    return (
+        f"| {cfg.model}{ckpt} | {memory.image_size_of(cfg)} | {cfg.batch_size} | "
+        f"{est:,.0f} | {m['measured_mib']:,.0f} | {est / m['measured_mib']:.2f} |"
+    )
 
 
 def measurements(args: argparse.Namespace):
@@ -105,12 +115,27 @@ def measurements(args: argparse.Namespace):
         for batch in batches[:1] if args.quick else batches:
             if args.batches and str(batch) not in args.batches.split(","):
                 continue
-            settings = {"model": model, "model_args": model_args, "batch_size": batch,
-                        **COMMON, **PER_DATASET[recipe]}  # fmt: skip
-            run = {**settings, "recipe": recipe, "data_dir": str(data[recipe]),
-                   "out": str(work / "run")}  # fmt: skip
-            yield {"recipe": recipe, "settings": settings, "measured_mib": measure(run, work),
-                   "cpu": cpu()["cpu"], "date": time.strftime("%Y-%m-%d"), "commit": commit()}  # fmt: skip
+            settings = {
+                "model": model,
+                "model_args": model_args,
+                "batch_size": batch,
+                **COMMON,
+                **PER_DATASET[recipe],
+            }
+            run = {
+                **settings,
+                "recipe": recipe,
+                "data_dir": str(data[recipe]),
+                "out": str(work / "run"),
+            }
+            yield {
+                "recipe": recipe,
+                "settings": settings,
+                "measured_mib": measure(run, work),
+                "cpu": cpu()["cpu"],
+                "date": time.strftime("%Y-%m-%d"),
+                "commit": commit(),
+            }
 
 
 def main() -> None:

@@ -74,8 +74,9 @@ def peak_rss_mb() -> float:
     return peak()
 
 
-def baseline_train(model_name: str, dataset, steps: int, batch: int, size: int,
-                   device: str = "cpu") -> tuple[float, float]:  # fmt: skip
+def baseline_train(
+    model_name: str, dataset, steps: int, batch: int, size: int, device: str = "cpu"
+) -> tuple[float, float]:
     """Eager NCHW fp32 model, per-sample Dataset in a 2-worker DataLoader: images/s, and
     peak RSS (MiB) with the workers, read while they are alive."""
     from torch.utils.data import DataLoader
@@ -84,8 +85,9 @@ def baseline_train(model_name: str, dataset, steps: int, batch: int, size: int,
 
     model = create_model(model_name, num_classes=10).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    loader = DataLoader(dataset, batch, shuffle=True, num_workers=2, drop_last=True,
-                        persistent_workers=True)  # fmt: skip
+    loader = DataLoader(
+        dataset, batch, shuffle=True, num_workers=2, drop_last=True, persistent_workers=True
+    )
     warm = max(2, steps // 4)
     it = iter(loader)
     t, n = 0.0, 0
@@ -107,9 +109,18 @@ def baseline_train(model_name: str, dataset, steps: int, batch: int, size: int,
     return n / (time.perf_counter() - t), peak_rss_mb()
 
 
-def reslab_train(model_name: str, dataset: str, data_dir: str, steps: int, batch: int,
-                 size: int | None, compile: bool = False, device: str = "cpu",
-                 cuda_graphs: bool = False, amp: str | None = None) -> tuple[float, float]:  # fmt: skip
+def reslab_train(
+    model_name: str,
+    dataset: str,
+    data_dir: str,
+    steps: int,
+    batch: int,
+    size: int | None,
+    compile: bool = False,
+    device: str = "cpu",
+    cuda_graphs: bool = False,
+    amp: str | None = None,
+) -> tuple[float, float]:
     """`reslab.train` itself: steady-state images/s of its second logging interval, and
     the run's peak RSS (MiB, with its child processes) from its summary.json."""
     from reslab.config import make_config
@@ -117,11 +128,25 @@ def reslab_train(model_name: str, dataset: str, data_dir: str, steps: int, batch
 
     with tempfile.TemporaryDirectory() as out:
         cfg = make_config(
-            "cifar-paper", model=model_name, dataset=dataset, data_dir=data_dir, out=out,
-            batch_size=batch, iterations=2 * steps, log_every=steps, eval_every=10**9,
-            checkpoint_every=10**9, val_size=0, image_size=size, progress=False,
-            compile=compile, milestones=(), device=device, cuda_graphs=cuda_graphs, amp=amp,
-        )  # fmt: skip
+            "cifar-paper",
+            model=model_name,
+            dataset=dataset,
+            data_dir=data_dir,
+            out=out,
+            batch_size=batch,
+            iterations=2 * steps,
+            log_every=steps,
+            eval_every=10**9,
+            checkpoint_every=10**9,
+            val_size=0,
+            image_size=size,
+            progress=False,
+            compile=compile,
+            milestones=(),
+            device=device,
+            cuda_graphs=cuda_graphs,
+            amp=amp,
+        )
         train(cfg)
         recs = [json.loads(r) for r in (Path(out) / "metrics.jsonl").read_text().splitlines()]
         peak = json.loads((Path(out) / "summary.json").read_text())["peak_rss_mb"]
@@ -137,8 +162,9 @@ def graphed_train(model_name: str, data_dir: str, steps: int, batch: int) -> flo
     from reslab.data import build_data
 
     dev = torch.device("cuda")
-    data = build_data("cifar10", data_dir, batch_size=batch, val_size=0, device=dev,
-                      channels_last=True).train  # fmt: skip
+    data = build_data(
+        "cifar10", data_dir, batch_size=batch, val_size=0, device=dev, channels_last=True
+    ).train
     model = create_model(model_name, num_classes=10).to(dev, memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     batches = (b for e in range(10**6) for b in data.epoch(e))
@@ -194,8 +220,15 @@ def folder_dataset(data_dir: str, size: int):
 
     from reslab.data import build_data
 
-    ds = build_data("imagefolder", data_dir, batch_size=8, val_size=0, image_size=size,
-                    workers=0, decoded_cache=False).train.loader.dataset  # fmt: skip
+    ds = build_data(
+        "imagefolder",
+        data_dir,
+        batch_size=8,
+        val_size=0,
+        image_size=size,
+        workers=0,
+        decoded_cache=False,
+    ).train.loader.dataset
     return NaiveFolder([str(p) for p in ds.paths], ds.labels.tolist(), size)
 
 
@@ -205,8 +238,9 @@ def folder_cache_build(data_dir: str, size: int, cache: str) -> dict:
     from reslab.data.sources import find_tree, index_tree
 
     train = index_tree(find_tree(Path(data_dir), Path(cache)))["train"]
-    split = decoded_split(train.root, train.paths, stored_side(size), Path(cache),
-                          limit_bytes=2**62)  # fmt: skip
+    split = decoded_split(
+        train.root, train.paths, stored_side(size), Path(cache), limit_bytes=2**62
+    )
     return {
         "build_s": split.build_s,
         "images": len(train.paths),
@@ -275,8 +309,14 @@ def inference_rounds(
     for v in variants:
         cmd = [sys.executable, script, "--serve", "inference", v, json.dumps(params)]
         venv = {**worker_env(malloc=v != "eager"), **(env or {}).get(v, {})}
-        procs[v] = subprocess.Popen(cmd, env=venv, stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        procs[v] = subprocess.Popen(
+            cmd,
+            env=venv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     times: dict[str, list[float]] = {}
     failed: dict[str, dict] = {}
     for v, proc in procs.items():  # all build at once; timing starts when all are ready
@@ -324,10 +364,18 @@ def worker(case: str, variant: str, params: dict) -> dict:
         elif variant == "reslab+cudagraph":
             ips, peak = graphed_train(p["model"], p["data_dir"], p["steps"], p["batch"])
         else:
-            ips, peak = reslab_train(p["model"], "cifar10", p["data_dir"], p["steps"], p["batch"],
-                               None, compile=variant == "reslab+compile",
-                               device=p["device"], cuda_graphs=variant == "reslab --cuda-graphs",
-                               amp="bf16" if variant == "reslab --amp bf16" else None)  # fmt: skip
+            ips, peak = reslab_train(
+                p["model"],
+                "cifar10",
+                p["data_dir"],
+                p["steps"],
+                p["batch"],
+                None,
+                compile=variant == "reslab+compile",
+                device=p["device"],
+                cuda_graphs=variant == "reslab --cuda-graphs",
+                amp="bf16" if variant == "reslab --amp bf16" else None,
+            )
         from reslab import create_model
 
         flops = train_flops_per_image(create_model(p["model"]), 32)
@@ -345,8 +393,9 @@ def worker(case: str, variant: str, params: dict) -> dict:
                 os.environ["RESLAB_CACHE"] = p["cache"]
             else:
                 os.environ["RESLAB_FOLDER_CACHE_GB"] = "0"
-            ips, peak = reslab_train(p["model"], "imagefolder", p["data_dir"], p["steps"],
-                                     p["batch"], p["size"])  # fmt: skip
+            ips, peak = reslab_train(
+                p["model"], "imagefolder", p["data_dir"], p["steps"], p["batch"], p["size"]
+            )
         return {"images_per_s": ips, "peak_rss_mb": peak}
     if case == "memory":
         return {"peak_rss_mb": step_memory(variant == "checkpointing", p["batch"], p["n"])}
@@ -396,21 +445,36 @@ def main() -> None:
     ap.add_argument("--cifar", default=str(SHARED / "cifar10-train-jpeg.tar.gz"))
     ap.add_argument("--imagefolder", default=str(SHARED / "imagenette-224-train.tar"))
     ap.add_argument("--steps", type=int, default=30, help="timed training steps per case")
-    ap.add_argument("--folder-models", default="resnet18:128,resnet50:224",
-                    help="folder case: model:size pairs")  # fmt: skip
-    ap.add_argument("--train-eval-models", default="resnet18:128,resnet50:224",
-                    help="train-eval case: model:size pairs")  # fmt: skip
-    ap.add_argument("--train-eval-steps", type=int, default=3,
-                    help="train-eval case: training steps before the evaluation")  # fmt: skip
-    ap.add_argument("--val-images", type=int, default=946,
-                    help="train-eval case: held-out images evaluated (the recipe's 10%%)")  # fmt: skip
+    ap.add_argument(
+        "--folder-models", default="resnet18:128,resnet50:224", help="folder case: model:size pairs"
+    )
+    ap.add_argument(
+        "--train-eval-models",
+        default="resnet18:128,resnet50:224",
+        help="train-eval case: model:size pairs",
+    )
+    ap.add_argument(
+        "--train-eval-steps",
+        type=int,
+        default=3,
+        help="train-eval case: training steps before the evaluation",
+    )
+    ap.add_argument(
+        "--val-images",
+        type=int,
+        default=946,
+        help="train-eval case: held-out images evaluated (the recipe's 10%%)",
+    )
     ap.add_argument("--tta-runs", nargs="*", default=[], help="run folders for time-to-accuracy")
     ap.add_argument("--out", help="append results as JSON lines to this file")
     ap.add_argument("--device", default="cpu", help="cifar case: train on this device (cuda)")
     ap.add_argument("--compile", action="store_true", help="cifar case: add reslab+compile")
-    ap.add_argument("--isa", choices=sorted(ISA_LIMITS),
-                    help="cap torch, oneDNN and MKL at this ISA's code paths in every row "
-                         "(ONNX Runtime ignores it)")  # fmt: skip
+    ap.add_argument(
+        "--isa",
+        choices=sorted(ISA_LIMITS),
+        help="cap torch, oneDNN and MKL at this ISA's code paths in every row "
+        "(ONNX Runtime ignores it)",
+    )
     args = ap.parse_args()
     if args.isa:
         limit_isa(args.isa)  # the workers inherit it
@@ -434,11 +498,15 @@ def main() -> None:
         make_image_folder(Path(tmp.name) / "f", ["a", "b"], 24, (160, 120))
         cifar, folder, steps = str(Path(tmp.name) / "c"), str(Path(tmp.name) / "f"), 2
     cpu = cpu_info()
-    print(f"reslab benchmark, {cpu['cpu']} ({' '.join(cpu['isa'])}), {os.cpu_count()} "
-          f"CPUs, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M')}")  # fmt: skip
+    print(
+        f"reslab benchmark, {cpu['cpu']} ({' '.join(cpu['isa'])}), {os.cpu_count()} "
+        f"CPUs, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M')}"
+    )
     if args.isa:
-        print(f"ISA limited to {args.isa} code paths ({', '.join(ISA_LIMITS[args.isa])}); "
-              "ONNX Runtime rows are not: it picks kernels from the CPU itself")  # fmt: skip
+        print(
+            f"ISA limited to {args.isa} code paths ({', '.join(ISA_LIMITS[args.isa])}); "
+            "ONNX Runtime rows are not: it picks kernels from the CPU itself"
+        )
 
     def record(case: str, name: str, params: dict, res: dict) -> dict:
         results.append({"case": case, "variant": name, **params, **res, **cpu})
@@ -466,12 +534,21 @@ def main() -> None:
             if args.device == "cpu" and usable_isa() & {"amx_bf16", "avx512_bf16"}:
                 variants += ("reslab --amp bf16",)
             elif args.device == "cpu":
-                print("(no bf16 rows: this CPU, as torch may use it, has neither AMX nor "
-                      "AVX-512 bf16, where bf16 trains ~10x slower than fp32)")  # fmt: skip
-            rows = [(v, record("cifar", v, p, measure("cifar", v, p, malloc=v != "baseline")))
-                    for v in variants]  # fmt: skip
-            side_by_side(f"1. CIFAR training end to end, {model}, batch {p['batch']}", rows,
-                         "images_per_s", True, "img/s")  # fmt: skip
+                print(
+                    "(no bf16 rows: this CPU, as torch may use it, has neither AMX nor "
+                    "AVX-512 bf16, where bf16 trains ~10x slower than fp32)"
+                )
+            rows = [
+                (v, record("cifar", v, p, measure("cifar", v, p, malloc=v != "baseline")))
+                for v in variants
+            ]
+            side_by_side(
+                f"1. CIFAR training end to end, {model}, batch {p['batch']}",
+                rows,
+                "images_per_s",
+                True,
+                "img/s",
+            )
             for name, res in rows:
                 if "images_per_s" in res and args.device == "cpu":
                     frac = res["images_per_s"] * res["train_gflop_per_image"] / peak
@@ -482,16 +559,30 @@ def main() -> None:
         pairs = args.folder_models.split(",")[: 1 if args.quick else None]
         for model, size in (m.split(":") for m in pairs):
             size = int(size)
-            p = {"model": model, "data_dir": folder, "steps": max(2, steps // 3),
-                 "batch": 8 if args.quick else 32, "size": 64 if args.quick else size}  # fmt: skip
+            p = {
+                "model": model,
+                "data_dir": folder,
+                "steps": max(2, steps // 3),
+                "batch": 8 if args.quick else 32,
+                "size": 64 if args.quick else size,
+            }
             p["cache"] = str(Path(tmp.name) / f"folder-cache-{model}")  # built fresh, timed
             built = record("folder-cache", "build", p, measure("folder-cache", "", p, malloc=True))
-            rows = [(v, record("folder", v, p, measure("folder", v, p, malloc=v != "baseline")))
-                    for v in ("baseline", "reslab", "reslab+cache")]  # fmt: skip
-            side_by_side(f"2. ImageFolder training, {model} at {p['size']} px, batch {p['batch']}",
-                         rows, "images_per_s", True, "img/s")  # fmt: skip
-            print(f"  the cache's build (once): {built.get('build_s', float('nan')):.1f} s for "
-                  f"{built.get('images', 0):,} images, {built.get('gib', 0):.2f} GiB")  # fmt: skip
+            rows = [
+                (v, record("folder", v, p, measure("folder", v, p, malloc=v != "baseline")))
+                for v in ("baseline", "reslab", "reslab+cache")
+            ]
+            side_by_side(
+                f"2. ImageFolder training, {model} at {p['size']} px, batch {p['batch']}",
+                rows,
+                "images_per_s",
+                True,
+                "img/s",
+            )
+            print(
+                f"  the cache's build (once): {built.get('build_s', float('nan')):.1f} s for "
+                f"{built.get('images', 0):,} images, {built.get('gib', 0):.2f} GiB"
+            )
 
     if "inference" in cases:
         # torch.compile takes minutes to warm up: measured in full runs, not --quick.
@@ -507,17 +598,30 @@ def main() -> None:
             for batch, reps, rounds in shapes:
                 p = {"model": model, "batch": batch, "reps": reps, "size": size}
                 res = inference_rounds(variants, p, rounds)
-                rows = [(v, record("inference", v, {**p, "rounds": rounds}, res[v]))
-                        for v in variants]  # fmt: skip
-                side_by_side(f"3. inference {model} {size} px, batch {batch} (median s per batch)",
-                             rows, "seconds", False, "s")  # fmt: skip
+                rows = [
+                    (v, record("inference", v, {**p, "rounds": rounds}, res[v])) for v in variants
+                ]
+                side_by_side(
+                    f"3. inference {model} {size} px, batch {batch} (median s per batch)",
+                    rows,
+                    "seconds",
+                    False,
+                    "s",
+                )
 
     if "memory" in cases:
         p = {"batch": 8, "n": 3} if args.quick else {"batch": 128, "n": 200}
-        rows = [(v, record("memory", v, p, measure("memory", v, p, malloc=True)))
-                for v in ("no-checkpointing", "checkpointing")]  # fmt: skip
-        side_by_side(f"4. peak RSS, one ResNet-{6 * p['n'] + 2} training step, batch {p['batch']}",
-                     rows, "peak_rss_mb", False, "MiB")  # fmt: skip
+        rows = [
+            (v, record("memory", v, p, measure("memory", v, p, malloc=True)))
+            for v in ("no-checkpointing", "checkpointing")
+        ]
+        side_by_side(
+            f"4. peak RSS, one ResNet-{6 * p['n'] + 2} training step, batch {p['batch']}",
+            rows,
+            "peak_rss_mb",
+            False,
+            "MiB",
+        )
 
     if "tta" in cases and args.tta_runs:
         print("\n5. time to accuracy (validation accuracy against training wall time)")
@@ -527,17 +631,24 @@ def main() -> None:
             cfg = json.loads((Path(run) / "config.json").read_text())
             print(f"  {run} ({cfg['model']}, {cfg['recipe']}):")
             for r in evals:
-                print(f"    {r['wall'] / 60:6.1f} min  step {r['step']:>6}  "
-                      f"val accuracy {100 - r['top1_error']:.2f}%")  # fmt: skip
+                print(
+                    f"    {r['wall'] / 60:6.1f} min  step {r['step']:>6}  "
+                    f"val accuracy {100 - r['top1_error']:.2f}%"
+                )
             record("tta", cfg["recipe"], {"run": run}, {"evals": evals})
 
     if "int8" in cases:
         int8_case.run_case(args.quick, inference_rounds, record)
 
     if "train-eval" in cases:
-        train_eval_case.run_case(args.quick, folder, args.train_eval_models,
-                                 2 if args.quick else args.train_eval_steps,
-                                 8 if args.quick else args.val_images, record)  # fmt: skip
+        train_eval_case.run_case(
+            args.quick,
+            folder,
+            args.train_eval_models,
+            2 if args.quick else args.train_eval_steps,
+            8 if args.quick else args.val_images,
+            record,
+        )
 
     if args.out:
         with open(args.out, "a") as f:

@@ -72,21 +72,30 @@ def main() -> None:
         result = reslab.train(cfg)
         if data is None:  # the same 45k/5k split and normalisation as every run
             data = reslab.build_data(
-                "cifar10", args.data_dir, batch_size=512, eval_batch_size=1000,
-                normalize="channel", device=result.model.fc.weight.device,
-                channels_last=True, crop_pad=cfg.crop_pad,
-            )  # fmt: skip
+                "cifar10",
+                args.data_dir,
+                batch_size=512,
+                eval_batch_size=1000,
+                normalize="channel",
+                device=result.model.fc.weight.device,
+                channels_last=True,
+                crop_pad=cfg.crop_pad,
+            )
         plain = evaluate(result.model, data.val.epoch(0))
         flip = evaluate(result.model, data.val.epoch(0), flip=True)
         ten = evaluate(result.model, data.eval_loader("val", "ten-crop").epoch(0))
         row = {
-            "widths": widths, "depths": depths, **dict(zip(keys, values)), "seed": seed,
-            "steps": steps, "epochs": round(steps * batch / 45_000, 2),
+            "widths": widths,
+            "depths": depths,
+            **dict(zip(keys, values)),
+            "seed": seed,
+            "steps": steps,
+            "epochs": round(steps * batch / 45_000, 2),
             "val_acc": round(100 - plain["top1_error"], 2),
             "val_acc_flip": round(100 - flip["top1_error"], 2),
             "val_acc_10crop": round(100 - ten["top1_error"], 2),
             "gpu_s": round(time.time() - t0, 1),
-        }  # fmt: skip
+        }
         print(json.dumps(row), flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")

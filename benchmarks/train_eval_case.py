@@ -81,8 +81,13 @@ def peer(p: dict) -> dict:
     tr, val = [files[i] for i in ti], [files[i] for i in vi]
     model = create_model(p["model"], num_classes=len(index.classes))
     opt = torch.optim.SGD(model.parameters(), lr=0.0125, momentum=0.9, weight_decay=1e-4)
-    train = DataLoader(NaiveFolder([f for f, _ in tr], [y for _, y in tr], p["size"]),
-                       batch_size=p["batch"], shuffle=True, num_workers=2, drop_last=True)  # fmt: skip
+    train = DataLoader(
+        NaiveFolder([f for f, _ in tr], [y for _, y in tr], p["size"]),
+        batch_size=p["batch"],
+        shuffle=True,
+        num_workers=2,
+        drop_last=True,
+    )
     model.train()
     t = 0.0
     for step, (x, y) in enumerate(train):
@@ -109,12 +114,33 @@ def peer(p: dict) -> dict:
 def reslab_cmd(p: dict, evaluate: bool, out: str) -> list[str]:
     """`reslab train` with the imagenet-paper recipe at this case's size and length."""
     return [
-        sys.executable, "-m", "reslab", "train", "--recipe", "imagenet-paper",
-        "--model", p["model"], "--dataset", "imagefolder", "--data-dir", p["data_dir"],
-        "--image-size", str(p["size"]), "--batch-size", str(p["batch"]),
-        "--iterations", str(p["steps"]), "--val-size", str(p["n_val"] if evaluate else 0),
-        "--log-every", "1", "--out", out, "--no-progress", "--ignore-memory-check",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "reslab",
+        "train",
+        "--recipe",
+        "imagenet-paper",
+        "--model",
+        p["model"],
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        p["data_dir"],
+        "--image-size",
+        str(p["size"]),
+        "--batch-size",
+        str(p["batch"]),
+        "--iterations",
+        str(p["steps"]),
+        "--val-size",
+        str(p["n_val"] if evaluate else 0),
+        "--log-every",
+        "1",
+        "--out",
+        out,
+        "--no-progress",
+        "--ignore-memory-check",
+    ]
 
 
 def measure_row(variant: str, evaluate: bool, env: dict, p: dict) -> dict:
@@ -148,32 +174,53 @@ def build_cache(p: dict) -> None:
     """reslab's decoded-image cache of the training split, built outside the rows."""
     from reslab.data import build_data
 
-    build_data("imagefolder", p["data_dir"], batch_size=p["batch"], image_size=p["size"],
-               val_size=0)  # fmt: skip
+    build_data(
+        "imagefolder", p["data_dir"], batch_size=p["batch"], image_size=p["size"], val_size=0
+    )
 
 
-def run_case(quick: bool, data_dir: str, models: str, steps: int, n_val: int,
-             record: Callable[[str, str, dict, dict], dict]) -> None:  # fmt: skip
+def run_case(
+    quick: bool,
+    data_dir: str,
+    models: str,
+    steps: int,
+    n_val: int,
+    record: Callable[[str, str, dict, dict], dict],
+) -> None:
     pairs = models.split(",")[: 1 if quick else None]
     for model, size in (m.split(":") for m in pairs):
-        p = {"model": model, "size": 64 if quick else int(size), "data_dir": data_dir,
-             "batch": 8 if quick else 32, "steps": steps, "n_val": n_val}  # fmt: skip
+        p = {
+            "model": model,
+            "size": 64 if quick else int(size),
+            "data_dir": data_dir,
+            "batch": 8 if quick else 32,
+            "steps": steps,
+            "n_val": n_val,
+        }
         build_cache(p)
-        print(f"\n7. peak memory of a run that trains {p['steps']} steps, then evaluates "
-              f"{p['n_val']} images: {model} at {p['size']} px, batch {p['batch']}")  # fmt: skip
+        print(
+            f"\n7. peak memory of a run that trains {p['steps']} steps, then evaluates "
+            f"{p['n_val']} images: {model} at {p['size']} px, batch {p['batch']}"
+        )
         base: dict[bool, dict] = {}
         for variant, evaluate, env in [r for r in ROWS if r[1]] if quick else ROWS:
-            res = record("train-eval", variant, {**p, "evaluate": evaluate},
-                         measure_row(variant, evaluate, env, p))  # fmt: skip
+            res = record(
+                "train-eval",
+                variant,
+                {**p, "evaluate": evaluate},
+                measure_row(variant, evaluate, env, p),
+            )
             base.setdefault(evaluate, res)
             what = "train + eval" if evaluate else "train"
             if "error" in res:
                 print(f"  {what:<13}{variant:<26} failed: {res['error']}")
                 continue
             ratio = res["peak_pss_gib"] / base[evaluate].get("peak_pss_gib", float("nan"))
-            print(f"  {what:<13}{variant:<26} PSS {res['peak_pss_gib']:5.2f} GiB "
-                  f"({ratio:4.2f}x peer)  RSS {res['peak_rss_gib']:5.2f} GiB  "
-                  f"{res['images_per_s']:6.2f} img/s")  # fmt: skip
+            print(
+                f"  {what:<13}{variant:<26} PSS {res['peak_pss_gib']:5.2f} GiB "
+                f"({ratio:4.2f}x peer)  RSS {res['peak_rss_gib']:5.2f} GiB  "
+                f"{res['images_per_s']:6.2f} img/s"
+            )
 
 
 if __name__ == "__main__":  # the peer, in its own process: one JSON line

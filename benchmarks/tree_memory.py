@@ -18,8 +18,13 @@ import threading
 import time
 from pathlib import Path
 
-FIELDS = {"Rss": "rss", "Pss": "pss", "Pss_Anon": "pss_anon", "Pss_File": "pss_file",
-          "Pss_Shmem": "pss_shmem"}  # fmt: skip
+FIELDS = {
+    "Rss": "rss",
+    "Pss": "pss",
+    "Pss_Anon": "pss_anon",
+    "Pss_File": "pss_file",
+    "Pss_Shmem": "pss_shmem",
+}
 
 
 def descendants(root: int) -> list[int]:
@@ -84,12 +89,12 @@ class TreePeak:
         return {**gib, "pss_gib_each_at_peak": each}
 
 
-def run_measured(cmd: list[str], env: dict[str, str] | None = None,
-                 timeout: float | None = None) -> tuple[subprocess.CompletedProcess, dict]:  # fmt: skip
+def run_measured(
+    cmd: list[str], env: dict[str, str] | None = None, timeout: float | None = None
+) -> tuple[subprocess.CompletedProcess, dict]:
     """Run cmd to its end under a TreePeak: (its completed process, the peaks)."""
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler = TreePeak(proc.pid)
     try:
         out, err = proc.communicate(timeout=timeout)

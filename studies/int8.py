@@ -67,21 +67,29 @@ def int8_net(fmt: str, loaded, calibration, reduce_range: bool | None, tmp: str)
     if fmt == "pt2":
         net = quantize(loaded.model, calibration, reduce_range=reduce_range)
         return net, net.reduce_range
-    path = export(loaded.model, "onnx", Path(tmp) / "int8.onnx", int8=True,
-                  calibration=calibration, reduce_range=reduce_range)  # fmt: skip
+    path = export(
+        loaded.model,
+        "onnx",
+        Path(tmp) / "int8.onnx",
+        int8=True,
+        calibration=calibration,
+        reduce_range=reduce_range,
+    )
     return OnnxNet(path), read_export_metadata(path)["int8_reduce_range"]
 
 
-def compare(source: str, data_dir: str, cfg: dict | None, formats: list[str],
-            reduce_range: bool | None) -> list[dict]:  # fmt: skip
+def compare(
+    source: str, data_dir: str, cfg: dict | None, formats: list[str], reduce_range: bool | None
+) -> list[dict]:
     """fp32 and int8 top-1 error and argmax agreement of one network on its validation
     split, one row per int8 format."""
     loaded = load_model(source)
     if cfg is not None:
         loaded.config = cfg
     cfg = loaded.config
-    data = run_data(cfg, loaded.image_size, cfg["dataset"], data_dir,
-                    normalization=loaded.normalization)  # fmt: skip
+    data = run_data(
+        cfg, loaded.image_size, cfg["dataset"], data_dir, normalization=loaded.normalization
+    )
     fp32_scores, labels = class_scores(loaded.model, data.eval_loader("val").epoch(0))
     fp32 = topk_errors(fp32_scores, labels)
     rows = []
@@ -94,21 +102,35 @@ def compare(source: str, data_dir: str, cfg: dict | None, formats: list[str],
             int8_scores, _ = class_scores(int8, data.eval_loader("val").epoch(0))
         q = topk_errors(int8_scores, labels)
         agree = (fp32_scores.argmax(1) == int8_scores.argmax(1)).float().mean().item()
-        rows.append({
-            "network": source, "model": loaded.name, "format": fmt, "reduce_range": reduced,
-            "image_size": loaded.image_size, "val_images": len(labels), "calibration_images": 512,
-            "fp32_top1": 100 - fp32["top1_error"], "int8_top1": 100 - q["top1_error"],
-            "drop_points": q["top1_error"] - fp32["top1_error"], "argmax_agreement": 100 * agree,
-            "quantize_s": quantize_s,
-        })  # fmt: skip
+        rows.append(
+            {
+                "network": source,
+                "model": loaded.name,
+                "format": fmt,
+                "reduce_range": reduced,
+                "image_size": loaded.image_size,
+                "val_images": len(labels),
+                "calibration_images": 512,
+                "fp32_top1": 100 - fp32["top1_error"],
+                "int8_top1": 100 - q["top1_error"],
+                "drop_points": q["top1_error"] - fp32["top1_error"],
+                "argmax_agreement": 100 * agree,
+                "quantize_s": quantize_s,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
 def write_test_images(cifar_dir: str) -> None:
     loaded = load_model("cifar10:resnet20")
-    data = run_data(shipped_config("cifar10:resnet20"), 32, "cifar10", cifar_dir,
-                    normalization=loaded.normalization)  # fmt: skip
+    data = run_data(
+        shipped_config("cifar10:resnet20"),
+        32,
+        "cifar10",
+        cifar_dir,
+        normalization=loaded.normalization,
+    )
     rng = np.random.default_rng(0)
     for split, n, cols in (("val", 320, 20), ("train", 512, 32)):
         loader = data.eval_loader(split)
@@ -125,23 +147,33 @@ def write_report(rows: list[dict], out: Path, argv: list[str]) -> None:
     commit, machine = provenance.commit(), provenance.cpu()
     cpu = machine["cpu"]
     meta = {
-        "command": "python studies/int8.py " + " ".join(argv), "commit": commit,
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu,
-        "cpus": machine["cpus"], "isa": machine["isa"],
-        "isa_limit": machine.get("isa_limit"), "int8_vnni": has_vnni(),
-        "torch": torch.__version__, "seed": 0,
-    }  # fmt: skip
+        "command": "python studies/int8.py " + " ".join(argv),
+        "commit": commit,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": cpu,
+        "cpus": machine["cpus"],
+        "isa": machine["isa"],
+        "isa_limit": machine.get("isa_limit"),
+        "int8_vnni": has_vnni(),
+        "torch": torch.__version__,
+        "seed": 0,
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     limit = machine.get("isa_limit")
-    paths = (f"capped at the AVX2 code paths ({' '.join(f'{k}={v}' for k, v in limit.items())}; "
-             "ONNX Runtime ignores the cap)" if limit else "uncapped")  # fmt: skip
+    paths = (
+        f"capped at the AVX2 code paths ({' '.join(f'{k}={v}' for k, v in limit.items())}; "
+        "ONNX Runtime ignores the cap)"
+        if limit
+        else "uncapped"
+    )
     lines = [
         f"`{meta['command']}` at `{commit}`, {meta['date']}, {cpu} ({meta['cpus']} CPUs; "
-        f"{' '.join(machine['isa'])}), {paths}, torch {meta['torch']}.", "",
+        f"{' '.join(machine['isa'])}), {paths}, torch {meta['torch']}.",
+        "",
         "| network | format | 7-bit | px | validation images | fp32 top-1 | int8 top-1 | drop (points) | argmax agreement |",
         "|---|---|---|---|---|---|---|---|---|",
-    ]  # fmt: skip
+    ]
     for r in rows:
         lines.append(
             f"| {r['network']} | {r['format']} | {'yes' if r['reduce_range'] else 'no'} "
@@ -158,10 +190,17 @@ def main() -> None:
     ap.add_argument("--imagenette-run", help="a reslab run folder of a net trained on Imagenette")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "int8")
     ap.add_argument("--formats", nargs="+", choices=("pt2", "onnx"), default=["pt2", "onnx"])
-    ap.add_argument("--isa", choices=sorted(provenance.ISA_LIMITS),
-                    help="cap torch and oneDNN at this ISA's code paths (e.g. no VNNI)")  # fmt: skip
-    ap.add_argument("--reduce-range", choices=("auto", "on", "off"), default="auto",
-                    help="7-bit int8 operands (default: where the CPU, capped, lacks VNNI)")  # fmt: skip
+    ap.add_argument(
+        "--isa",
+        choices=sorted(provenance.ISA_LIMITS),
+        help="cap torch and oneDNN at this ISA's code paths (e.g. no VNNI)",
+    )
+    ap.add_argument(
+        "--reduce-range",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="7-bit int8 operands (default: where the CPU, capped, lacks VNNI)",
+    )
     ap.add_argument("--write-test-images", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.isa and provenance.cpu().get("isa_limit") != provenance.ISA_LIMITS[args.isa]:
@@ -174,8 +213,11 @@ def main() -> None:
         return
     torch.manual_seed(0)
     reduce_range = {"auto": None, "on": True, "off": False}[args.reduce_range]
-    rows = [row for name in SHIPPED for row in
-            compare(name, args.cifar_dir, shipped_config(name), args.formats, reduce_range)]  # fmt: skip
+    rows = [
+        row
+        for name in SHIPPED
+        for row in compare(name, args.cifar_dir, shipped_config(name), args.formats, reduce_range)
+    ]
     if args.imagenette_run:
         cfg = json.loads((Path(args.imagenette_run) / "config.json").read_text())
         rows += compare(args.imagenette_run, cfg["data_dir"], None, args.formats, reduce_range)

@@ -121,8 +121,11 @@ def init_scale(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, 
     with torch.no_grad():
         logits = model(x)
     hook.remove()
-    return {"logit_std": logits.std().item(), "loss": F.cross_entropy(logits, y).item(),
-            "feature_rms": feats[0].pow(2).mean().sqrt().item()}  # fmt: skip
+    return {
+        "logit_std": logits.std().item(),
+        "loss": F.cross_entropy(logits, y).item(),
+        "feature_rms": feats[0].pow(2).mean().sqrt().item(),
+    }
 
 
 def lr_at(step: int, lr: float, warmup: int, milestones: tuple[int, ...]) -> float:
@@ -140,8 +143,9 @@ def train_reference(depth, tensors, steps, lr, warmup, milestones, seed, log_eve
         opt, lambda s: lr_at(s, lr, warmup, milestones) / lr
     )  # MultiStepLR, with the optional warm-up in front
     mean, std = norm.mean, float(norm.std.flatten()[0])
-    loader = DataLoader(PerSample(tx, ty, mean, std), batch_size=batch, shuffle=True,
-                        drop_last=True, num_workers=0)  # fmt: skip
+    loader = DataLoader(
+        PerSample(tx, ty, mean, std), batch_size=batch, shuffle=True, drop_last=True, num_workers=0
+    )
     records, step, sums = [], 0, [0.0, 0, 0]
     while step < steps:
         for x, y in loader:
@@ -152,11 +156,15 @@ def train_reference(depth, tensors, steps, lr, warmup, milestones, seed, log_eve
             opt.step()
             sched.step()
             step += 1
-            sums = [sums[0] + loss.item() * len(y), sums[1] + (logits.argmax(1) != y).sum().item(),
-                    sums[2] + len(y)]  # fmt: skip
+            sums = [
+                sums[0] + loss.item() * len(y),
+                sums[1] + (logits.argmax(1) != y).sum().item(),
+                sums[2] + len(y),
+            ]
             if step % log_every == 0:
-                records.append({"step": step, "loss": sums[0] / sums[2],
-                                "error": 100 * sums[1] / sums[2]})  # fmt: skip
+                records.append(
+                    {"step": step, "loss": sums[0] / sums[2], "error": 100 * sums[1] / sums[2]}
+                )
                 sums = [0.0, 0, 0]
             if step == steps:
                 break
@@ -171,11 +179,24 @@ def train_reference(depth, tensors, steps, lr, warmup, milestones, seed, log_eve
 
 def train_reslab(model, data_dir, steps, lr, warmup, milestones, seed, log_every, out, extra):
     cfg = make_config(
-        "cifar-paper", model=model, dataset="cifar10", data_dir=data_dir, out=str(out),
-        iterations=steps, lr=lr, warmup_iters=warmup, milestones=milestones, seed=seed,
-        log_every=log_every, eval_every=steps, checkpoint_every=steps, progress=False,
-        compile=False, threads=torch.get_num_threads(), **extra,
-    )  # fmt: skip
+        "cifar-paper",
+        model=model,
+        dataset="cifar10",
+        data_dir=data_dir,
+        out=str(out),
+        iterations=steps,
+        lr=lr,
+        warmup_iters=warmup,
+        milestones=milestones,
+        seed=seed,
+        log_every=log_every,
+        eval_every=steps,
+        checkpoint_every=steps,
+        progress=False,
+        compile=False,
+        threads=torch.get_num_threads(),
+        **extra,
+    )
     result = reslab_train(cfg, overwrite=True)  # a run the study did not finish: redo it
     recs = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     train = [{k: r[k] for k in ("step", "loss", "error")} for r in recs if r["kind"] == "train"]
@@ -196,8 +217,15 @@ def study_init(args, tensors) -> dict:
             torch.manual_seed(0)
             rows[f"reference {kind}{depth}"] = init_scale(RefResNet(depth, kind == "resnet"), x, y)
     if args.imagenette_dir:
-        data = build_data("imagefolder", args.imagenette_dir, batch_size=args.in_batch, image_size=64,
-                          val_size=args.val_n, workers=0, limit=args.limit)  # fmt: skip
+        data = build_data(
+            "imagefolder",
+            args.imagenette_dir,
+            batch_size=args.in_batch,
+            image_size=64,
+            val_size=args.val_n,
+            workers=0,
+            limit=args.limit,
+        )
         xb, yb = next(data.train.epoch(0))
         for name in ("plain18", "resnet18", "plain34", "resnet34"):
             torch.manual_seed(0)
@@ -218,8 +246,18 @@ def study_cifar(args, tensors, runs: dict, save) -> dict:
         if who == "reference":
             rec, err = train_reference(56, tensors, s, 0.1, warm, ms, args.seed, 5, args.batch)
         else:
-            rec, err = train_reslab("resnet56", args.cifar_dir, s, 0.1, warm, ms, args.seed, 5,
-                                    args.work / f"resnet56-w{warm}", args.cifar_extra)  # fmt: skip
+            rec, err = train_reslab(
+                "resnet56",
+                args.cifar_dir,
+                s,
+                0.1,
+                warm,
+                ms,
+                args.seed,
+                5,
+                args.work / f"resnet56-w{warm}",
+                args.cifar_extra,
+            )
         runs[tag] = {"train": rec, "val_error": err, "wall_s": time.time() - t0}
         save()
     return runs
@@ -232,13 +270,26 @@ def study_imagenet(args, runs: dict, save) -> dict:
             if f"{name}, lr {lr}" in runs:
                 continue
             cfg = make_config(
-                "imagenet-paper", model=name, data_dir=args.imagenette_dir, out=str(out),
-                image_size=64, batch_size=args.in_batch, lr=lr, iterations=args.in_steps,
-                val_size=args.val_n, schedule="step", milestones=(), seed=args.seed,
-                log_every=10, eval_every=args.in_steps, checkpoint_every=args.in_steps,
-                progress=False, workers=args.workers, limit=args.limit,
+                "imagenet-paper",
+                model=name,
+                data_dir=args.imagenette_dir,
+                out=str(out),
+                image_size=64,
+                batch_size=args.in_batch,
+                lr=lr,
+                iterations=args.in_steps,
+                val_size=args.val_n,
+                schedule="step",
+                milestones=(),
+                seed=args.seed,
+                log_every=10,
+                eval_every=args.in_steps,
+                checkpoint_every=args.in_steps,
+                progress=False,
+                workers=args.workers,
+                limit=args.limit,
                 threads=torch.get_num_threads(),
-            )  # fmt: skip
+            )
             result = reslab_train(cfg, overwrite=True)  # a run the study did not finish: redo it
             recs = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
             train = [r for r in recs if r["kind"] == "train"]
@@ -261,13 +312,22 @@ def plot(results: dict, path: Path) -> None:
     for ax, key in zip(axes[0], panels):
         for name, run in results[key].items():
             steps = [r["step"] for r in run["train"]]
-            ax.plot(steps, [r["loss"] for r in run["train"]],
-                    ls="--" if "reference" in name or "plain" in name else "-",
-                    label=f"{name} (val {run['val_error']:.1f}%)")  # fmt: skip
+            ax.plot(
+                steps,
+                [r["loss"] for r in run["train"]],
+                ls="--" if "reference" in name or "plain" in name else "-",
+                label=f"{name} (val {run['val_error']:.1f}%)",
+            )
         ax.axhline(math.log(10), color="grey", lw=0.6)
-        ax.set(xlabel="iteration", ylabel="training loss (interval mean)", ylim=(0, 6),
-               title={"cifar": "CIFAR-10 ResNet-56: reslab vs hand-written reference",
-                      "imagenet": "Imagenette 64 px: lr 0.1 vs 0.025"}[key])  # fmt: skip
+        ax.set(
+            xlabel="iteration",
+            ylabel="training loss (interval mean)",
+            ylim=(0, 6),
+            title={
+                "cifar": "CIFAR-10 ResNet-56: reslab vs hand-written reference",
+                "imagenet": "Imagenette 64 px: lr 0.1 vs 0.025",
+            }[key],
+        )
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -293,8 +353,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.work = args.out / "runs"
-    args.cifar_extra = {"limit": args.limit, "val_size": args.val_n} if args.limit else {
-        "val_size": 5000}  # fmt: skip
+    args.cifar_extra = (
+        {"limit": args.limit, "val_size": args.val_n} if args.limit else {"val_size": 5000}
+    )
     args.cifar_extra["batch_size"] = args.batch
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "startup.json"
@@ -325,8 +386,10 @@ def main(argv: list[str] | None = None) -> None:
     for key in ("cifar", "imagenet"):
         for name, run in results.get(key, {}).items():
             first = run["train"][:2]
-            print(f"{name:40s} first losses {[round(r['loss'], 2) for r in first]} "
-                  f"val {run['val_error']:.1f}%")  # fmt: skip
+            print(
+                f"{name:40s} first losses {[round(r['loss'], 2) for r in first]} "
+                f"val {run['val_error']:.1f}%"
+            )
 
 
 if __name__ == "__main__":

@@ -22,16 +22,41 @@ from reslab.training.loop import train
 
 pytestmark = pytest.mark.usefixtures("cache")
 
-TINY = ["--model-args", '{"n": 1}', "--batch-size", "32", "--val-size", "64", "--iterations",
-        "2", "--no-progress", "--threads", "1", "--eval-batch-size", "64"]  # fmt: skip
+TINY = [
+    "--model-args",
+    '{"n": 1}',
+    "--batch-size",
+    "32",
+    "--val-size",
+    "64",
+    "--iterations",
+    "2",
+    "--no-progress",
+    "--threads",
+    "1",
+    "--eval-batch-size",
+    "64",
+]
 
 
 @pytest.fixture(scope="module")
 def run(tiny_cifar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bad") / "run"
-    train(make_config("cifar-paper", model="resnet20", model_args={"n": 1},
-                      data_dir=str(tiny_cifar), out=str(out), batch_size=32, val_size=64,
-                      iterations=2, eval_batch_size=64, progress=False, threads=1))  # fmt: skip
+    train(
+        make_config(
+            "cifar-paper",
+            model="resnet20",
+            model_args={"n": 1},
+            data_dir=str(tiny_cifar),
+            out=str(out),
+            batch_size=32,
+            val_size=64,
+            iterations=2,
+            eval_batch_size=64,
+            progress=False,
+            threads=1,
+        )
+    )
     return out
 
 
@@ -73,10 +98,26 @@ def test_train_bad_paths(capsys: pytest.CaptureFixture, tiny_cifar: Path, tmp_pa
     file = tmp_path / "file.txt"
     file.write_text("mine")
     for dataset in ("cifar10", "imagefolder"):
-        one_line_error(capsys, ["train", "--dataset", dataset, "--data-dir", str(file), *TINY,
-                                "--out", str(tmp_path / "r")], str(file))  # fmt: skip
-    for out, want in ((str(file), "is a file"), ("/dev/null", "/dev/null"),
-                      ("", "empty"), ("/sys/reslab-run", "/sys/reslab-run")):  # fmt: skip
+        one_line_error(
+            capsys,
+            [
+                "train",
+                "--dataset",
+                dataset,
+                "--data-dir",
+                str(file),
+                *TINY,
+                "--out",
+                str(tmp_path / "r"),
+            ],
+            str(file),
+        )
+    for out, want in (
+        (str(file), "is a file"),
+        ("/dev/null", "/dev/null"),
+        ("", "empty"),
+        ("/sys/reslab-run", "/sys/reslab-run"),
+    ):
         one_line_error(capsys, ["train", "--data-dir", str(tiny_cifar), *TINY, "--out", out], want)
     assert file.read_text() == "mine" and Path("/dev/null").is_char_device()
 
@@ -88,8 +129,11 @@ def test_export_bad_targets(capsys: pytest.CaptureFixture, run: Path, tmp_path: 
     one_line_error(capsys, [*base, "--out", str(tmp_path)], "is a folder")
     one_line_error(capsys, [*base, "--out", "/sys/x.onnx"], "/sys")
     for opset in ("3", "999"):
-        one_line_error(capsys, [*base, "--out", str(tmp_path / "m.onnx"), "--opset", opset],
-                       f"--opset {opset} is not supported")  # fmt: skip
+        one_line_error(
+            capsys,
+            [*base, "--out", str(tmp_path / "m.onnx"), "--opset", opset],
+            f"--opset {opset} is not supported",
+        )
     assert Path("/dev/null").is_char_device()
 
 
@@ -116,8 +160,9 @@ def test_eval_val_split_shorter_than_a_batch(capsys: pytest.CaptureFixture, run:
 
 
 def test_predict(capsys: pytest.CaptureFixture, run: Path, image: Path, tmp_path: Path) -> None:
-    one_line_error(capsys, ["predict", str(run), str(image), "--batch-size", "0"],
-                   "--batch-size must be >= 1")  # fmt: skip
+    one_line_error(
+        capsys, ["predict", str(run), str(image), "--batch-size", "0"], "--batch-size must be >= 1"
+    )
     one_line_error(capsys, ["predict", str(image), str(image)], "is an image (JPEG), not a model")
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
@@ -130,8 +175,12 @@ def test_api_checks_before_building(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         train(TrainConfig(batch_size=-1, out=str(tmp_path / "x")))
     assert not (tmp_path / "x").exists()
-    for kw, want in (({"num_classes": 0}, "num_classes"), ({"num_classes": -1}, "num_classes"),
-                     ({"in_chans": 0}, "in_chans"), ({"width_mult": 0}, "width_mult")):  # fmt: skip
+    for kw, want in (
+        ({"num_classes": 0}, "num_classes"),
+        ({"num_classes": -1}, "num_classes"),
+        ({"in_chans": 0}, "in_chans"),
+        ({"width_mult": 0}, "width_mult"),
+    ):
         with pytest.raises(ValueError, match=want):
             reslab.create_model("resnet20", **kw)
 
@@ -144,8 +193,14 @@ def test_metrics_are_strict_json_when_training_diverges(tiny_cifar: Path, tmp_pa
 
 def _cli(args: list[str], **kw) -> subprocess.Popen:
     env = {**os.environ, "RESLAB_MALLOC_TUNING": "0"}
-    return subprocess.Popen([sys.executable, "-m", "reslab", *args], stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env, **kw)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "reslab", *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kw,
+    )
 
 
 def test_interrupt_during_start_up_is_one_line(tiny_cifar: Path, tmp_path: Path) -> None:
@@ -157,8 +212,18 @@ def test_interrupt_during_start_up_is_one_line(tiny_cifar: Path, tmp_path: Path)
 
 
 def test_sigterm_exits_143(tiny_cifar: Path, tmp_path: Path) -> None:
-    args = ["train", "--data-dir", str(tiny_cifar), *TINY, "--iterations", "100000",
-            "--log-every", "1", "--out", str(tmp_path / "r")]  # fmt: skip
+    args = [
+        "train",
+        "--data-dir",
+        str(tiny_cifar),
+        *TINY,
+        "--iterations",
+        "100000",
+        "--log-every",
+        "1",
+        "--out",
+        str(tmp_path / "r"),
+    ]
     p = _cli(args)
     metrics = tmp_path / "r" / "metrics.jsonl"
     deadline = time.time() + 120
@@ -234,23 +299,51 @@ def test_eval_scales_and_splits(capsys: pytest.CaptureFixture, run: Path, tmp_pa
     before = set(run.rglob("*"))
     one_line_error(capsys, ["eval", str(run), "--scales", ""], "--scales", "''")
     # 32 px CIFAR nets shrink their input 4x: scale 20 is a 3 px view
-    one_line_error(capsys, ["eval", str(run), "--scales", "20,224"], "--scales 20 is too small",
-                   "the smallest scale is 25")  # fmt: skip
-    one_line_error(capsys, ["eval", str(run), "--scales", "100000"], "--scales 100000",
-                   "GiB", "the largest scale that fits is")  # fmt: skip
+    one_line_error(
+        capsys,
+        ["eval", str(run), "--scales", "20,224"],
+        "--scales 20 is too small",
+        "the smallest scale is 25",
+    )
+    one_line_error(
+        capsys,
+        ["eval", str(run), "--scales", "100000"],
+        "--scales 100000",
+        "GiB",
+        "the largest scale that fits is",
+    )
     nothing_new(run, before)
     # The training split plays no part: 256 training images, batch 1000.
-    assert main(["eval", str(run), "--split", "val", "--batch-size", "1000", "--out",
-                 str(tmp_path / "v.json")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                str(run),
+                "--split",
+                "val",
+                "--batch-size",
+                "1000",
+                "--out",
+                str(tmp_path / "v.json"),
+            ]
+        )
+        == 0
+    )
     # A folder with only test/ is enough to evaluate on its test split, not on val.
     from reslab.data.synthetic import make_image_folder
 
     only_test = make_image_folder(tmp_path / "t", [f"class{i}" for i in range(10)], 2, 32, "test")
-    assert main(["eval", str(run), "--data-dir", str(only_test), "--out",
-                 str(tmp_path / "t.json")]) == 0  # fmt: skip
+    assert (
+        main(["eval", str(run), "--data-dir", str(only_test), "--out", str(tmp_path / "t.json")])
+        == 0
+    )
     assert "(20 images" in capsys.readouterr().out
-    one_line_error(capsys, ["eval", str(run), "--data-dir", str(only_test), "--split", "val"],
-                   str(only_test), "no 'val' split")  # fmt: skip
+    one_line_error(
+        capsys,
+        ["eval", str(run), "--data-dir", str(only_test), "--split", "val"],
+        str(only_test),
+        "no 'val' split",
+    )
 
 
 def test_eval_refuses_a_classifier_of_other_classes(
@@ -260,61 +353,117 @@ def test_eval_refuses_a_classifier_of_other_classes(
 
     plain = tmp_path / "r20-1000.pth"
     torch.save(reslab.create_model("resnet20", num_classes=1000).state_dict(), plain)
-    one_line_error(capsys, ["eval", str(plain), "--data-dir", str(tiny_cifar), "--dataset",
-                            "cifar10"], "1000-way classifier", "10 classes")  # fmt: skip
+    one_line_error(
+        capsys,
+        ["eval", str(plain), "--data-dir", str(tiny_cifar), "--dataset", "cifar10"],
+        "1000-way classifier",
+        "10 classes",
+    )
     assert sorted(tmp_path.iterdir()) == [plain]
 
 
 def test_arch_and_manifest_conflicts(
-    capsys: pytest.CaptureFixture, run: Path, image: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    run: Path,
+    image: Path,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     from reslab.storage.downloads import file_digest
     from reslab.weights import save_torchvision
 
-    for model, arch, want in ((run, "nope", "--arch: unknown model 'nope'"),
-                              (run, "resnet56", "holds a resnet20; --arch resnet56 conflicts"),
-                              ("cifar10:resnet56", "resnet20", "holds a resnet56; --arch resnet20")):  # fmt: skip
+    for model, arch, want in (
+        (run, "nope", "--arch: unknown model 'nope'"),
+        (run, "resnet56", "holds a resnet20; --arch resnet56 conflicts"),
+        ("cifar10:resnet56", "resnet20", "holds a resnet56; --arch resnet20"),
+    ):
         one_line_error(capsys, ["predict", str(model), str(image), "--arch", arch], want)
-    one_line_error(capsys, ["export", str(run), "--format", "onnx", "--out",
-                            str(tmp_path / "m.onnx"), "--arch", "nope"], "nope")  # fmt: skip
+    one_line_error(
+        capsys,
+        [
+            "export",
+            str(run),
+            "--format",
+            "onnx",
+            "--out",
+            str(tmp_path / "m.onnx"),
+            "--arch",
+            "nope",
+        ],
+        "nope",
+    )
     # A manifest of the user's that names another network than its file holds.
     net = reslab.create_model("resnet20")
-    weights = save_torchvision(net, tmp_path / "w.safetensors",
-                               {"model_args": {"name": "resnet20", "num_classes": 10}})  # fmt: skip
+    weights = save_torchvision(
+        net, tmp_path / "w.safetensors", {"model_args": {"name": "resnet20", "num_classes": 10}}
+    )
     manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"mine:resnet56": {
-        "model": "resnet56", "file": weights.name, "sha256": file_digest(weights)}}))  # fmt: skip
+    manifest.write_text(
+        json.dumps(
+            {
+                "mine:resnet56": {
+                    "model": "resnet56",
+                    "file": weights.name,
+                    "sha256": file_digest(weights),
+                }
+            }
+        )
+    )
     monkeypatch.setenv("RESLAB_WEIGHTS_DIR", str(tmp_path))
-    one_line_error(capsys, ["predict", "mine:resnet56", str(image)], str(manifest),
-                   "'mine:resnet56'", "'resnet56'", "holds a resnet20")  # fmt: skip
+    one_line_error(
+        capsys,
+        ["predict", "mine:resnet56", str(image)],
+        str(manifest),
+        "'mine:resnet56'",
+        "'resnet56'",
+        "holds a resnet20",
+    )
 
 
 def test_normalization_values_are_on_0_1(
     capsys: pytest.CaptureFixture, run: Path, image: Path
 ) -> None:
     base = ["predict", str(run), str(image), "--normalize", "channel"]
-    one_line_error(capsys, [*base, "--mean", "128,128,128", "--std", "0.2,0.2,0.2"],
-                   "--mean needs 3 numbers on [0, 1]", "128,128,128")  # fmt: skip
-    one_line_error(capsys, [*base, "--mean", "0.5,0.5,0.5", "--std", "64,64,64"],
-                   "--std needs 3 numbers on [0, 1]", "64,64,64")  # fmt: skip
+    one_line_error(
+        capsys,
+        [*base, "--mean", "128,128,128", "--std", "0.2,0.2,0.2"],
+        "--mean needs 3 numbers on [0, 1]",
+        "128,128,128",
+    )
+    one_line_error(
+        capsys,
+        [*base, "--mean", "0.5,0.5,0.5", "--std", "64,64,64"],
+        "--std needs 3 numbers on [0, 1]",
+        "64,64,64",
+    )
 
 
-def test_export_options(capsys: pytest.CaptureFixture, run: Path, image: Path,
-                        tmp_path: Path) -> None:  # fmt: skip
+def test_export_options(
+    capsys: pytest.CaptureFixture, run: Path, image: Path, tmp_path: Path
+) -> None:
     pytest.importorskip("onnx")
     out = tmp_path / "m.onnx"
     base = ["export", str(run), "--out", str(out)]
     one_line_error(capsys, [*base, "--format", "onnx", "--opset", "9"], "choose 10..20")
-    one_line_error(capsys, [*base, "--format", "torchscript", "--opset", "17"],
-                   "--opset 17 is for --format onnx only")  # fmt: skip
+    one_line_error(
+        capsys,
+        [*base, "--format", "torchscript", "--opset", "17"],
+        "--opset 17 is for --format onnx only",
+    )
     one_line_error(capsys, [*base, "--format", "onnx", "--dataset", "mnist"], "goes with --int8")
-    one_line_error(capsys, [*base, "--format", "onnx", "--int8", "--dataset", "mnist"],
-                   "--dataset 'mnist'")  # fmt: skip
-    one_line_error(capsys, [*base, "--format", "onnx", "--int8", "--dataset", "imagefolder"],
-                   "conflicts with the model, trained on cifar10")  # fmt: skip
-    one_line_error(capsys, [*base, "--format", "onnx", "--int8", "--calibration", str(image)],
-                   f"--calibration {image} is a file")  # fmt: skip
+    one_line_error(
+        capsys, [*base, "--format", "onnx", "--int8", "--dataset", "mnist"], "--dataset 'mnist'"
+    )
+    one_line_error(
+        capsys,
+        [*base, "--format", "onnx", "--int8", "--dataset", "imagefolder"],
+        "conflicts with the model, trained on cifar10",
+    )
+    one_line_error(
+        capsys,
+        [*base, "--format", "onnx", "--int8", "--calibration", str(image)],
+        f"--calibration {image} is a file",
+    )
     assert list(tmp_path.iterdir()) == []
     # The lowest opset advertised works; a legal 254-character name is written.
     long = tmp_path / ("m" * 249 + ".onnx")
@@ -329,12 +478,19 @@ def test_sort_val_refuses_an_image_under_two_labels(
     flat.mkdir()
     (flat / "ILSVRC2012_val_00000001.JPEG").write_bytes(image.read_bytes())
     labels = tmp_path / "labels.txt"
-    labels.write_text("ILSVRC2012_val_00000001.JPEG n01440764\n"
-                      "ILSVRC2012_val_00000001.JPEG n01443537\n")  # fmt: skip
+    labels.write_text(
+        "ILSVRC2012_val_00000001.JPEG n01440764\nILSVRC2012_val_00000001.JPEG n01443537\n"
+    )
     out = tmp_path / "out"
     base = ["sort-val", str(flat), "--out", str(out), "--labels"]
-    one_line_error(capsys, [*base, str(labels)], str(labels), "ILSVRC2012_val_00000001",
-                   "n01440764", "n01443537")  # fmt: skip
+    one_line_error(
+        capsys,
+        [*base, str(labels)],
+        str(labels),
+        "ILSVRC2012_val_00000001",
+        "n01440764",
+        "n01443537",
+    )
     labels.write_bytes(b"\xff\xfeI\x00L\x00")  # UTF-16, say
     one_line_error(capsys, [*base, str(labels)], str(labels), "not a text label file")
     assert not out.exists()
@@ -347,8 +503,11 @@ def test_file_names_that_are_not_utf8(tmp_path: Path) -> None:
     root = make_image_folder(tmp_path / "t", ["a", "b"], 2, 16)
     bad = root / "train" / "a" / os.fsdecode(b"bad\xff.jpg")
     bad.write_bytes((root / "train" / "a" / "0000.jpg").read_bytes())
-    with pytest.warns(UserWarning, match=r"skipped 1 image files whose names are not valid "
-                                         r"UTF-8, e.g. '.*bad\\udcff.jpg'"):  # fmt: skip
+    with pytest.warns(
+        UserWarning,
+        match=r"skipped 1 image files whose names are not valid "
+        r"UTF-8, e.g. '.*bad\\udcff.jpg'",
+    ):
         ix = index_split(root, "train")
     assert len(ix.paths) == 4 and tree_key(root)  # the tree's cache key can be computed
     (root / "train" / "b").rename(root / "train" / os.fsdecode(b"b\xff"))
@@ -368,10 +527,16 @@ def test_extraction_limits_name_the_variable(monkeypatch: pytest.MonkeyPatch) ->
 def test_load_errors_say_what_the_file_is(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     import pickle
 
-    files = {"text.pth": b"hello world\n", "empty.pth": b"",
-             "evil.pth": pickle.dumps({"x": os.system}, protocol=2)}  # fmt: skip
-    wants = {"text.pth": "not a PyTorch file", "empty.pth": "empty file (0 bytes)",
-             "evil.pth": "refused to load: only tensors and plain data"}  # fmt: skip
+    files = {
+        "text.pth": b"hello world\n",
+        "empty.pth": b"",
+        "evil.pth": pickle.dumps({"x": os.system}, protocol=2),
+    }
+    wants = {
+        "text.pth": "not a PyTorch file",
+        "empty.pth": "empty file (0 bytes)",
+        "evil.pth": "refused to load: only tensors and plain data",
+    }
     for name, blob in files.items():
         (tmp_path / name).write_bytes(blob)
         err = one_line_error(capsys, ["predict", str(tmp_path / name), "x.png"], name, wants[name])
@@ -392,11 +557,21 @@ def test_report_refuses_a_locked_or_damaged_folder(
     assert sorted(p.name for p in exp.iterdir()) == [".lock", "experiment.json"]
 
 
-def test_reproduce_counts(capsys: pytest.CaptureFixture, tiny_cifar: Path, tmp_path: Path,
-                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_reproduce_counts(
+    capsys: pytest.CaptureFixture, tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "exp"
-    base = ["reproduce", "degradation", "--budget", "smoke", "--data-dir", str(tiny_cifar),
-            "--out", str(out), "--no-progress"]  # fmt: skip
+    base = [
+        "reproduce",
+        "degradation",
+        "--budget",
+        "smoke",
+        "--data-dir",
+        str(tiny_cifar),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     one_line_error(capsys, [*base, "--seeds", "0"], "--seeds must be >= 1, got 0")
     one_line_error(capsys, [*base, "--threads", "0"], "--threads must be >= 1, got 0")
     # 1000 jobs are capped at the plan's 8 runs, which 2 GiB cannot hold (1 GiB a job).

@@ -18,10 +18,19 @@ def test_benchmark_quick(tmp_path: Path) -> None:
     out = tmp_path / "bench.jsonl"
     proc = subprocess.run(
         # every case but int8, which tests/test_quantize.py runs (it needs the [int8] extra)
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out),
-         "--cases", "cifar,folder,inference,memory,tta,train-eval"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--out",
+            str(out),
+            "--cases",
+            "cifar,folder,inference,memory,tta,train-eval",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
     for heading in ("1. CIFAR training", "2. ImageFolder training", "3. inference", "4. peak RSS"):
@@ -56,9 +65,17 @@ def test_benchmark_quick(tmp_path: Path) -> None:
 def test_fused_bn_experiment_quick() -> None:
     """The fused batch-norm experiment builds, agrees with PyTorch and times both paths."""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "fused_bn.py"), "--quick", "--models", "resnet20"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "fused_bn.py"),
+            "--quick",
+            "--models",
+            "resnet20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "largest relative error against PyTorch" in proc.stdout
     assert "resnet20: PyTorch ops" in proc.stdout and "ratio" in proc.stdout

@@ -184,7 +184,8 @@ def test_plain_file_is_fed_as_the_user_says(tmp_path: Path, capsys) -> None:
     assert main(["predict", str(plain), str(image), "--normalize", "channel"]) == 2
     assert "needs both --mean and --std" in capsys.readouterr().err
     aka_file = tmp_path / "aka.th"
-    torch.save({"state_dict": {"module." + k: v for k, v in AkaResNet(3).state_dict().items()}},
-               aka_file)  # fmt: skip
+    torch.save(
+        {"state_dict": {"module." + k: v for k, v in AkaResNet(3).state_dict().items()}}, aka_file
+    )
     with pytest.warns(UserWarning, match="instead of the one the file records"):
         load_model(aka_file, normalization=none)

@@ -13,9 +13,24 @@ from reslab.config import RECIPES, load_config
 
 pytestmark = pytest.mark.usefixtures("cache")
 
-TINY = ["--model-args", '{"n": 1}', "--batch-size", "32", "--val-size", "64", "--iterations",
-        "2", "--no-progress", "--threads", "1", "--eval-batch-size", "64", "--device", "cpu",
-        "--no-compile"]  # fmt: skip
+TINY = [
+    "--model-args",
+    '{"n": 1}',
+    "--batch-size",
+    "32",
+    "--val-size",
+    "64",
+    "--iterations",
+    "2",
+    "--no-progress",
+    "--threads",
+    "1",
+    "--eval-batch-size",
+    "64",
+    "--device",
+    "cpu",
+    "--no-compile",
+]
 
 
 def test_recipe_under_the_file_under_the_flags(tmp_path: Path) -> None:
@@ -32,8 +47,10 @@ def test_a_run_from_a_saved_config_records_the_result(
     tiny_cifar: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     first = tmp_path / "first"
-    assert main(["train", "--data-dir", str(tiny_cifar), *TINY, "--lr", "0.05",
-                 "--out", str(first)]) == 0  # fmt: skip
+    assert (
+        main(["train", "--data-dir", str(tiny_cifar), *TINY, "--lr", "0.05", "--out", str(first)])
+        == 0
+    )
     second = tmp_path / "second"
     argv = ["train", "--config", str(first / "config.json"), "--seed", "1", "--out", str(second)]
     assert main(argv) == 0

@@ -77,8 +77,15 @@ def test_unreadable_file_is_left_out_with_one_warning(tree: Path, tmp_path: Path
     _, split = _split(tree, tmp_path / "c")
     assert split.ok.sum() == 21 and not split.images[~split.ok].any()
     with pytest.warns(UserWarning, match="skipped 1 unreadable image files"):
-        data = build_data("imagefolder", tree, batch_size=4, val_size=0, image_size=32,
-                          workers=0, cache_dir=tmp_path / "d")  # fmt: skip
+        data = build_data(
+            "imagefolder",
+            tree,
+            batch_size=4,
+            val_size=0,
+            image_size=32,
+            workers=0,
+            cache_dir=tmp_path / "d",
+        )
     assert isinstance(data.train, DecodedLoader) and data.train.num_samples == 21
 
 
@@ -99,9 +106,18 @@ def test_build_data_uses_the_cache_when_small(tree, tmp_path, monkeypatch) -> No
 @pytest.mark.parametrize("augment", ["paper", "rrc", "none"])
 def test_decoded_loader_determinism_resume_sharding(tree, tmp_path, augment: str) -> None:
     def train(**kw):
-        return build_data("imagefolder", tree, batch_size=8, val_size=0, image_size=32,
-                          workers=0, cache_dir=tmp_path / "c", augment=augment,
-                          channels_last=True, **kw).train  # fmt: skip
+        return build_data(
+            "imagefolder",
+            tree,
+            batch_size=8,
+            val_size=0,
+            image_size=32,
+            workers=0,
+            cache_dir=tmp_path / "c",
+            augment=augment,
+            channels_last=True,
+            **kw,
+        ).train
 
     one = train()
     ref = list(one.epoch(1))
@@ -159,8 +175,9 @@ def test_cifar_training_split_stays_uint8(tmp_path: Path) -> None:
     from reslab.data.synthetic import make_cifar_archive
 
     make_cifar_archive(tmp_path / "c" / "tiny.tar.gz", 300, 0)
-    data = build_data("cifar10", tmp_path / "c", batch_size=32, val_size=30,
-                      cache_dir=tmp_path / "cache")  # fmt: skip
+    data = build_data(
+        "cifar10", tmp_path / "c", batch_size=32, val_size=30, cache_dir=tmp_path / "cache"
+    )
     assert data.train.x.dtype == torch.uint8 and data.val.x.dtype == torch.uint8
     assert data.train.x.shape == (270, 3, 32, 32)
 
@@ -188,13 +205,29 @@ def test_unwritable_cache_falls_back_to_streaming(tree: Path, tmp_path: Path, ca
 def test_a_split_held_on_the_device_gives_the_same_batches(tree: Path, tmp_path: Path) -> None:
     """resident=True (the default on a GPU: the split copied to the device once, batches
     gathered there) yields the very batches the per-step copy from the memory map does."""
-    data = build_data("imagefolder", tree, batch_size=8, val_size=0, image_size=32, workers=0,
-                      cache_dir=tmp_path / "c")  # fmt: skip
+    data = build_data(
+        "imagefolder",
+        tree,
+        batch_size=8,
+        val_size=0,
+        image_size=32,
+        workers=0,
+        cache_dir=tmp_path / "c",
+    )
     streamed = data.train
     assert streamed.resident is None  # a CPU run reads the memory map
-    held = DecodedLoader(streamed.images, streamed.rows, streamed.labels.numpy(), streamed.norm,
-                         batch_size=8, image_size=32, augment="paper", seed=0,
-                         device=torch.device("cpu"), resident=True)  # fmt: skip
+    held = DecodedLoader(
+        streamed.images,
+        streamed.rows,
+        streamed.labels.numpy(),
+        streamed.norm,
+        batch_size=8,
+        image_size=32,
+        augment="paper",
+        seed=0,
+        device=torch.device("cpu"),
+        resident=True,
+    )
     assert held.resident.shape == (len(streamed.rows), *streamed.images.shape[1:])
     for (a, ya), (b, yb) in zip(streamed.epoch(1), held.epoch(1), strict=True):
         assert torch.equal(a, b) and torch.equal(ya, yb)

@@ -154,8 +154,11 @@ def test_views_and_scaling(tmp_path: Path) -> None:
 def test_benchmark_quick_runs() -> None:
     out = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "data_pipeline.py"), "--quick"],
-        capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(REPO / "src"), "PATH": ""},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": ""},
+    )
     assert out.returncode == 0, out.stderr
     assert "img/s" in out.stdout and "x baseline" in out.stdout
 
@@ -164,8 +167,14 @@ def test_benchmark_quick_runs() -> None:
     not (SHARED / "imagenette-224-train.tar").exists(), reason="../shared/datasets absent"
 )
 def test_real_imagenette(tmp_path: Path) -> None:
-    data = build_data("imagenette", SHARED / "imagenette-224-train.tar", batch_size=16,
-                      val_size=16, limit=64, workers=0)  # fmt: skip
+    data = build_data(
+        "imagenette",
+        SHARED / "imagenette-224-train.tar",
+        batch_size=16,
+        val_size=16,
+        limit=64,
+        workers=0,
+    )
     assert data.classes[0] == "n01440764" and data.train.num_samples == 48
     x, y = next(data.train.epoch(0))
     assert x.shape == (16, 3, 224, 224) and torch.isfinite(x).all()

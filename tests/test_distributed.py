@@ -17,16 +17,48 @@ from reslab.storage.checkpoint import load_checkpoint
 # Tiny synthetic batches make BN training chaotic: two single-process runs that differ
 # only in memory layout (float rounding) drift apart by ~7e-5 after 4 steps at lr 0.01,
 # and by 3e-3 after 6 steps at lr 0.1. The tolerance below is a few times that noise.
-ARGS = ["--model", "resnet20", "--model-args", '{"n": 1}', "--dataset", "cifar10",
-        "--batch-size", "32", "--val-size", "64", "--iterations", "4", "--eval-every", "2",
-        "--checkpoint-every", "2", "--log-every", "1", "--milestones", "3", "--no-progress",
-        "--lr", "0.01", "--sync-bn", "--threads", "1"]  # fmt: skip
+ARGS = [
+    "--model",
+    "resnet20",
+    "--model-args",
+    '{"n": 1}',
+    "--dataset",
+    "cifar10",
+    "--batch-size",
+    "32",
+    "--val-size",
+    "64",
+    "--iterations",
+    "4",
+    "--eval-every",
+    "2",
+    "--checkpoint-every",
+    "2",
+    "--log-every",
+    "1",
+    "--milestones",
+    "3",
+    "--no-progress",
+    "--lr",
+    "0.01",
+    "--sync-bn",
+    "--threads",
+    "1",
+]
 TOL = {"atol": 3e-4, "rtol": 1e-3}
 
 
 def torchrun(nproc: int, argv: list[str], env: dict, stop_after: int | None = None) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={nproc}", "-m", "reslab", *argv]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "reslab",
+        *argv,
+    ]
     if stop_after is not None:
         cmd += ["--stop-after", str(stop_after)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -95,8 +127,9 @@ def test_no_sync_skips_the_all_reduce(tmp_path: Path) -> None:
 
     from reslab import distributed
 
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
-                            world_size=1)  # fmt: skip
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
     try:
         ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 2))
         calls = []

@@ -63,7 +63,9 @@ def test_command_parses_as_printed(doc: Path, command: str) -> None:
 
 
 def test_a_broken_command_is_found() -> None:
-    text = "```bash\nreslab reproduce degradation --budget cpu\n```\n`reslab train --no-such-flag 1`"
+    text = (
+        "```bash\nreslab reproduce degradation --budget cpu\n```\n`reslab train --no-such-flag 1`"
+    )
     cmds = commands(text + "\n`reslab eval RUN --split val|test` and `reslab report`\n")
     assert cmds == ["reslab reproduce degradation --budget cpu", "reslab train --no-such-flag 1"]
     for c in cmds:

@@ -83,13 +83,22 @@ def test_docs_links_resolve() -> None:
 @pytest.mark.parametrize(
     ("heading", "anchor"),
     [
-        ("5. Time to accuracy on the CIFAR-10 JPEG 45k/5k split", "5-time-to-accuracy-on-the-cifar-10-jpeg-45k5k-split"),
-        ("1b. bf16 autocast on a CPU with AMX (2026-11-30)", "1b-bf16-autocast-on-a-cpu-with-amx-2026-11-30"),
-        ("`reslab train --cuda-graphs` (H200, 2026-11-26)", "reslab-train---cuda-graphs-h200-2026-11-26"),
+        (
+            "5. Time to accuracy on the CIFAR-10 JPEG 45k/5k split",
+            "5-time-to-accuracy-on-the-cifar-10-jpeg-45k5k-split",
+        ),
+        (
+            "1b. bf16 autocast on a CPU with AMX (2026-11-30)",
+            "1b-bf16-autocast-on-a-cpu-with-amx-2026-11-30",
+        ),
+        (
+            "`reslab train --cuda-graphs` (H200, 2026-11-26)",
+            "reslab-train---cuda-graphs-h200-2026-11-26",
+        ),
         ("How `cifar-speedrun` was chosen", "how-cifar-speedrun-was-chosen"),
         ("**Bold** and [a link](x.md)", "bold-and-a-link"),
     ],
-)  # fmt: skip
+)
 def test_slug_is_githubs(heading: str, anchor: str) -> None:
     assert slug(heading) == anchor
 

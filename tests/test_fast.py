@@ -88,11 +88,23 @@ def test_speedrun_recipe_trains_resumes_and_reports_flip_tta(
     tiny_cifar: Path, tmp_path: Path, cache: None
 ) -> None:
     cfg = dict(
-        recipe="cifar-speedrun", data_dir=str(tiny_cifar), batch_size=32, val_size=64,
-        iterations=6, warmup_iters=2, eval_every=3, checkpoint_every=3, log_every=3,
-        eval_batch_size=64, model_args={"widths": [8, 16, 16]}, cutout=8, ema_decay=0.9,
-        deterministic=True, progress=False, threads=1,
-    )  # fmt: skip
+        recipe="cifar-speedrun",
+        data_dir=str(tiny_cifar),
+        batch_size=32,
+        val_size=64,
+        iterations=6,
+        warmup_iters=2,
+        eval_every=3,
+        checkpoint_every=3,
+        log_every=3,
+        eval_batch_size=64,
+        model_args={"widths": [8, 16, 16]},
+        cutout=8,
+        ema_decay=0.9,
+        deterministic=True,
+        progress=False,
+        threads=1,
+    )
     whole = train(make_config(**{**cfg, "out": str(tmp_path / "whole")}))
     assert whole.status == "finished"
     # Whitening came from the data: the stem is no longer its random init.

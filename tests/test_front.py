@@ -27,8 +27,11 @@ def test_the_table_follows_the_records(tmp_path: Path, capsys: pytest.CaptureFix
     """A third seed added to an experiment changes its rows; a row naming a net that is
     not there is one line and exit 2."""
     results = tmp_path / "results"
-    shutil.copytree(ROOT / "docs" / "results" / "shortcuts-cpu", results / "shortcuts-cpu",
-                    ignore=shutil.ignore_patterns("*.png"))  # fmt: skip
+    shutil.copytree(
+        ROOT / "docs" / "results" / "shortcuts-cpu",
+        results / "shortcuts-cpu",
+        ignore=shutil.ignore_patterns("*.png"),
+    )
     index = json.loads((ROOT / "docs" / "results" / "index.json").read_text())
     rows = [r for r in index["rows"] if r["record"].startswith("shortcuts-cpu")]
     (results / "index.json").write_text(json.dumps({"rows": rows}))

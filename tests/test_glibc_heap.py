@@ -36,8 +36,9 @@ FORKED_WORKER = textwrap.dedent("""
 @pytest.mark.skipif(_glibc() is None, reason="glibc's allocator only")
 def test_forked_worker_drops_the_free_heap_it_inherited() -> None:
     env = {**os.environ, "GLIBC_TUNABLES": _MALLOC_TUNING}
-    proc = subprocess.run([sys.executable, "-c", FORKED_WORKER], env=env, capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", FORKED_WORKER], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     before, after = map(int, proc.stdout.split())
     assert before > 256 and before - after > 200, (before, after)
@@ -49,8 +50,15 @@ def test_reset_worker_heap_is_harmless_anywhere() -> None:
 
 def test_only_training_workers_persist(tmp_path: Path) -> None:
     root = make_image_folder(tmp_path / "t", ["a", "b"], 8, (40, 32))
-    data = build_data("imagefolder", root, batch_size=4, val_size=4, image_size=32,
-                      decoded_cache=False, cache_dir=tmp_path / "cache")  # fmt: skip
+    data = build_data(
+        "imagefolder",
+        root,
+        batch_size=4,
+        val_size=4,
+        image_size=32,
+        decoded_cache=False,
+        cache_dir=tmp_path / "cache",
+    )
     train, val = data.train.loader, data.val.loader
     assert train.persistent_workers and not val.persistent_workers
     assert train.worker_init_fn is val.worker_init_fn is reset_worker_heap

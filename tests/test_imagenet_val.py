@@ -39,8 +39,10 @@ def test_every_label_format_reads_the_same(tmp_path: Path) -> None:
     gt, synsets, want = _truth(tmp_path)
     assert read_val_labels(gt, synsets) == want
     kaggle = tmp_path / "LOC_val_solution.csv"
-    kaggle.write_text("ImageId,PredictionString\n" + "".join(
-        f"{stem},{w} 10 20 100 200 {w} 5 5 50 50\n" for stem, w in want.items()))  # fmt: skip
+    kaggle.write_text(
+        "ImageId,PredictionString\n"
+        + "".join(f"{stem},{w} 10 20 100 200 {w} 5 5 50 50\n" for stem, w in want.items())
+    )
     assert read_val_labels(kaggle) == want
     plain = tmp_path / "labels.txt"
     plain.write_text("".join(f"{stem}.JPEG {w}\n" for stem, w in want.items()))
@@ -57,8 +59,7 @@ def test_sort_val_hard_links_into_class_folders(flat: Path, tmp_path: Path) -> N
     gt, synsets, want = _truth(tmp_path)
     out = tmp_path / "imagenet" / "val"
     n = sort_val(flat, gt, out, synsets=synsets)
-    assert n == {"images": 6, "linked": 6, "copied": 0, "classes": 3, "missing": 0,
-                 "unlabelled": 1}  # fmt: skip
+    assert n == {"images": 6, "linked": 6, "copied": 0, "classes": 3, "missing": 0, "unlabelled": 1}
     for stem, wnid in want.items():
         dst = out / wnid / f"{stem}.JPEG"
         assert dst.samefile(flat / f"{stem}.JPEG")  # a hard link: no second copy
@@ -74,11 +75,32 @@ def test_cli_sort_val_then_train_tree_uses_it(flat: Path, tmp_path: Path, capsys
     gt, synsets, _ = _truth(tmp_path)
     root = make_image_folder(tmp_path / "imagenet", SYNSETS, 4, 24)
     out = root / "val"
-    assert main(["sort-val", str(flat), "--labels", str(gt), "--synsets", str(synsets),
-                 "--out", str(out), "--copy"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "sort-val",
+                str(flat),
+                "--labels",
+                str(gt),
+                "--synsets",
+                str(synsets),
+                "--out",
+                str(out),
+                "--copy",
+            ]
+        )
+        == 0
+    )
     assert "6 images in 3 class folders" in capsys.readouterr().out
-    data = build_data("imagefolder", root, batch_size=4, val_size=5000, workers=0,
-                      image_size=24, cache_dir=tmp_path / "cache")  # fmt: skip
+    data = build_data(
+        "imagefolder",
+        root,
+        batch_size=4,
+        val_size=5000,
+        workers=0,
+        image_size=24,
+        cache_dir=tmp_path / "cache",
+    )
     assert data.train.num_samples == 12 and data.val.num_samples == 6
     assert main(["sort-val", str(flat), "--labels", str(gt), "--out", str(tmp_path / "x")]) == 2
     assert "--synsets FILE" in capsys.readouterr().err

@@ -130,9 +130,14 @@ def test_predict_pil_and_module(images):
 def test_predict_run_folder_uses_its_classes_and_normalization(images, tmp_path):
     model = _randomised("resnet20", num_classes=3)
     norm = {"kind": "pixel-mean", "mean": torch.rand(3, 32, 32).tolist(), "std": [0.25]}
-    ckpt = {"format": "reslab-checkpoint", "model": model.state_dict(),
-            "model_args": model.build_args, "classes": ["cat", "dog", "emu"],
-            "normalization": norm, "image_size": 32}  # fmt: skip
+    ckpt = {
+        "format": "reslab-checkpoint",
+        "model": model.state_dict(),
+        "model_args": model.build_args,
+        "classes": ["cat", "dog", "emu"],
+        "normalization": norm,
+        "image_size": 32,
+    }
     (tmp_path / "run/checkpoints").mkdir(parents=True)
     torch.save(ckpt, tmp_path / "run/checkpoints/best.pt")
     (r,) = predict(tmp_path / "run", [images / "a.jpg"], top=5)

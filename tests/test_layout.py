@@ -13,8 +13,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "reslab"
 GUIDE = SRC.parent.parent / "docs" / "guide.md"
-MAX_FILE_LINES = 400
-MAX_FUNCTION_LINES = 80
+MAX_FILE_LINES = 500  # counted as ruff formats (one argument a line where long); issue 34
+MAX_FUNCTION_LINES = 100
 
 
 def _modules() -> dict[str, Path]:
@@ -92,8 +92,9 @@ def documented_layers() -> list[list[str]]:
     for row in rows:
         cell = row.split("|")[1]
         names = re.findall(r"`([^`]+)`", cell)
-        layers.append(["reslab." + n.removesuffix("/").removesuffix(".py").replace("/", ".")
-                       for n in names])  # fmt: skip
+        layers.append(
+            ["reslab." + n.removesuffix("/").removesuffix(".py").replace("/", ".") for n in names]
+        )
     return layers
 
 
@@ -102,8 +103,12 @@ def test_each_layer_imports_only_the_layers_before_it() -> None:
 
     def layer(module: str) -> int | None:
         """The row that names the module or its longest enclosing package."""
-        found = [(len(n), i) for i, names in enumerate(layers) for n in names
-                 if module == n or module.startswith(n + ".")]  # fmt: skip
+        found = [
+            (len(n), i)
+            for i, names in enumerate(layers)
+            for n in names
+            if module == n or module.startswith(n + ".")
+        ]
         return max(found)[1] if found else None
 
     modules = _modules()

@@ -17,8 +17,20 @@ from reslab.training.plan import meta_model, plan
 pytestmark = pytest.mark.usefixtures("cache")
 
 # The command: ResNet-50 at the paper's batch of 256, 224 px, on a 24 GB machine.
-RESNET50 = ["train", "--recipe", "imagenet-paper", "--model", "resnet50", "--dataset",
-            "imagefolder", "--iterations", "2", "--device", "cpu", "--no-progress"]  # fmt: skip
+RESNET50 = [
+    "train",
+    "--recipe",
+    "imagenet-paper",
+    "--model",
+    "resnet50",
+    "--dataset",
+    "imagefolder",
+    "--iterations",
+    "2",
+    "--device",
+    "cpu",
+    "--no-progress",
+]
 
 
 def test_limit_sizes_parse() -> None:
@@ -50,12 +62,20 @@ def test_refused_in_one_line_before_data_is_read(tmp_path: Path, monkeypatch, ca
     assert accum and int(accum[1]) * int(accum[2]) == 256, err
     assert not out.exists()
     assert not list(tmp_path.rglob("*.u8")) and not (tmp_path / "cache").exists()
-    cfg = make_config("imagenet-paper", model="resnet50", device="cpu",
-                      grad_accum_steps=int(accum[1]))  # fmt: skip
+    cfg = make_config(
+        "imagenet-paper", model="resnet50", device="cpu", grad_accum_steps=int(accum[1])
+    )
     plan(cfg, inputs=False)  # fits: no error
     with pytest.raises(ValueError, match="needs about"):  # one step fewer does not
-        plan(make_config("imagenet-paper", model="resnet50", device="cpu",
-                         grad_accum_steps=int(accum[1]) // 2), inputs=False)  # fmt: skip
+        plan(
+            make_config(
+                "imagenet-paper",
+                model="resnet50",
+                device="cpu",
+                grad_accum_steps=int(accum[1]) // 2,
+            ),
+            inputs=False,
+        )
 
 
 def test_override_and_bad_limit(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -80,4 +100,6 @@ def test_estimate_follows_batch_accumulation_and_checkpointing() -> None:
     one, four = memory.estimate(cfg, shape, 128, 1), memory.estimate(cfg, shape, 128, 4)
     assert four < one < memory.estimate(cfg, shape, 256, 1)
     ckpt = make_config("cifar-paper", model="resnet110", model_args={"grad_checkpointing": True})
-    assert memory.model_shape(meta_model(ckpt), 32).stored < shape.stored / 2  # block inputs, mostly
+    assert (
+        memory.model_shape(meta_model(ckpt), 32).stored < shape.stored / 2
+    )  # block inputs, mostly

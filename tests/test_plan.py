@@ -23,9 +23,24 @@ from reslab.training.loop import train
 
 pytestmark = pytest.mark.usefixtures("cache")
 
-TINY = ["--model-args", '{"n": 1}', "--batch-size", "32", "--val-size", "64", "--iterations",
-        "2", "--no-progress", "--threads", "1", "--eval-batch-size", "64", "--device", "cpu",
-        "--no-compile"]  # fmt: skip
+TINY = [
+    "--model-args",
+    '{"n": 1}',
+    "--batch-size",
+    "32",
+    "--val-size",
+    "64",
+    "--iterations",
+    "2",
+    "--no-progress",
+    "--threads",
+    "1",
+    "--eval-batch-size",
+    "64",
+    "--device",
+    "cpu",
+    "--no-compile",
+]
 
 # Every check a run's start makes, and what picks its device and completes its config.
 COUNTED: list[Callable] = [
@@ -71,8 +86,15 @@ def count_calls(monkeypatch: pytest.MonkeyPatch) -> Counter:
 
 
 def assert_once(counts: Counter, *, data_dir: bool = True) -> None:
-    for name in ("check_config", "check_split", "check_threads", "check_stages",
-                 "check_memory", "pick_device", "resolve_recipe"):  # fmt: skip
+    for name in (
+        "check_config",
+        "check_split",
+        "check_threads",
+        "check_stages",
+        "check_memory",
+        "pick_device",
+        "resolve_recipe",
+    ):
         assert counts[name] == 1, (name, counts)
     assert counts["check_data_dir"] == int(data_dir), counts
     assert counts["meta build"] <= 1, counts
@@ -93,8 +115,23 @@ def test_a_resume_is_checked_once(
     tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "r"
-    assert main(["train", "--data-dir", str(tiny_cifar), *TINY, "--iterations", "4",
-                 "--stop-after", "2", "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--data-dir",
+                str(tiny_cifar),
+                *TINY,
+                "--iterations",
+                "4",
+                "--stop-after",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     counts = count_calls(monkeypatch)
     assert train(resume=out).status == "finished"
     assert_once(counts)
@@ -116,8 +153,9 @@ def test_threads_far_above_the_cores_are_refused(
     tiny_cifar: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "r"
-    code = main(["train", "--data-dir", str(tiny_cifar), *TINY, "--threads", "1000",
-                 "--out", str(out)])  # fmt: skip
+    code = main(
+        ["train", "--data-dir", str(tiny_cifar), *TINY, "--threads", "1000", "--out", str(out)]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert re.search(r"threads 1000 is more than 4 per core of this machine's \d+", err), err
@@ -129,8 +167,23 @@ def test_resume_refuses_another_network_or_class_count(
 ) -> None:
     """Before anything loads, naming the setting; the folder stays resumable."""
     out = tmp_path / "r"
-    assert main(["train", "--data-dir", str(tiny_cifar), *TINY, "--iterations", "4",
-                 "--stop-after", "2", "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--data-dir",
+                str(tiny_cifar),
+                *TINY,
+                "--iterations",
+                "4",
+                "--stop-after",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     before = sorted(p.name for p in out.rglob("*"))
     three = make_image_folder(tmp_path / "three", ["a", "b", "c"], 16, 40)
@@ -138,10 +191,20 @@ def test_resume_refuses_another_network_or_class_count(
         (["--model", "resnet32"], "--model 'resnet32' cannot change on --resume"),
         (["--shortcut", "B"], "--shortcut 'B' cannot change on --resume"),
         (["--model-args", '{"n": 2}'], "--model-args {'n': 2} cannot change on --resume"),
-        (["--dataset", "imagefolder", "--data-dir", str(three), "--image-size", "32",
-          "--val-size", "8"],
-         "has 3 classes and the run was trained on 10"),
-    ):  # fmt: skip
+        (
+            [
+                "--dataset",
+                "imagefolder",
+                "--data-dir",
+                str(three),
+                "--image-size",
+                "32",
+                "--val-size",
+                "8",
+            ],
+            "has 3 classes and the run was trained on 10",
+        ),
+    ):
         code = main(["train", "--resume", str(out), *flags])
         err = capsys.readouterr().err.strip().splitlines()[-1]  # after data's own notes
         assert code == 2 and err.startswith("reslab train: error:") and want in err, (flags, err)

@@ -67,9 +67,13 @@ def _agreement(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, got) ->
     want, got = p.argmax(1), torch.as_tensor(got)
     top2 = p.topk(2, dim=1).values
     sure = top2[:, 0] - top2[:, 1] >= 0.05
-    return {"sure": int(sure.sum()), "agree_sure": float((want == got)[sure].float().mean()),
-            "agree_all": float((want == got).float().mean()),
-            "fp32_correct": int((want == y).sum()), "int8_correct": int((got == y).sum())}  # fmt: skip
+    return {
+        "sure": int(sure.sum()),
+        "agree_sure": float((want == got)[sure].float().mean()),
+        "agree_all": float((want == got).float().mean()),
+        "fp32_correct": int((want == y).sum()),
+        "int8_correct": int((got == y).sum()),
+    }
 
 
 def _capped_pt2_agreement() -> dict:
@@ -105,9 +109,12 @@ def test_int8_agrees_with_fp32(cifar, isa: str | None) -> None:
             got = _agreement(model, x, y, int8(x).argmax(1))
     else:
         proc = subprocess.run(
-            [sys.executable, __file__], env={**os.environ, **ISA_LIMITS[isa]},
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            [sys.executable, __file__],
+            env={**os.environ, **ISA_LIMITS[isa]},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         got = json.loads(proc.stdout.splitlines()[-1])
         assert got["reduce_range"] is True
@@ -138,8 +145,9 @@ def test_vnni_detection_honours_the_isa_cap(monkeypatch) -> None:
 @needs_torchao
 def test_int8_pt2_round_trip(cifar, tmp_path: Path, monkeypatch) -> None:
     model, calibration, x, _ = cifar
-    path = export(model, "pt2", tmp_path / "r20.pt2", int8=True, calibration=[calibration],
-                  reduce_range=False)  # fmt: skip
+    path = export(
+        model, "pt2", tmp_path / "r20.pt2", int8=True, calibration=[calibration], reduce_range=False
+    )
     meta = read_export_metadata(path)
     assert meta["int8"] is True and meta["image_size"] == 32
     assert meta["int8_reduce_range"] is False
@@ -176,8 +184,11 @@ def test_int8_onnx_export_runs_in_onnx_runtime(cifar, tmp_path: Path, monkeypatc
     assert meta["int8_reduce_range"] is (isa is not None or not int8_module.has_vnni())
     low, high = meta["int8_ranges"]["weights_int8"]
     assert (low, high) == ((-64, 64) if meta["int8_reduce_range"] else (-127, 127))
-    weights = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
-               if t.data_type == onnx.TensorProto.INT8]  # fmt: skip
+    weights = [
+        numpy_helper.to_array(t)
+        for t in onnx.load(str(path)).graph.initializer
+        if t.data_type == onnx.TensorProto.INT8
+    ]
     assert len(weights) >= 20 and all(low <= w.min() and w.max() <= high for w in weights)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = _agreement(model, x, y, session.run(None, {"input": x.numpy()})[0].argmax(1))
@@ -227,10 +238,19 @@ def test_int8_bad_requests_say_what_to_do(cifar, tmp_path: Path) -> None:
 def test_benchmark_int8_quick(tmp_path: Path) -> None:
     out = tmp_path / "bench.jsonl"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--cases", "int8",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--cases",
+            "int8",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "6. int8 inference" in proc.stdout and "failed" not in proc.stdout, proc.stdout
     rows = [json.loads(r) for r in out.read_text().splitlines()]
@@ -247,8 +267,19 @@ def test_cli_export_int8_onnx(tiny_cifar: Path, tmp_path: Path, capsys, monkeypa
 
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     out = tmp_path / "r20-int8.onnx"
-    argv = ["export", "cifar10:resnet20", "--format", "onnx", "--int8", "--calibration",
-            str(tiny_cifar), "--dataset", "cifar10", "--out", str(out)]  # fmt: skip
+    argv = [
+        "export",
+        "cifar10:resnet20",
+        "--format",
+        "onnx",
+        "--int8",
+        "--calibration",
+        str(tiny_cifar),
+        "--dataset",
+        "cifar10",
+        "--out",
+        str(out),
+    ]
     assert main(argv[:4] + ["--reduce-range", "--out", str(out)]) == 2  # without --int8
     assert "int8 export only" in capsys.readouterr().err and not out.exists()
     assert main(argv) == 0, capsys.readouterr().err

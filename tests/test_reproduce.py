@@ -21,9 +21,14 @@ from reslab.data.synthetic import make_image_folder
 from reslab.reproduce import experiments
 from reslab.reproduce.responses import layer_responses, response_layers
 
-FIGURES = {"degradation": ["curves.png"], "imagenet-degradation": ["curves.png"],
-           "shortcuts": ["curves.png"], "shortcuts-cifar": ["curves.png"], "very-deep": ["curves.png"],
-           "responses": ["responses.png"]}  # fmt: skip
+FIGURES = {
+    "degradation": ["curves.png"],
+    "imagenet-degradation": ["curves.png"],
+    "shortcuts": ["curves.png"],
+    "shortcuts-cifar": ["curves.png"],
+    "very-deep": ["curves.png"],
+    "responses": ["responses.png"],
+}
 
 
 pytestmark = pytest.mark.usefixtures("cache")
@@ -49,10 +54,14 @@ def test_layer_responses_match_analytic_std() -> None:
     """A 3x3 identity conv, BN with known scale: the std is scale x the input's std."""
     c = 3
     net = nn.Sequential(
-        nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
-        nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c),  # 1x1: not a response
-        nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c),
-    )  # fmt: skip
+        nn.Conv2d(c, c, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c),
+        nn.ReLU(),
+        nn.Conv2d(c, c, 1, bias=False),
+        nn.BatchNorm2d(c),  # 1x1: not a response
+        nn.Conv2d(c, c, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c),
+    )
     with torch.no_grad():
         ident = torch.zeros(c, c, 3, 3)
         ident[range(c), range(c), 1, 1] = 1.0
@@ -99,8 +108,17 @@ def degradation(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         mp.setitem(experiments.EXPERIMENTS, "degradation", dataclasses.replace(exp, runs=runs))
         mp.setenv("RESLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
         torch.set_num_threads(1)
-        argv = ["reproduce", "degradation", "--budget", "smoke", "--data-dir", str(data),
-                "--out", str(out), "--no-progress"]  # fmt: skip
+        argv = [
+            "reproduce",
+            "degradation",
+            "--budget",
+            "smoke",
+            "--data-dir",
+            str(data),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
         assert main(argv) == 0
     return out
 
@@ -122,8 +140,16 @@ def test_degradation_report(degradation: Path) -> None:
 
 def test_responses_and_report_regenerate(degradation: Path, data: Path, tmp_path: Path) -> None:
     resp = tmp_path / "responses"
-    argv = ["reproduce", "responses", "--runs", str(degradation), "--data-dir", str(data),
-            "--out", str(resp)]  # fmt: skip
+    argv = [
+        "reproduce",
+        "responses",
+        "--runs",
+        str(degradation),
+        "--data-dir",
+        str(data),
+        "--out",
+        str(resp),
+    ]
     assert main(argv) == 0
     stds = json.loads((resp / "responses.json").read_text())
     assert sorted(stds) == ["plain20-s0", "plain32-s0", "resnet20-s0", "resnet32-s0"]
@@ -149,11 +175,24 @@ def fake_run(
 ) -> None:
     d = folder / "runs" / experiments.run_name(model, shortcut, seed)
     d.mkdir(parents=True)
-    (d / "config.json").write_text(json.dumps({"model": model, "shortcut": shortcut, "seed": seed,
-                                               "dataset": "cifar10", "batch_size": 128}))  # fmt: skip
-    recs = [{"kind": "train", "step": s, "error": train_err + 50 / s, "loss": 1.0} for s in
-            range(1, 201)] + [{"kind": "eval", "split": "val", "step": s, "top1_error": val_err,
-                               "n": 5000} for s in (100, 200)]  # fmt: skip
+    (d / "config.json").write_text(
+        json.dumps(
+            {
+                "model": model,
+                "shortcut": shortcut,
+                "seed": seed,
+                "dataset": "cifar10",
+                "batch_size": 128,
+            }
+        )
+    )
+    recs = [
+        {"kind": "train", "step": s, "error": train_err + 50 / s, "loss": 1.0}
+        for s in range(1, 201)
+    ] + [
+        {"kind": "eval", "split": "val", "step": s, "top1_error": val_err, "n": 5000}
+        for s in (100, 200)
+    ]
     (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     (d / "summary.json").write_text(json.dumps({"status": "finished", "step": 200}))
 
@@ -213,8 +252,17 @@ def test_smoke_experiment(name: str, data: Path, tmp_path: Path) -> None:
         make_image_folder(data, ["a", "b", "c"], 40, 72, "train")
         make_image_folder(data, ["a", "b", "c"], 4, 72, "val", seed=1)
     out = tmp_path / "out"
-    argv = ["reproduce", name, "--budget", "smoke", "--data-dir", str(data), "--out", str(out),
-            "--no-progress"]  # fmt: skip
+    argv = [
+        "reproduce",
+        name,
+        "--budget",
+        "smoke",
+        "--data-dir",
+        str(data),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     check_report(out, FIGURES[name])
     planned = experiments.EXPERIMENTS[name].planned("smoke")
@@ -228,8 +276,13 @@ def test_smoke_experiment(name: str, data: Path, tmp_path: Path) -> None:
 def test_very_deep_and_shortcuts_tables_from_files(tmp_path: Path) -> None:
     deep, cuts = tmp_path / "deep", tmp_path / "cuts"
     fake_run(deep, "resnet1202", 1.0, 9.0)
-    summary = {"status": "finished", "step": 200, "iterations": 200, "wall_s": 3725,
-               "peak_rss_mb": 4321.0}  # fmt: skip
+    summary = {
+        "status": "finished",
+        "step": 200,
+        "iterations": 200,
+        "wall_s": 3725,
+        "peak_rss_mb": 4321.0,
+    }
     (deep / "runs" / "resnet1202-s0" / "summary.json").write_text(json.dumps(summary))
     (deep / "experiment.json").write_text(json.dumps({"experiment": "very-deep"}))
     assert main(["report", str(deep)]) == 0
@@ -280,8 +333,9 @@ def test_an_experiments_own_budget_note_is_recorded(tmp_path: Path, monkeypatch)
     and so in its report, not by the CIFAR family's 2,000-step, 2-seed note."""
     monkeypatch.setattr(experiments, "check_run", lambda cfg: None)  # no 8 GB check here
     monkeypatch.setattr(experiments, "_run_plan", lambda *args, **kwargs: None)  # no training
-    out = experiments.run_experiment("very-deep", "cpu", str(tmp_path), tmp_path / "out",
-                                     progress=False)  # fmt: skip
+    out = experiments.run_experiment(
+        "very-deep", "cpu", str(tmp_path), tmp_path / "out", progress=False
+    )
     meta = json.loads((out / "experiment.json").read_text())
     assert meta["budget_note"].startswith("60 steps of batch 128") and meta["seeds"] == 1
     assert experiments.BUDGETS["cifar"]["cpu"].note.startswith("2,000 steps")
@@ -297,8 +351,16 @@ def test_cli_passes_accumulation_to_the_plan(tmp_path: Path, monkeypatch) -> Non
         raise SystemExit(0)  # stop before the report
 
     monkeypatch.setattr(experiments, "run_experiment", fake_run)
-    base = ["reproduce", "imagenet-degradation", "--budget", "paper", "--data-dir",
-            str(tmp_path), "--out", str(tmp_path / "o")]  # fmt: skip
+    base = [
+        "reproduce",
+        "imagenet-degradation",
+        "--budget",
+        "paper",
+        "--data-dir",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o"),
+    ]
     for extra, want in (([], None), (["--grad-accum-steps", "8"], 8)):
         with pytest.raises(SystemExit):
             main(base + extra)
@@ -310,8 +372,16 @@ def test_a_plan_that_cannot_fit_is_refused_before_anything_is_written(
 ) -> None:
     monkeypatch.setenv("RESLAB_MEMORY_LIMIT", "100M")  # less than any run needs
     out = tmp_path / "out"
-    argv = ["reproduce", "shortcuts-cifar", "--budget", "smoke", "--data-dir", str(tmp_path),
-            "--out", str(out)]  # fmt: skip
+    argv = [
+        "reproduce",
+        "shortcuts-cifar",
+        "--budget",
+        "smoke",
+        "--data-dir",
+        str(tmp_path),
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "resnet32" in err and "GiB" in err, err
@@ -322,8 +392,10 @@ def _finished_run(folder: Path, name: str, cfg: dict) -> None:
     """A finished run's records as training leaves them (no checkpoint): enough to reuse."""
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(cfg))
-    records = [{"kind": "train", "step": 2, "loss": 2.0, "error": 80.0, "lr": 0.1},
-               {"kind": "eval", "split": "val", "step": 2, "top1_error": 70.0, "n": 10}]  # fmt: skip
+    records = [
+        {"kind": "train", "step": 2, "loss": 2.0, "error": 80.0, "lr": 0.1},
+        {"kind": "eval", "split": "val", "step": 2, "top1_error": 70.0, "n": 10},
+    ]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     summary = {"status": "finished", "step": 2, "iterations": 2, "final_eval": records[1]}
     (folder / "summary.json").write_text(json.dumps(summary))
@@ -340,13 +412,27 @@ def test_reuse_takes_the_same_runs_from_another_folder(tmp_path: Path, monkeypat
     names = []
     for run in exp.plan("smoke", 1):
         name = experiments.run_name(*run)
-        cfg = experiments.run_config(exp.recipe, exp.dataset, str(data), first / "runs" / name,
-                                     run, settings, False)  # fmt: skip
+        cfg = experiments.run_config(
+            exp.recipe, exp.dataset, str(data), first / "runs" / name, run, settings, False
+        )
         _finished_run(first / "runs" / name, name, cfg.to_dict())
         names.append(name)
     assert names == ["resnet34-A-s0", "resnet34-B-s0", "resnet34-C-s0"]
-    base = ["reproduce", "shortcuts", "--budget", "smoke", "--seeds", "1", "--data-dir", str(data),
-            "--no-progress", "--out", str(second), "--reuse", str(first)]  # fmt: skip
+    base = [
+        "reproduce",
+        "shortcuts",
+        "--budget",
+        "smoke",
+        "--seeds",
+        "1",
+        "--data-dir",
+        str(data),
+        "--no-progress",
+        "--out",
+        str(second),
+        "--reuse",
+        str(first),
+    ]
 
     def no_training(*args, **kwargs):
         raise AssertionError("a reused run was trained again")
@@ -407,13 +493,30 @@ def test_report_names_each_invocations_machine(tmp_path: Path) -> None:
     """An experiment resumed on another machine says which machine ran which part."""
     fake_run(tmp_path, "resnet20", 5.0, 9.0)
     inv = {"command": "reslab reproduce degradation", "jobs": 1, "wall_s": 60.0}
-    meta = {"experiment": "degradation", "started": "2026-11-30 04:00:00 UTC",
-            "provenance": {"command": "reslab reproduce degradation", "commit": "bbb",
-                           "hardware": "AMD EPYC, 2 cores", "isa": ["avx2", "avx512f"]},
-            "invocations": [{**inv, "commit": "aaa", "started": "2026-11-30 04:00:00 UTC",
-                             "hardware": "Intel(R) Xeon(R) Processor, 2 cores"},
-                            {**inv, "commit": "bbb", "started": "2026-12-03 20:00:00 UTC",
-                             "hardware": "AMD EPYC, 2 cores"}]}  # fmt: skip
+    meta = {
+        "experiment": "degradation",
+        "started": "2026-11-30 04:00:00 UTC",
+        "provenance": {
+            "command": "reslab reproduce degradation",
+            "commit": "bbb",
+            "hardware": "AMD EPYC, 2 cores",
+            "isa": ["avx2", "avx512f"],
+        },
+        "invocations": [
+            {
+                **inv,
+                "commit": "aaa",
+                "started": "2026-11-30 04:00:00 UTC",
+                "hardware": "Intel(R) Xeon(R) Processor, 2 cores",
+            },
+            {
+                **inv,
+                "commit": "bbb",
+                "started": "2026-12-03 20:00:00 UTC",
+                "hardware": "AMD EPYC, 2 cores",
+            },
+        ],
+    }
     (tmp_path / "experiment.json").write_text(json.dumps(meta))
     assert main(["report", str(tmp_path)]) == 0
     text = (tmp_path / "report.md").read_text()
@@ -452,8 +555,12 @@ def test_report_says_how_long_a_110_layer_net_held_the_warmup(tmp_path: Path, le
 def test_resnet34_row_quotes_the_papers_number_for_its_own_shortcut_option(tmp_path: Path) -> None:
     """Figure 4's ResNet-34 uses option A: Table 2's 25.03%, not the registry's default
     option B (24.52%, Table 3)."""
-    for model, shortcut, err in (("plain18", None, 36.0), ("plain34", None, 67.0),
-                                 ("resnet18", "A", 32.0), ("resnet34", "A", 36.0)):  # fmt: skip
+    for model, shortcut, err in (
+        ("plain18", None, 36.0),
+        ("plain34", None, 67.0),
+        ("resnet18", "A", 32.0),
+        ("resnet34", "A", 36.0),
+    ):
         fake_run(tmp_path, model, 40.0, err, 0, shortcut=shortcut)
     assert main(["report", str(tmp_path)]) == 0
     rows = {r.split("|")[1].strip(): r for r in _tables((tmp_path / "report.md").read_text())}

@@ -26,10 +26,21 @@ pytestmark = pytest.mark.usefixtures("cache")
 
 def tiny(data: Path, out: Path, **kw):
     base = dict(
-        model="resnet20", model_args={"n": 1}, data_dir=str(data), out=str(out), batch_size=32,
-        val_size=64, iterations=4, milestones=(), log_every=2, eval_every=4,
-        checkpoint_every=2, eval_batch_size=64, progress=False, threads=1,
-    )  # fmt: skip
+        model="resnet20",
+        model_args={"n": 1},
+        data_dir=str(data),
+        out=str(out),
+        batch_size=32,
+        val_size=64,
+        iterations=4,
+        milestones=(),
+        log_every=2,
+        eval_every=4,
+        checkpoint_every=2,
+        eval_batch_size=64,
+        progress=False,
+        threads=1,
+    )
     return make_config("cifar-paper", **{**base, **kw})
 
 
@@ -54,9 +65,24 @@ def test_cli_default_out_picks_a_fresh_folder(
     tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    argv = ["train", "--data-dir", str(tiny_cifar), "--model-args", '{"n": 1}', "--batch-size",
-            "32", "--val-size", "64", "--iterations", "2", "--no-progress", "--threads", "1",
-            "--eval-batch-size", "64"]  # fmt: skip
+    argv = [
+        "train",
+        "--data-dir",
+        str(tiny_cifar),
+        "--model-args",
+        '{"n": 1}',
+        "--batch-size",
+        "32",
+        "--val-size",
+        "64",
+        "--iterations",
+        "2",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--eval-batch-size",
+        "64",
+    ]
     assert main(argv) == 0 and main(argv) == 0
     assert steps(tmp_path / "runs" / "run") == [2] and steps(tmp_path / "runs" / "run-2") == [2]
     assert fresh_run_dir(tmp_path / "runs" / "run") == tmp_path / "runs" / "run-3"
@@ -78,10 +104,15 @@ def test_a_killed_holders_lock_does_not_block_resume(tiny_cifar: Path, tmp_path:
     run = tmp_path / "run"
     train(tiny(tiny_cifar, run), stop_after=2)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from reslab.storage.runlock import FolderLock;"
-         f"FolderLock({str(run)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from reslab.storage.runlock import FolderLock;"
+            f"FolderLock({str(run)!r}).acquire(); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(FolderInUse):
         train(resume=run)
@@ -171,9 +202,27 @@ def test_init_from_another_depth_says_what_it_skipped(tmp_path: Path, capsys) ->
 
 
 def tiny_argv(data: Path, out: Path, *flags: str) -> list[str]:
-    return ["train", "--data-dir", str(data), "--model-args", '{"n": 1}', "--batch-size", "32",
-            "--val-size", "64", "--milestones", "", "--eval-batch-size", "64", "--no-progress",
-            "--threads", "1", "--out", str(out), *flags]  # fmt: skip
+    return [
+        "train",
+        "--data-dir",
+        str(data),
+        "--model-args",
+        '{"n": 1}',
+        "--batch-size",
+        "32",
+        "--val-size",
+        "64",
+        "--milestones",
+        "",
+        "--eval-batch-size",
+        "64",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        *flags,
+    ]
 
 
 def cli_error(capsys: pytest.CaptureFixture, argv: list[str], *want: str) -> str:
@@ -184,8 +233,9 @@ def cli_error(capsys: pytest.CaptureFixture, argv: list[str], *want: str) -> str
     return err
 
 
-def test_a_torn_metrics_line_is_dropped_and_the_run_resumes(tiny_cifar: Path, tmp_path: Path
-                                                            ) -> None:  # fmt: skip
+def test_a_torn_metrics_line_is_dropped_and_the_run_resumes(
+    tiny_cifar: Path, tmp_path: Path
+) -> None:
     run = tmp_path / "run"
     train(tiny(tiny_cifar, run, log_every=1), stop_after=2)
     metrics = run / "metrics.jsonl"
@@ -206,14 +256,27 @@ def test_a_failed_init_leaves_nothing_and_a_retry_works(
     source = tmp_path / "source"
     train(tiny(tiny_cifar, source, iterations=2))
     run = tmp_path / "run"
-    cli_error(capsys, tiny_argv(tiny_cifar, run, "--init", str(tmp_path / "nonexistent")),
-              "nonexistent does not exist")  # fmt: skip
+    cli_error(
+        capsys,
+        tiny_argv(tiny_cifar, run, "--init", str(tmp_path / "nonexistent")),
+        "nonexistent does not exist",
+    )
     other = tiny_argv(tiny_cifar, run, "--init", str(source))
     other[other.index('{"n": 1}')] = '{"n": 2}'  # a deeper net than the source's
     cli_error(capsys, other, "weights do not fit resnet20")
     assert not run.exists()  # no config.json, checkpoints/ or .lock left behind
-    assert main([*tiny_argv(tiny_cifar, run, "--init", str(source)), "--iterations", "4",
-                 "--stop-after", "2"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                *tiny_argv(tiny_cifar, run, "--init", str(source)),
+                "--iterations",
+                "4",
+                "--stop-after",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert main(["train", "--resume", str(run)]) == 0
     assert steps(run) == [4]
 
@@ -250,10 +313,26 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_resumes(
 
     monkeypatch.setattr(torch, "save", save)
     run = tmp_path / "run"
-    argv = tiny_argv(tiny_cifar, run, "--iterations", "6", "--log-every", "2",
-                     "--checkpoint-every", "2", "--eval-every", "6")  # fmt: skip
-    cli_error(capsys, argv, "disk full while writing", "last.pt", "previous.pt",
-              f"reslab train --resume {run}")  # fmt: skip
+    argv = tiny_argv(
+        tiny_cifar,
+        run,
+        "--iterations",
+        "6",
+        "--log-every",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--eval-every",
+        "6",
+    )
+    cli_error(
+        capsys,
+        argv,
+        "disk full while writing",
+        "last.pt",
+        "previous.pt",
+        f"reslab train --resume {run}",
+    )
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["previous.pt"]
     assert not (run / "summary.json").exists()
     monkeypatch.setattr(torch, "save", real_save)  # space freed
@@ -261,8 +340,9 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_resumes(
     assert steps(run) == [2, 4, 6]
 
 
-def test_hand_edits_to_config_json_are_named_not_silently_lost(tiny_cifar: Path, tmp_path: Path
-                                                               ) -> None:  # fmt: skip
+def test_hand_edits_to_config_json_are_named_not_silently_lost(
+    tiny_cifar: Path, tmp_path: Path
+) -> None:
     run = tmp_path / "run"
     train(tiny(tiny_cifar, run), stop_after=2)
     config = run / "config.json"
@@ -289,15 +369,20 @@ def test_refusals_change_nothing_and_stale_temporaries_go(
     lock = run / ".lock"
     lock.write_text("12345\n")
     cli_error(capsys, tiny_argv(tiny_cifar, run), "already holds a run")
-    cli_error(capsys, ["train", "--resume", str(run / "config.json")],
-              "--resume", "is a file, not a folder")  # fmt: skip
+    cli_error(
+        capsys,
+        ["train", "--resume", str(run / "config.json")],
+        "--resume",
+        "is a file, not a folder",
+    )
     plain = tmp_path / "plain"
     plain.mkdir()
     cli_error(capsys, ["train", "--resume", str(plain)], "not a run folder")
     assert lock.read_text() == "12345\n" and list(plain.iterdir()) == []
     # kill -9 mid-write leaves temporaries; a later open removes the dead writers' ones.
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     ckpts = run / "checkpoints"
     stale = [
         ckpts / f".last.pt.{dead}.x1.tmp",
@@ -341,8 +426,9 @@ def test_a_real_full_disk_resumes(tiny_cifar: Path, small_fs: Path) -> None:
     assert train(resume=run).status == "finished" and steps(run) == [2, 4, 6]
 
 
-def test_overwrite_keeps_the_old_run_until_the_new_one_is_built(tiny_cifar: Path, tmp_path: Path
-                                                                ) -> None:  # fmt: skip
+def test_overwrite_keeps_the_old_run_until_the_new_one_is_built(
+    tiny_cifar: Path, tmp_path: Path
+) -> None:
     run = tmp_path / "run"
     train(tiny(tiny_cifar, run))
     before = (run / "metrics.jsonl").read_text()

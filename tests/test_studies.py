@@ -30,10 +30,34 @@ def test_startup_study_runs_and_records(tiny_cifar: Path, tmp_path: Path) -> Non
     spec.loader.exec_module(study)
     folder = make_image_folder(tmp_path / "nette", ["a", "b"], 48, 72)
     out = tmp_path / "out"
-    study.main(["--cifar-dir", str(tiny_cifar), "--imagenette-dir", str(folder), "--out",
-                str(out), "--steps", "5", "--warmup", "2", "--in-steps", "2", "--val-n", "16",
-                "--limit", "160", "--threads", "1", "--workers", "0", "--batch", "32",
-                "--in-batch", "16"])  # fmt: skip
+    study.main(
+        [
+            "--cifar-dir",
+            str(tiny_cifar),
+            "--imagenette-dir",
+            str(folder),
+            "--out",
+            str(out),
+            "--steps",
+            "5",
+            "--warmup",
+            "2",
+            "--in-steps",
+            "2",
+            "--val-n",
+            "16",
+            "--limit",
+            "160",
+            "--threads",
+            "1",
+            "--workers",
+            "0",
+            "--batch",
+            "32",
+            "--in-batch",
+            "16",
+        ]
+    )
     res = json.loads((out / "startup.json").read_text())
     init = res["init"]
     # The residual stream grows with depth at init; a plain net's features do not.
@@ -56,19 +80,31 @@ def test_table6_chunk_script_trains_packs_and_skips_what_is_finished(tmp_path: P
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "src" / "cifar10-jpeg", arcname="cifar10-jpeg")
     runs = tmp_path / "runs"
-    env = {**os.environ, "CIFAR": str(archive), "RUNS": str(runs), "NETS": "resnet20",
-           "FAST": "", "SECONDS_LEFT": "300",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "EXTRA": "--device cpu --threads 1 --workers 0 --iterations 4 --val-size 20 "
-                    "--batch-size 16 --eval-every 2 --log-every 1 --checkpoint-every 2 "
-                    "--eval-batch-size 20"}  # fmt: skip
+    env = {
+        **os.environ,
+        "CIFAR": str(archive),
+        "RUNS": str(runs),
+        "NETS": "resnet20",
+        "FAST": "",
+        "SECONDS_LEFT": "300",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "EXTRA": "--device cpu --threads 1 --workers 0 --iterations 4 --val-size 20 "
+        "--batch-size 16 --eval-every 2 --log-every 1 --checkpoint-every 2 "
+        "--eval-batch-size 20",
+    }
     script = STUDY.parent / "table6-paper.sh"
     for chunk in (1, 2):  # each chunk packs into an empty folder, as the device's $OUT
         pack = tmp_path / f"pack{chunk}"
         pack.mkdir()
         env["PACK"] = str(pack)
-        done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
-                              cwd=STUDY.parents[1], timeout=300)  # fmt: skip
+        done = subprocess.run(
+            ["bash", str(script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=STUDY.parents[1],
+            timeout=300,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         summary = json.loads((runs / "resnet20-s0" / "summary.json").read_text())
         assert summary["status"] == "finished" and summary["step"] == 4
@@ -94,12 +130,25 @@ def test_table6_chunk_script_refuses_bad_settings_in_one_line(tmp_path: Path, ba
     kept = tmp_path / "pack" / "mine.tar.gz"
     kept.parent.mkdir()
     kept.write_bytes(b"a user's file")
-    env = {**os.environ, "CIFAR": str(archive), "RUNS": str(tmp_path / "runs"),
-           "SECONDS_LEFT": "60", "PACK": ""}  # fmt: skip
-    env[bad] = {"CIFAR": str(tmp_path / "missing.tar.gz"), "SECONDS_LEFT": "ten",
-                "PACK": str(kept.parent)}[bad]  # fmt: skip
-    done = subprocess.run(["bash", str(STUDY.parent / "table6-paper.sh")], env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    env = {
+        **os.environ,
+        "CIFAR": str(archive),
+        "RUNS": str(tmp_path / "runs"),
+        "SECONDS_LEFT": "60",
+        "PACK": "",
+    }
+    env[bad] = {
+        "CIFAR": str(tmp_path / "missing.tar.gz"),
+        "SECONDS_LEFT": "ten",
+        "PACK": str(kept.parent),
+    }[bad]
+    done = subprocess.run(
+        ["bash", str(STUDY.parent / "table6-paper.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     err = done.stderr.strip()
     assert "\n" not in err and err.startswith(f"table6-paper.sh: {bad}="), err
@@ -127,9 +176,15 @@ def test_every_gpu_budget_run_passes_the_config_checks(
     plan = exp.plan("gpu", seeds)
     assert plan and "bf16" in note
     for run in plan:
-        cfg = experiments.run_config(exp.recipe, exp.dataset, str(tmp_path),
-                                     tmp_path / experiments.run_name(*run), run, settings,
-                                     False)  # fmt: skip
+        cfg = experiments.run_config(
+            exp.recipe,
+            exp.dataset,
+            str(tmp_path),
+            tmp_path / experiments.run_name(*run),
+            run,
+            settings,
+            False,
+        )
         check_run(cfg)
         assert cfg.amp == "bf16"
 
@@ -158,15 +213,26 @@ def _gpu_chunk(env: dict[str, str], pack: Path | None, **more: str) -> subproces
     if pack is not None:
         pack.mkdir()
     env = {**env, "PACK": str(pack or ""), **more}
-    done = subprocess.run(["bash", str(GPU_SCRIPT)], env=env, capture_output=True, text=True,
-                          cwd=STUDY.parents[1], timeout=600)  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(GPU_SCRIPT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=STUDY.parents[1],
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 
 
 def _unpack(pack: Path, keep: Path, carry: Path) -> None:
-    done = subprocess.run(["bash", str(GPU_SCRIPT), "unpack", str(pack), str(keep), str(carry)],
-                          capture_output=True, text=True, cwd=STUDY.parents[1], timeout=60)  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(GPU_SCRIPT), "unpack", str(pack), str(keep), str(carry)],
+        capture_output=True,
+        text=True,
+        cwd=STUDY.parents[1],
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -181,11 +247,19 @@ def gpu_env(tmp_path: Path) -> dict[str, str]:
     make_image_folder(tmp_path / "src" / "cifar10-jpeg", [f"c{i}" for i in range(10)], 6, 32)
     with tarfile.open(data / "cifar10-train-jpeg.tar.gz", "w:gz") as tar:
         tar.add(tmp_path / "src" / "cifar10-jpeg", arcname="cifar10-jpeg")
-    return {**os.environ, "DATA": str(data), "RUNS": str(data / "runs"), "BUDGET": "smoke",
-            "SECONDS_LEFT": "500", "FLAGS": "--threads 1 --seeds 1", "JOBS_IMAGENETTE": "1",
-            "JOBS_CIFAR": "1", "DATA_ROOT": str(tmp_path / "extracted"),
-            "RESLAB_CACHE": str(tmp_path / "cache"),
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    return {
+        **os.environ,
+        "DATA": str(data),
+        "RUNS": str(data / "runs"),
+        "BUDGET": "smoke",
+        "SECONDS_LEFT": "500",
+        "FLAGS": "--threads 1 --seeds 1",
+        "JOBS_IMAGENETTE": "1",
+        "JOBS_CIFAR": "1",
+        "DATA_ROOT": str(tmp_path / "extracted"),
+        "RESLAB_CACHE": str(tmp_path / "cache"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
 
 
 @pytest.mark.slow  # trains 7 / 8 tiny runs: ~30-110 s on 2 cores
@@ -212,8 +286,9 @@ def test_gpu_chunks_run_in_order_pack_what_travels_and_leave_finished_runs(
     second = _gpu_chunk({**env, "RUNS": str(carry)}, tmp_path / "pack2")
     new_logs = set((carry / "logs").iterdir()) - carried_logs
     assert new_logs and not any("] training " in log.read_text() for log in new_logs)
-    assert (carry / "imagenet-degradation-smoke" / "runs" / "plain18-s0" / "metrics.jsonl"
-            ).read_text() == before  # fmt: skip
+    assert (
+        carry / "imagenet-degradation-smoke" / "runs" / "plain18-s0" / "metrics.jsonl"
+    ).read_text() == before
     assert "shortcuts: exit 0" in second.stdout
 
 
@@ -232,15 +307,29 @@ def test_a_cifar_run_stopped_in_one_chunk_resumes_in_the_next(
     with tarfile.open(Path(gpu_env["DATA"]) / "cifar10-train-jpeg.tar.gz") as tar:
         tar.extractall(data, filter="data")
     run = carry / "degradation-smoke" / "runs" / "plain20-s0"
-    cfg = experiments.run_config(exp.recipe, exp.dataset, str(data / "cifar10-jpeg"), run,
-                                 ("plain20", None, 0), settings, False)  # fmt: skip
+    cfg = experiments.run_config(
+        exp.recipe,
+        exp.dataset,
+        str(data / "cifar10-jpeg"),
+        run,
+        ("plain20", None, 0),
+        settings,
+        False,
+    )
     assert train(cfg, stop_after=2).status == "stopped"
     _gpu_chunk({**gpu_env, "STAGES": ""}, tmp_path / "pack1")  # packs only
     keep, nxt = tmp_path / "keep", tmp_path / "next"
     _unpack(tmp_path / "pack1", keep, nxt)
     assert (nxt / "degradation-smoke" / "runs" / "plain20-s0" / "checkpoints" / "last.pt").exists()
-    done = _gpu_chunk({**gpu_env, "RUNS": str(nxt), "STAGES": "degradation",
-                       "DATA_ROOT": str(tmp_path / "elsewhere")}, tmp_path / "pack2")  # fmt: skip
+    done = _gpu_chunk(
+        {
+            **gpu_env,
+            "RUNS": str(nxt),
+            "STAGES": "degradation",
+            "DATA_ROOT": str(tmp_path / "elsewhere"),
+        },
+        tmp_path / "pack2",
+    )
     assert "degradation: exit 0" in done.stdout, done.stdout
     log = next((nxt / "logs").glob("degradation-*.log")).read_text()
     assert "resuming plain20-s0" in log
@@ -260,11 +349,20 @@ def test_gpu_chunk_script_refuses_bad_settings_in_one_line(
     kept = tmp_path / "pack" / "mine"
     kept.parent.mkdir()
     kept.write_bytes(b"a user's file")
-    env = {**gpu_env, "RUNS": str(tmp_path / "runs"), bad: {
-        "DATA": str(tmp_path / "missing"), "SECONDS_LEFT": "ten", "PACK": str(kept.parent),
-        "STAGES": "degradation figure9", "JOBS_CIFAR": "0"}[bad]}  # fmt: skip
-    done = subprocess.run(["bash", str(GPU_SCRIPT)], env=env, capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    env = {
+        **gpu_env,
+        "RUNS": str(tmp_path / "runs"),
+        bad: {
+            "DATA": str(tmp_path / "missing"),
+            "SECONDS_LEFT": "ten",
+            "PACK": str(kept.parent),
+            "STAGES": "degradation figure9",
+            "JOBS_CIFAR": "0",
+        }[bad],
+    }
+    done = subprocess.run(
+        ["bash", str(GPU_SCRIPT)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     err = done.stderr.strip()
     assert "\n" not in err and err.startswith("gpu-budgets.sh: "), err
@@ -300,15 +398,18 @@ def test_gpu_pack_keeps_only_what_can_travel_and_be_resumed(
     run("degradation-gpu", "resnet44-s0", "finished", 5)
     done = _gpu_chunk({**gpu_env, "STAGES": ""}, tmp_path / "pack")
     assert done.stdout.count("not packed, starts over next time") == 2
-    with tarfile.open(fileobj=io.BytesIO(b"".join(
-            p.read_bytes() for p in sorted((tmp_path / "pack").iterdir())))) as tar:  # fmt: skip
+    with tarfile.open(
+        fileobj=io.BytesIO(b"".join(p.read_bytes() for p in sorted((tmp_path / "pack").iterdir())))
+    ) as tar:
         names = set(tar.getnames())
     assert all(p.stat().st_size <= 16 << 20 for p in (tmp_path / "pack").iterdir())
     fig4, deg = "imagenet-degradation-gpu/runs/", "degradation-gpu/runs/"
     assert f"{fig4}resnet18-A-s0/views.json" in names
     assert not any(n.startswith((f"{fig4}resnet34-A-s0", f"{fig4}plain18-s0")) for n in names)
-    assert not any(n.endswith(("previous.pt", ".lock")) or (n.startswith(fig4) and n.endswith(".pt"))
-                   for n in names)  # fmt: skip
+    assert not any(
+        n.endswith(("previous.pt", ".lock")) or (n.startswith(fig4) and n.endswith(".pt"))
+        for n in names
+    )
     assert {
         f"{deg}resnet110-s0/checkpoints/last.pt",
         f"{deg}resnet44-s0/checkpoints/best.pt",

@@ -26,11 +26,22 @@ pytestmark = pytest.mark.usefixtures("cache")
 
 def tiny_config(data_dir: Path, out: Path, **kw):
     base = dict(
-        model="resnet20", model_args={"n": 1}, data_dir=str(data_dir), out=str(out),
-        batch_size=32, val_size=64, iterations=12, milestones=(6, 9), log_every=2,
-        eval_every=4, checkpoint_every=3, eval_batch_size=64, deterministic=True,
-        progress=False, threads=1,
-    )  # fmt: skip
+        model="resnet20",
+        model_args={"n": 1},
+        data_dir=str(data_dir),
+        out=str(out),
+        batch_size=32,
+        val_size=64,
+        iterations=12,
+        milestones=(6, 9),
+        log_every=2,
+        eval_every=4,
+        checkpoint_every=3,
+        eval_batch_size=64,
+        deterministic=True,
+        progress=False,
+        threads=1,
+    )
     return make_config("cifar-paper", **{**base, **kw})
 
 
@@ -43,9 +54,13 @@ def records(run: Path) -> list[dict]:
 def test_paper_schedule_milestones() -> None:
     cfg = make_config("cifar-paper")
     assert [learning_rate(cfg, s) for s in (0, 31_999, 32_000, 47_999, 48_000, 63_999)] == [
-        0.1, 0.1, pytest.approx(0.01), pytest.approx(0.01), pytest.approx(0.001),
+        0.1,
+        0.1,
+        pytest.approx(0.01),
+        pytest.approx(0.01),
         pytest.approx(0.001),
-    ]  # fmt: skip
+        pytest.approx(0.001),
+    ]
     assert cfg.iterations == 64_000 and cfg.batch_size == 128 and cfg.weight_decay == 1e-4
     short = make_config("cifar-paper", scale=0.1)
     assert learning_rate(short, 3199) == 0.1 and learning_rate(short, 3200) == pytest.approx(0.01)
@@ -239,8 +254,15 @@ def test_gpu_style_deferred_loss_reads_log_the_same(tiny_cifar, tmp_path, monkey
         for k in a:
             want_k = pytest.approx(b[k], rel=1e-5) if isinstance(b[k], float) else b[k]
             assert a[k] == want_k, k
-    cfg = tiny_config(tiny_cifar, tmp_path / "nan", lr=1e30, milestones=(), log_every=4,
-                      eval_every=100, checkpoint_every=100)  # fmt: skip
+    cfg = tiny_config(
+        tiny_cifar,
+        tmp_path / "nan",
+        lr=1e30,
+        milestones=(),
+        log_every=4,
+        eval_every=100,
+        checkpoint_every=100,
+    )
     with pytest.raises(TrainingDiverged, match=r"loss became nan at steps \d+-\d+"):
         train(cfg)
 
@@ -376,12 +398,23 @@ def test_compiled_training_saves_plain_weights(tiny_cifar: Path, tmp_path: Path)
     compiled training step aborted the whole pytest process (SIGABRT in the generated
     kernel) in two full uncapped suite runs, after the other modules' compiles, though
     never alone, in any subset tried, or under the AVX2 cap."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
-            "import test_train; test_train._compiled_run(Path(sys.argv[2]), Path(sys.argv[3]))")  # fmt: skip
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+        "import test_train; test_train._compiled_run(Path(sys.argv[2]), Path(sys.argv[3]))"
+    )
     proc = subprocess.run(
-        [sys.executable, "-c", code, str(Path(__file__).parent), str(tiny_cifar), str(tmp_path / "c")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(Path(__file__).parent),
+            str(tiny_cifar),
+            str(tmp_path / "c"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -435,9 +468,28 @@ def test_cli_train_and_eval(tiny_cifar: Path, tmp_path: Path, capsys) -> None:
     from reslab.cli import main
 
     run = tmp_path / "cli"
-    argv = ["train", "--model", "resnet20", "--model-args", '{"n": 1}', "--dataset", "cifar10",
-            "--data-dir", str(tiny_cifar), "--out", str(run), "--iterations", "4",
-            "--batch-size", "32", "--val-size", "64", "--eval-every", "2", "--no-progress"]  # fmt: skip
+    argv = [
+        "train",
+        "--model",
+        "resnet20",
+        "--model-args",
+        '{"n": 1}',
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        str(tiny_cifar),
+        "--out",
+        str(run),
+        "--iterations",
+        "4",
+        "--batch-size",
+        "32",
+        "--val-size",
+        "64",
+        "--eval-every",
+        "2",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     assert main(["eval", str(run), "--split", "test", "--flip", "--shift", "2"]) == 0
     out = json.loads((run / "eval-test-center-flip-shift2.json").read_text())
@@ -453,8 +505,9 @@ def test_finetune_from_weights_with_new_head(tiny_cifar: Path, tmp_path: Path) -
     src = train(tiny_config(tiny_cifar, tmp_path / "src", iterations=2))
     weights = tmp_path / "w.pth"
     save_torchvision(src.model, weights)
-    ft = train(tiny_config(tiny_cifar, tmp_path / "ft", iterations=3, init=str(weights),
-                           freeze_stages=1))  # fmt: skip
+    ft = train(
+        tiny_config(tiny_cifar, tmp_path / "ft", iterations=3, init=str(weights), freeze_stages=1)
+    )
     a, b = src.model.state_dict(), ft.model.state_dict()
     assert torch.equal(a["layer1.0.conv1.weight"], b["layer1.0.conv1.weight"])  # frozen
     assert torch.equal(a["bn1.running_mean"], b["bn1.running_mean"])  # frozen BN statistics
@@ -492,8 +545,16 @@ def test_eval_plain_weights_file(tiny_cifar: Path, tmp_path: Path, capsys) -> No
 
     weights = save_torchvision(create_model("resnet20"), tmp_path / "r20.pth")
     out = tmp_path / "eval.json"
-    argv = ["eval", str(weights), "--dataset", "cifar10", "--data-dir", str(tiny_cifar),
-            "--out", str(out)]  # fmt: skip
+    argv = [
+        "eval",
+        str(weights),
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        str(tiny_cifar),
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     assert json.loads(out.read_text())["n"] == 64
     assert main([*argv[:2], "--data-dir", str(tiny_cifar)]) == 2  # no dataset: a clear error
@@ -504,8 +565,16 @@ def test_amp_fp16_with_loss_scaling_trains_and_resumes(tiny_cifar: Path, tmp_pat
     """fp16 autocast + GradScaler (for GPUs without fast bf16), run here on the CPU: the
     scaler's state is saved, so an interrupted run resumes to the same end. (fp16 convs are
     slow on a CPU: a quarter-width net, a few small steps.)"""
-    kw = dict(amp="fp16", iterations=4, milestones=(), batch_size=8, log_every=1, eval_every=4,
-              checkpoint_every=4, model_args={"n": 1, "width_mult": 0.25})  # fmt: skip
+    kw = dict(
+        amp="fp16",
+        iterations=4,
+        milestones=(),
+        batch_size=8,
+        log_every=1,
+        eval_every=4,
+        checkpoint_every=4,
+        model_args={"n": 1, "width_mult": 0.25},
+    )
     full = train(tiny_config(tiny_cifar, tmp_path / "full", **kw))
     train(tiny_config(tiny_cifar, tmp_path / "part", **kw), stop_after=2)
     ckpt = ckpt_io.load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt")
@@ -609,9 +678,16 @@ def test_reproduce_passes_accumulation_through(tmp_path: Path, monkeypatch) -> N
     monkeypatch.setitem(exp.budget_runs, "smoke", (("resnet18", None),))
     data = make_image_folder(tmp_path / "folder", ["a", "b", "c"], 40, 72, "train")
     out = experiments.run_experiment(
-        "imagenet-degradation", "smoke", str(data), tmp_path / "out", seeds=1, progress=False,
-        grad_accum_steps=2, scale=2 / 600_000, threads=1,
-    )  # fmt: skip
+        "imagenet-degradation",
+        "smoke",
+        str(data),
+        tmp_path / "out",
+        seeds=1,
+        progress=False,
+        grad_accum_steps=2,
+        scale=2 / 600_000,
+        threads=1,
+    )
     configs = [json.loads(p.read_text()) for p in out.glob("runs/*/config.json")]
     assert configs and all(c["grad_accum_steps"] == 2 and c["batch_size"] == 16 for c in configs)
     summaries = [json.loads(p.read_text()) for p in out.glob("runs/*/summary.json")]

@@ -75,8 +75,12 @@ def test_ddp_prefix_and_reslab_checkpoint(tmp_path):
     prefixed = {f"module.{k}": v for k, v in model.state_dict().items()}
     torch.save(prefixed, tmp_path / "ddp.pt")
     _same(model, create_model("resnet20", weights=tmp_path / "ddp.pt"))
-    ckpt = {"format": "reslab-checkpoint", "model": model.state_dict(),
-            "model_args": model.build_args, "classes": list("abcdefghij")}  # fmt: skip
+    ckpt = {
+        "format": "reslab-checkpoint",
+        "model": model.state_dict(),
+        "model_args": model.build_args,
+        "classes": list("abcdefghij"),
+    }
     torch.save(ckpt, tmp_path / "ck.pt")
     _same(model, create_model("resnet20", weights=tmp_path / "ck.pt"))
     assert read_weights(tmp_path / "ck.pt").checkpoint["classes"][0] == "a"
@@ -142,8 +146,14 @@ def test_not_a_weights_file(tmp_path):
 def test_imagenet_classes():
     names = imagenet_classes()
     assert len(names) == 1000 and len(set(names)) == 1000
-    known = {0: "tench", 1: "goldfish", 207: "golden retriever", 281: "tabby",
-             409: "analog clock", 999: "toilet tissue"}  # fmt: skip
+    known = {
+        0: "tench",
+        1: "goldfish",
+        207: "golden retriever",
+        281: "tabby",
+        409: "analog clock",
+        999: "toilet tissue",
+    }
     assert all(names[i] == v for i, v in known.items())
 
 

@@ -25,11 +25,22 @@ def shipped(tiny_cifar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished tiny run, shipped as "tiny:resnet20" into a user weights folder."""
     root = tmp_path_factory.mktemp("zoo")
     cfg = make_config(
-        "cifar-paper", model="resnet20", model_args={"n": 1}, data_dir=str(tiny_cifar),
-        out=str(root / "run"), batch_size=32, val_size=64, iterations=6, milestones=(),
-        log_every=2, eval_every=3, checkpoint_every=3, eval_batch_size=64, progress=False,
+        "cifar-paper",
+        model="resnet20",
+        model_args={"n": 1},
+        data_dir=str(tiny_cifar),
+        out=str(root / "run"),
+        batch_size=32,
+        val_size=64,
+        iterations=6,
+        milestones=(),
+        log_every=2,
+        eval_every=3,
+        checkpoint_every=3,
+        eval_batch_size=64,
+        progress=False,
         threads=1,
-    )  # fmt: skip
+    )
     train(cfg)
     ship(root / "run", "tiny", root / "weights")
     return root
@@ -104,8 +115,11 @@ def test_unknown_name_lists_what_exists(tmp_path: Path) -> None:
 SHIPPED = {n: w for n, w in zoo.available(weights_dir=None).items() if w.info.get("results")}
 
 
-@pytest.mark.parametrize("name", sorted(SHIPPED) or [pytest.param("none", marks=pytest.mark.skip(
-    reason="no weights shipped yet"))])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    sorted(SHIPPED)
+    or [pytest.param("none", marks=pytest.mark.skip(reason="no weights shipped yet"))],
+)
 def test_shipped_weights_load_and_their_cards_match_the_runs(name: str) -> None:
     w = SHIPPED[name]
     tag, model_name = name.split(":")

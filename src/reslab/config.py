@@ -24,13 +24,19 @@ from .storage.files import write_json
 
 # `reslab train --help` shows the fields in these groups, in this order.
 GROUPS = MODEL, DATA, OPTIMISER, SCHEDULE, EVALUATION, RUN, SYSTEM = (
-    "model", "data", "optimiser", "schedule", "evaluation", "run and checkpoints",
+    "model",
+    "data",
+    "optimiser",
+    "schedule",
+    "evaluation",
+    "run and checkpoints",
     "speed and devices",
-)  # fmt: skip
+)
 
 
-def setting(default: Any, group: str, help: str, *, choices: tuple[str, ...] = (),
-            alias: str | None = None) -> Any:  # fmt: skip
+def setting(
+    default: Any, group: str, help: str, *, choices: tuple[str, ...] = (), alias: str | None = None
+) -> Any:
     """A TrainConfig field with its one line of help, its `--help` group and its choices:
     the flags (cli/config_flags.py) and the checks (check_config) are made from these."""
     meta = {"group": group, "help": help, "choices": choices, "alias": alias}
@@ -46,124 +52,207 @@ class TrainConfig:
 
     # --- what to train ---
     model: str = setting("resnet20", MODEL, "network name (`reslab models` lists them)")
-    shortcut: str | None = setting(None, MODEL, "shortcut option: A (zero-pad), B (project "
-                                   "on change), C (all), none", choices=("A", "B", "C", "none"))
-    model_args: dict[str, Any] = setting({}, MODEL, "create_model overrides as JSON, e.g. "
-                                         """'{"n": 2}' or '{"zero_init_residual": true}'""")
-    init: str | None = setting(None, MODEL, "fine-tune: start from these weights (run folder, "
-                               "checkpoint, state dict)", alias="--weights")
+    shortcut: str | None = setting(
+        None,
+        MODEL,
+        "shortcut option: A (zero-pad), B (project on change), C (all), none",
+        choices=("A", "B", "C", "none"),
+    )
+    model_args: dict[str, Any] = setting(
+        {},
+        MODEL,
+        "create_model overrides as JSON, e.g. "
+        """'{"n": 2}' or '{"zero_init_residual": true}'""",
+    )
+    init: str | None = setting(
+        None,
+        MODEL,
+        "fine-tune: start from these weights (run folder, checkpoint, state dict)",
+        alias="--weights",
+    )
     freeze_stages: int = setting(0, MODEL, "fine-tune: freeze the stem and this many stages")
     # --- data (reslab.data.build_data) ---
-    dataset: str = setting("cifar10", DATA, "; ".join(f"{k}: {d.about}" for k, d in DATASETS.items()),
-                           choices=tuple(DATASETS))
-    data_dir: str = setting("data", DATA, "folder holding the dataset (archive, extracted "
-                            "batches or ImageFolder tree)")
-    val_size: int = setting(5000, DATA, "images held out of the training split for validation "
-                            "(the paper: 5000)")
+    dataset: str = setting(
+        "cifar10",
+        DATA,
+        "; ".join(f"{k}: {d.about}" for k, d in DATASETS.items()),
+        choices=tuple(DATASETS),
+    )
+    data_dir: str = setting(
+        "data", DATA, "folder holding the dataset (archive, extracted batches or ImageFolder tree)"
+    )
+    val_size: int = setting(
+        5000, DATA, "images held out of the training split for validation (the paper: 5000)"
+    )
     split_seed: int = setting(0, DATA, "seed of the train/validation split")
-    image_size: int | None = setting(None, DATA, "training crop, px (default: 32 CIFAR, 224 "
-                                     "ImageFolder)")
-    normalize: str = setting("pixel-mean", DATA, "pixel-mean (the paper: the mean image) or "
-                             "channel (mean/std per channel)", choices=("pixel-mean", "channel"))
-    augment: str = setting("paper", DATA, "paper (crop+flip; ImageNet: scale+colour), rrc "
-                           "(random-resized crop), none", choices=("paper", "rrc", "none"))
-    crop_pad: int | None = setting(None, DATA, "CIFAR random-crop padding, px (default: "
-                                   "image_size / 8, the paper's 4)")
-    cutout: int = setting(0, DATA, "CIFAR: side of a random square set to the mean colour, "
-                          "px; 0: off")
-    alternate_flip: bool = setting(False, DATA, "CIFAR: mirror each image in every other "
-                                   "epoch (airbench)")
+    image_size: int | None = setting(
+        None, DATA, "training crop, px (default: 32 CIFAR, 224 ImageFolder)"
+    )
+    normalize: str = setting(
+        "pixel-mean",
+        DATA,
+        "pixel-mean (the paper: the mean image) or channel (mean/std per channel)",
+        choices=("pixel-mean", "channel"),
+    )
+    augment: str = setting(
+        "paper",
+        DATA,
+        "paper (crop+flip; ImageNet: scale+colour), rrc (random-resized crop), none",
+        choices=("paper", "rrc", "none"),
+    )
+    crop_pad: int | None = setting(
+        None, DATA, "CIFAR random-crop padding, px (default: image_size / 8, the paper's 4)"
+    )
+    cutout: int = setting(
+        0, DATA, "CIFAR: side of a random square set to the mean colour, px; 0: off"
+    )
+    alternate_flip: bool = setting(
+        False, DATA, "CIFAR: mirror each image in every other epoch (airbench)"
+    )
     workers: int = setting(2, DATA, "JPEG decoding processes")
     limit: int | None = setting(None, DATA, "use only this many training images (smoke runs)")
-    download: bool = setting(False, DATA, "fetch the official CIFAR archive (MD5-checked) if "
-                             "absent")
-    strict: bool = setting(False, DATA, "an unreadable image is an error (default: skipped "
-                           "with a warning)")
-    decoded_cache: bool | None = setting(None, DATA, "ImageFolder: train from images decoded "
-                                         "once into a uint8 cache (default: when the split "
-                                         "fits in $RESLAB_FOLDER_CACHE_GB, a quarter of RAM)")
+    download: bool = setting(
+        False, DATA, "fetch the official CIFAR archive (MD5-checked) if absent"
+    )
+    strict: bool = setting(
+        False, DATA, "an unreadable image is an error (default: skipped with a warning)"
+    )
+    decoded_cache: bool | None = setting(
+        None,
+        DATA,
+        "ImageFolder: train from images decoded "
+        "once into a uint8 cache (default: when the split "
+        "fits in $RESLAB_FOLDER_CACHE_GB, a quarter of RAM)",
+    )
     # --- optimisation ---
-    recipe: str = setting("cifar-paper", OPTIMISER, "named preset the other flags override: "
-                          "cifar-paper (section 4.2), imagenet-paper (3.4), cifar-fast, "
-                          "cifar-speedrun (beyond the paper)", choices=tuple(RECIPES))
-    batch_size: int = setting(128, OPTIMISER, "images per optimiser step, all processes "
-                              "together")
+    recipe: str = setting(
+        "cifar-paper",
+        OPTIMISER,
+        "named preset the other flags override: "
+        "cifar-paper (section 4.2), imagenet-paper (3.4), cifar-fast, "
+        "cifar-speedrun (beyond the paper)",
+        choices=tuple(RECIPES),
+    )
+    batch_size: int = setting(128, OPTIMISER, "images per optimiser step, all processes together")
     # Each step's batch in N micro-batches of batch_size / N, their gradients summed before
     # the one update (timm's --grad-accum-steps): the memory of batch_size / N, the step
     # of batch_size.
-    grad_accum_steps: int = setting(1, OPTIMISER, "split each step into this many "
-                                    "micro-batches of batch-size/N (less memory, the same "
-                                    "step; BN sees each micro-batch)")
+    grad_accum_steps: int = setting(
+        1,
+        OPTIMISER,
+        "split each step into this many "
+        "micro-batches of batch-size/N (less memory, the same "
+        "step; BN sees each micro-batch)",
+    )
     # Unset, the peak lr is lr_base per lr_base_batch images scaled linearly to batch_size
     # (Goyal et al. 2017; timm's --lr-base): the paper's 0.1 is per 128 images on CIFAR and
     # per 256 on ImageNet.
-    lr: float | None = setting(None, OPTIMISER, "peak learning rate, used as given (default: "
-                               "--lr-base scaled to --batch-size)")
-    lr_base: float = setting(0.1, OPTIMISER, "peak learning rate per --lr-base-batch images "
-                             "(linear scaling rule)")
-    lr_base_batch: int = setting(128, OPTIMISER, "the batch size --lr-base is quoted for "
-                                 "(CIFAR 128, ImageNet 256)")
+    lr: float | None = setting(
+        None,
+        OPTIMISER,
+        "peak learning rate, used as given (default: --lr-base scaled to --batch-size)",
+    )
+    lr_base: float = setting(
+        0.1, OPTIMISER, "peak learning rate per --lr-base-batch images (linear scaling rule)"
+    )
+    lr_base_batch: int = setting(
+        128, OPTIMISER, "the batch size --lr-base is quoted for (CIFAR 128, ImageNet 256)"
+    )
     momentum: float = setting(0.9, OPTIMISER, "SGD momentum")
     nesterov: bool = setting(False, OPTIMISER, "Nesterov momentum")
     weight_decay: float = setting(1e-4, OPTIMISER, "L2 weight decay")
-    decay_norm_and_bias: bool = setting(True, OPTIMISER, "also decay BN weights and biases "
-                                        "(the paper does; modern recipes do not)")
+    decay_norm_and_bias: bool = setting(
+        True, OPTIMISER, "also decay BN weights and biases (the paper does; modern recipes do not)"
+    )
     label_smoothing: float = setting(0.0, OPTIMISER, "label smoothing in [0, 1)")
-    ema_decay: float = setting(0.0, OPTIMISER, "> 0: evaluate and save a moving average of "
-                               "the weights (timm's EMA)")
-    schedule: str = setting("step", SCHEDULE, "step, cosine, onecycle (warm-up then linear "
-                            "decay) or plateau", choices=("step", "cosine", "onecycle", "plateau"))
-    iterations: int = setting(64_000, SCHEDULE, "total training steps (the paper: 64000 on "
-                              "CIFAR)")
-    milestones: tuple[int, ...] = setting((32_000, 48_000), SCHEDULE, "step schedule: "
-                                          "multiply the lr by --gamma at these steps")
+    ema_decay: float = setting(
+        0.0, OPTIMISER, "> 0: evaluate and save a moving average of the weights (timm's EMA)"
+    )
+    schedule: str = setting(
+        "step",
+        SCHEDULE,
+        "step, cosine, onecycle (warm-up then linear decay) or plateau",
+        choices=("step", "cosine", "onecycle", "plateau"),
+    )
+    iterations: int = setting(64_000, SCHEDULE, "total training steps (the paper: 64000 on CIFAR)")
+    milestones: tuple[int, ...] = setting(
+        (32_000, 48_000), SCHEDULE, "step schedule: multiply the lr by --gamma at these steps"
+    )
     gamma: float = setting(0.1, SCHEDULE, "lr factor at each milestone or plateau")
     warmup_iters: int = setting(0, SCHEDULE, "linear lr warm-up from 0 over this many steps")
-    warmup_lr: float | None = setting(None, SCHEDULE, "the paper's ResNet-110 warm-up: this lr "
-                                      "until training error < --warmup-until-error (default: "
-                                      "0.01 for >= 110 layers with cifar-paper)")
-    warmup_until_error: float = setting(0.80, SCHEDULE, "training error (fraction) that ends "
-                                        "--warmup-lr")
-    plateau_patience: int = setting(3, SCHEDULE, "plateau schedule: evaluations without "
-                                    "improvement before /10")
-    scale: float = setting(1.0, SCHEDULE, "multiply every step count of the recipe (0.1 = a "
-                           "10x shorter schedule)")
+    warmup_lr: float | None = setting(
+        None,
+        SCHEDULE,
+        "the paper's ResNet-110 warm-up: this lr "
+        "until training error < --warmup-until-error (default: "
+        "0.01 for >= 110 layers with cifar-paper)",
+    )
+    warmup_until_error: float = setting(
+        0.80, SCHEDULE, "training error (fraction) that ends --warmup-lr"
+    )
+    plateau_patience: int = setting(
+        3, SCHEDULE, "plateau schedule: evaluations without improvement before /10"
+    )
+    scale: float = setting(
+        1.0, SCHEDULE, "multiply every step count of the recipe (0.1 = a 10x shorter schedule)"
+    )
     # --- evaluation, logging, checkpoints (steps) ---
-    eval_every: int = setting(2000, EVALUATION, "evaluate on the validation split every this "
-                              "many steps")
-    log_every: int = setting(100, RUN, "write a training record to metrics.jsonl every this "
-                             "many steps")
+    eval_every: int = setting(
+        2000, EVALUATION, "evaluate on the validation split every this many steps"
+    )
+    log_every: int = setting(
+        100, RUN, "write a training record to metrics.jsonl every this many steps"
+    )
     checkpoint_every: int = setting(1000, RUN, "save checkpoints/last.pt every this many steps")
     eval_batch_size: int = setting(500, EVALUATION, "images per evaluation batch")
     eval_flip: bool = setting(False, EVALUATION, "evaluation also scores mirrored images")
-    eval_shift: int = setting(0, EVALUATION, "evaluation also scores images shifted by this "
-                              "many px both ways (airbench)")
+    eval_shift: int = setting(
+        0, EVALUATION, "evaluation also scores images shifted by this many px both ways (airbench)"
+    )
     # --- system ---
-    device: str = setting("auto", SYSTEM, "auto, cpu, cuda, cuda:N or mps (auto: CUDA, else "
-                          "MPS, else CPU)")
-    amp: str | None = setting(None, SYSTEM, "mixed precision: bf16, fp16 (with loss scaling, "
-                              "for GPUs without fast bf16) or off (default: bf16 on CUDA GPUs "
-                              "that have it, fp16 on older ones, off elsewhere)",
-                              choices=("bf16", "fp16", "off"))
-    channels_last: bool | None = setting(None, SYSTEM, "NHWC memory layout (default: on; "
-                                         "measured faster on CPU and GPU)")
-    compile: bool | None = setting(None, SYSTEM, "torch.compile the model (default: on only "
-                                   "for CIFAR nets of <= 110 layers training >= 5000 steps on "
-                                   "a CPU, where it measured faster)")
-    cuda_graphs: bool = setting(False, SYSTEM, "CUDA: replay forward+backward as CUDA graphs "
-                                "(beyond the paper)")
+    device: str = setting(
+        "auto", SYSTEM, "auto, cpu, cuda, cuda:N or mps (auto: CUDA, else MPS, else CPU)"
+    )
+    amp: str | None = setting(
+        None,
+        SYSTEM,
+        "mixed precision: bf16, fp16 (with loss scaling, "
+        "for GPUs without fast bf16) or off (default: bf16 on CUDA GPUs "
+        "that have it, fp16 on older ones, off elsewhere)",
+        choices=("bf16", "fp16", "off"),
+    )
+    channels_last: bool | None = setting(
+        None, SYSTEM, "NHWC memory layout (default: on; measured faster on CPU and GPU)"
+    )
+    compile: bool | None = setting(
+        None,
+        SYSTEM,
+        "torch.compile the model (default: on only "
+        "for CIFAR nets of <= 110 layers training >= 5000 steps on "
+        "a CPU, where it measured faster)",
+    )
+    cuda_graphs: bool = setting(
+        False, SYSTEM, "CUDA: replay forward+backward as CUDA graphs (beyond the paper)"
+    )
     threads: int | None = setting(None, SYSTEM, "CPU threads (default: all cores)")
     deterministic: bool = setting(False, RUN, "bit-exact runs and resumes (CPU)")
-    sync_bn: bool = setting(False, SYSTEM, "DDP: synchronise batch-norm statistics across "
-                            "processes")
+    sync_bn: bool = setting(
+        False, SYSTEM, "DDP: synchronise batch-norm statistics across processes"
+    )
     seed: int = setting(0, RUN, "random seed of initialisation, shuffling and augmentation")
-    out: str = setting("runs/run", RUN, "run folder: config.json, metrics.jsonl, checkpoints/, "
-                       "summary.json (default: runs/run, or runs/run-2, -3... if that holds a run)")
-    tensorboard: bool = setting(False, RUN, "also write TensorBoard logs (needs the "
-                                "tensorboard package)")
+    out: str = setting(
+        "runs/run",
+        RUN,
+        "run folder: config.json, metrics.jsonl, checkpoints/, "
+        "summary.json (default: runs/run, or runs/run-2, -3... if that holds a run)",
+    )
+    tensorboard: bool = setting(
+        False, RUN, "also write TensorBoard logs (needs the tensorboard package)"
+    )
     progress: bool = setting(True, RUN, "show a progress bar")
-    ignore_memory_check: bool = setting(False, RUN, "train even where the memory estimate "
-                                        "says the run cannot fit (docs/memory.md)")
+    ignore_memory_check: bool = setting(
+        False, RUN, "train even where the memory estimate says the run cannot fit (docs/memory.md)"
+    )
 
     def scaled(self, steps: int) -> int:
         return max(1, round(steps * self.scale))
@@ -226,10 +315,16 @@ _AT_LEAST: dict[str, int] = {
     "split_seed": 0, "grad_accum_steps": 1,
 }  # fmt: skip
 # Fractions, with their interval: "(" or ")" leaves that end out.
-_FRACTIONS = {"momentum": "[0, 1)", "ema_decay": "[0, 1)", "label_smoothing": "[0, 1)",
-              "gamma": "(0, 1]", "warmup_until_error": "[0, 1]"}  # fmt: skip
-CHOICES = {f.name: f.metadata["choices"] for f in dataclasses.fields(TrainConfig)
-           if f.metadata["choices"]}  # fmt: skip
+_FRACTIONS = {
+    "momentum": "[0, 1)",
+    "ema_decay": "[0, 1)",
+    "label_smoothing": "[0, 1)",
+    "gamma": "(0, 1]",
+    "warmup_until_error": "[0, 1]",
+}
+CHOICES = {
+    f.name: f.metadata["choices"] for f in dataclasses.fields(TrainConfig) if f.metadata["choices"]
+}
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -266,8 +361,10 @@ def check_choices(settings: Any) -> None:
     some of its fields (data.DataSettings)."""
     for key, choices in CHOICES.items():
         value = getattr(settings, key, None)
-        if value is not None and value not in choices and not (
-            key == "dataset" and value.lower() in choices
+        if (
+            value is not None
+            and value not in choices
+            and not (key == "dataset" and value.lower() in choices)
         ):
             raise ValueError(f"unknown {key} {value!r}; choose {', '.join(choices)}")
     cifar = is_cifar(settings.dataset)
@@ -359,10 +456,12 @@ def config_edits(path: Path, saved: dict[str, Any], skip: set[str]) -> list[str]
         return [f"the file holds a {type(data).__name__}, not an object"]
     want = json.loads(json.dumps(saved))  # tuples as lists, as in the file
     missing = object()
-    return [f"{key} {json.dumps(data.get(key, '(missing)'))} (checkpoint: "
-            f"{json.dumps(want.get(key, '(missing)'))})"
-            for key in [*want, *(k for k in data if k not in want)]
-            if key not in skip and data.get(key, missing) != want.get(key, missing)]  # fmt: skip
+    return [
+        f"{key} {json.dumps(data.get(key, '(missing)'))} (checkpoint: "
+        f"{json.dumps(want.get(key, '(missing)'))})"
+        for key in [*want, *(k for k in data if k not in want)]
+        if key not in skip and data.get(key, missing) != want.get(key, missing)
+    ]
 
 
 def load_config(path: str | Path, recipe: str | None = None, **overrides: Any) -> TrainConfig:

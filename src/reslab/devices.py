@@ -48,12 +48,15 @@ def check_device(device: torch.device) -> None:
         raise ValueError(f"device {str(device)!r} asked for, but CUDA is not available here")
     if device.type == "cuda" and device.index is not None:
         if device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {str(device)!r} asked for, but this machine has "
-                             f"{torch.cuda.device_count()} CUDA device(s)")  # fmt: skip
+            raise ValueError(
+                f"device {str(device)!r} asked for, but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
     mps = getattr(torch.backends, "mps", None)
     if device.type == "mps" and not (mps and mps.is_available()):
-        raise ValueError(f"device {str(device)!r} asked for, but MPS (Apple GPUs) is not "
-                         "available here")  # fmt: skip
+        raise ValueError(
+            f"device {str(device)!r} asked for, but MPS (Apple GPUs) is not available here"
+        )
 
 
 def set_threads(threads: int | None, dist_info: DistInfo) -> None:
@@ -137,8 +140,10 @@ def _cgroup_limits() -> list[int]:
             candidates = [root / "memory.max", root / path.lstrip("/") / "memory.max"]
         elif "memory" in controllers.split(","):
             base = root / "memory"
-            candidates = [base / "memory.limit_in_bytes",
-                          base / path.lstrip("/") / "memory.limit_in_bytes"]  # fmt: skip
+            candidates = [
+                base / "memory.limit_in_bytes",
+                base / path.lstrip("/") / "memory.limit_in_bytes",
+            ]
         else:
             continue
         for f in candidates:

@@ -23,8 +23,13 @@ ISA = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", 
 # inductor-generated code, oneDNN and MKL use, whatever the CPU has. `limit_isa("avx2")`
 # sets them so that one machine can time the AVX2 code paths an AVX2-only CPU would run.
 # ONNX Runtime has no such setting: it picks its kernels from the CPU itself.
-ISA_LIMITS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-                       "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}  # fmt: skip
+ISA_LIMITS = {
+    "avx2": {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    }
+}
 
 
 def limit_isa(isa: str) -> None:
@@ -38,8 +43,11 @@ def usable_isa() -> set[str]:
     """The ISA extensions torch's kernels may use here: the CPU's, less those above an
     ISA_LIMITS cap in force (so a capped Xeon answers as an AVX2-only CPU would)."""
     have = set(cpu()["isa"])
-    capped = [isa for isa, limit in ISA_LIMITS.items()
-              if any(os.environ.get(k, "").lower() == v.lower() for k, v in limit.items())]  # fmt: skip
+    capped = [
+        isa
+        for isa, limit in ISA_LIMITS.items()
+        if any(os.environ.get(k, "").lower() == v.lower() for k, v in limit.items())
+    ]
     if capped:  # every cap so far is "avx2": nothing above it
         have &= set(ISA[: ISA.index("avx2") + 1])
     return have
@@ -56,8 +64,11 @@ def cpu() -> dict[str, Any]:
     except OSError:
         pass
     flags = set(info.get("flags", "").split())
-    out = {"cpu": info.get("model name") or platform.processor() or platform.machine(),
-           "isa": [f for f in ISA if f in flags], "cpus": os.cpu_count()}  # fmt: skip
+    out = {
+        "cpu": info.get("model name") or platform.processor() or platform.machine(),
+        "isa": [f for f in ISA if f in flags],
+        "cpus": os.cpu_count(),
+    }
     names = dict.fromkeys(k for limit in ISA_LIMITS.values() for k in limit)
     limits = {k: os.environ[k] for k in names if os.environ.get(k)}
     if limits:

@@ -75,8 +75,14 @@ def _exit_at_once(signum: int, _frame: object) -> None:
     os._exit(128 + signum)
 
 
-def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                 file: object = None, line: str | None = None) -> None:  # fmt: skip
+def show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
     """warnings.showwarning for the CLI: one `reslab: warning: ...` line, not the Python
     file and source line a warning points at (which mean nothing to a user). Spawned
     workers (reproduce --jobs) are handed this function and install it too."""

@@ -21,8 +21,10 @@ def _weights(args: argparse.Namespace) -> int:
     for name, w in sorted(entries.items()):
         err = w.info.get("val_top1_error")
         where = w.file if w.file.is_file() else (w.url or "missing")
-        print(f"{name:22s} {f'val top-1 error {err:.2f}%' if err is not None else '':26s} "
-              f"{where}  card: {w.card or '-'}")  # fmt: skip
+        print(
+            f"{name:22s} {f'val top-1 error {err:.2f}%' if err is not None else '':26s} "
+            f"{where}  card: {w.card or '-'}"
+        )
     return 0
 
 
@@ -33,6 +35,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_models)
 
     p = sub.add_parser("weights", help="list the named weights (shipped and your own)")
-    p.add_argument("--weights-dir", help="a folder with your own manifest.json "
-                   "(default: $RESLAB_WEIGHTS_DIR)")  # fmt: skip
+    p.add_argument(
+        "--weights-dir", help="a folder with your own manifest.json (default: $RESLAB_WEIGHTS_DIR)"
+    )
     p.set_defaults(func=_weights)

@@ -56,17 +56,25 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         helptext = f"{text} (default: {default})" if show else text
         kind, is_tuple = _field_type(f)
         if kind is bool:
-            group.add_argument(*flags, action=argparse.BooleanOptionalAction, default=None,
-                               help=helptext)  # fmt: skip
+            group.add_argument(
+                *flags, action=argparse.BooleanOptionalAction, default=None, help=helptext
+            )
         elif is_tuple:
-            group.add_argument(*flags, type=_parse_tuple(kind), default=None,
-                               metavar="A,B", help=helptext)  # fmt: skip
+            group.add_argument(
+                *flags, type=_parse_tuple(kind), default=None, metavar="A,B", help=helptext
+            )
         elif f.name == "model_args":  # parsed by config_overrides: one line if bad
             group.add_argument(*flags, default=None, metavar="JSON", help=helptext)
         else:
             choices = list(meta["choices"]) or None
-            group.add_argument(*flags, type=kind, default=None, help=helptext, choices=choices,
-                               metavar=None if choices else f.name.upper())  # fmt: skip
+            group.add_argument(
+                *flags,
+                type=kind,
+                default=None,
+                help=helptext,
+                choices=choices,
+                metavar=None if choices else f.name.upper(),
+            )
 
 
 def config_overrides(args: argparse.Namespace) -> dict:
@@ -81,8 +89,10 @@ def config_overrides(args: argparse.Namespace) -> dict:
         try:
             given["model_args"] = json.loads(given["model_args"])
         except ValueError as e:
-            raise ValueError(f"--model-args {given['model_args']!r} is not JSON ({e}); "
-                             """give an object such as '{"n": 2}'""") from None  # fmt: skip
+            raise ValueError(
+                f"--model-args {given['model_args']!r} is not JSON ({e}); "
+                """give an object such as '{"n": 2}'"""
+            ) from None
     return given
 
 

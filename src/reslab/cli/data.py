@@ -12,8 +12,10 @@ def _sort_val(args: argparse.Namespace) -> int:
     how = f"{n['linked']} hard-linked, {n['copied']} copied"
     print(f"{n['images']} images in {n['classes']} class folders under {args.out} ({how})")
     if n["missing"] or n["unlabelled"]:
-        print(f"note: {n['missing']} labelled images were not in {args.flat_dir}; "
-              f"{n['unlabelled']} images there have no label and were left out")  # fmt: skip
+        print(
+            f"note: {n['missing']} labelled images were not in {args.flat_dir}; "
+            f"{n['unlabelled']} images there have no label and were left out"
+        )
     return 0
 
 
@@ -26,10 +28,17 @@ def add(sub: argparse._SubParsersAction) -> None:
         "validates on it.",
     )
     p.add_argument("flat_dir", help="the folder of ILSVRC2012_val_*.JPEG files")
-    p.add_argument("--labels", required=True, help="LOC_val_solution.csv, the devkit's "
-                   "ILSVRC2012_validation_ground_truth.txt, or 'FILE SYNSET' lines")  # fmt: skip
-    p.add_argument("--synsets", help="devkit ground truth: the synset of each ILSVRC2012_ID, one "
-                   "per line (default: the devkit's meta.mat beside --labels)")  # fmt: skip
+    p.add_argument(
+        "--labels",
+        required=True,
+        help="LOC_val_solution.csv, the devkit's "
+        "ILSVRC2012_validation_ground_truth.txt, or 'FILE SYNSET' lines",
+    )
+    p.add_argument(
+        "--synsets",
+        help="devkit ground truth: the synset of each ILSVRC2012_ID, one "
+        "per line (default: the devkit's meta.mat beside --labels)",
+    )
     p.add_argument("--out", required=True, help="new folder for the class folders")
     p.add_argument("--copy", action="store_true", help="copy instead of hard-linking")
     p.set_defaults(func=_sort_val)

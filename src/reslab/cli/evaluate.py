@@ -20,11 +20,19 @@ def _eval(args: argparse.Namespace) -> int:
     if args.out:  # before the evaluation, which can take minutes
         refuse_existing(args.out, args.overwrite, inputs=(args.model, args.data_dir))
     res = evaluate_run(
-        args.model, data_dir=args.data_dir, dataset=args.dataset, split=args.split,
-        ten_crop=args.ten_crop, scales=scales, flip=args.flip, shift=args.shift,
+        args.model,
+        data_dir=args.data_dir,
+        dataset=args.dataset,
+        split=args.split,
+        ten_crop=args.ten_crop,
+        scales=scales,
+        flip=args.flip,
+        shift=args.shift,
         batch_size=args.batch_size,
-        device=args.device, arch=args.arch, normalization=preprocessing.normalization(args),
-    )  # fmt: skip
+        device=args.device,
+        arch=args.arch,
+        normalization=preprocessing.normalization(args),
+    )
     print(
         f"{args.split}: top-1 error {res['top1_error']:.2f}%  top-5 error "
         f"{res['top5_error']:.2f}%  ({res['n']} images, {res['view']})"
@@ -79,8 +87,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=200)
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", help="JSON file to write, never replaced without --overwrite "
-                   "(default: RUN/eval-SPLIT-VIEW.json, reslab's own, updated)")  # fmt: skip
+    p.add_argument(
+        "--out",
+        help="JSON file to write, never replaced without --overwrite "
+        "(default: RUN/eval-SPLIT-VIEW.json, reslab's own, updated)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     preprocessing.add_flags(p)
     p.set_defaults(func=_eval)

@@ -20,9 +20,12 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         "preprocessing of a file that records none (reslab's own files and known "
         "community ones say theirs; plain state dicts default to ImageNet's)"
     )
-    group.add_argument("--normalize", choices=("imagenet", "none", "channel"),
-                       help="imagenet: ImageNet's per-channel mean/std; none: pixels / 255; "
-                       "channel: --mean and --std")  # fmt: skip
+    group.add_argument(
+        "--normalize",
+        choices=("imagenet", "none", "channel"),
+        help="imagenet: ImageNet's per-channel mean/std; none: pixels / 255; "
+        "channel: --mean and --std",
+    )
     group.add_argument("--mean", type=_floats, metavar="R,G,B", help="per-channel mean on [0, 1]")
     group.add_argument("--std", type=_floats, metavar="R,G,B", help="per-channel std on [0, 1]")
 

@@ -11,17 +11,27 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.name == "responses":
         from ..reproduce.responses import run_responses
 
-        out = run_responses(args.runs or args.out, data_dir=args.data_dir, out=args.out,
-                            argv=args.argv)  # fmt: skip
+        out = run_responses(
+            args.runs or args.out, data_dir=args.data_dir, out=args.out, argv=args.argv
+        )
     else:
         out = run_experiment(
-            args.name, args.budget, args.data_dir, args.out, seeds=args.seeds,
-            argv=args.argv, progress=not args.no_progress and args.jobs == 1, jobs=args.jobs,
+            args.name,
+            args.budget,
+            args.data_dir,
+            args.out,
+            seeds=args.seeds,
+            argv=args.argv,
+            progress=not args.no_progress and args.jobs == 1,
+            jobs=args.jobs,
             reuse=args.reuse,
             **({"threads": args.threads} if args.threads is not None else {}),
-            **({"grad_accum_steps": args.grad_accum_steps}
-               if args.grad_accum_steps is not None else {}),
-        )  # fmt: skip
+            **(
+                {"grad_accum_steps": args.grad_accum_steps}
+                if args.grad_accum_steps is not None
+                else {}
+            ),
+        )
     from ..reproduce.report import write_report
 
     print(f"report: {write_report(out)}")
@@ -55,7 +65,8 @@ def add(sub: argparse._SubParsersAction) -> None:
         "ResNet-32) | responses (Figure 7) | very-deep (1202 layers)",
     )
     p.add_argument(
-        "--budget", default="cpu",
+        "--budget",
+        default="cpu",
         help="smoke | cpu (sized for 2 CPU cores, resumable: degradation's 20/56-layer nets "
         "and ResNet-110 with 2 seeds, plain-110 with 1, ~6 h in all; the Imagenette experiments ~1.5 h "
         "each on 2 cores) | cpu-plain-degradation "
@@ -63,15 +74,16 @@ def add(sub: argparse._SubParsersAction) -> None:
         "at the paper's 64k steps, ~35 min; imagenet-degradation and shortcuts 41 epochs of "
         "Imagenette at 128 px, 2 seeds, <= ~15 and ~10 min: estimates, docs/results/README.md) "
         "| paper (the full schedule, a GPU job); default: cpu",
-    )  # fmt: skip
+    )
     p.add_argument("--data-dir", required=True, help="dataset folder")
     p.add_argument("--out", required=True, help="experiment folder (resumable)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: the budget's)")
     p.add_argument("--runs", help="responses: the degradation experiment folder to read")
     p.add_argument(
-        "--threads", type=int,
+        "--threads",
+        type=int,
         help="CPU threads per run, resumed runs too (default: all cores / --jobs)",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--jobs",
         type=int,
@@ -79,16 +91,18 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="train this many runs at once, in separate processes (default: 1)",
     )
     p.add_argument(
-        "--grad-accum-steps", type=int,
+        "--grad-accum-steps",
+        type=int,
         help="split each run's optimiser step into N micro-batches (the paper budget's batch "
         "of 256 on a machine that cannot hold it: 8 gives 8 x 32, as the paper's 8 GPUs)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--reuse", metavar="DIR",
+        "--reuse",
+        metavar="DIR",
         help="take the finished runs that experiment folder DIR trained with this plan's very "
         "settings (linked, not moved) instead of training them again: Table 3's option A "
         "is Figure 4's ResNet-34 at the cpu budget",
-    )  # fmt: skip
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_reproduce)
 
@@ -96,8 +110,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("folders", nargs="+")
     p.set_defaults(func=_report)
 
-    p = sub.add_parser("results-table",
-                       help="README's results table from docs/results/index.json and the records")  # fmt: skip
+    p = sub.add_parser(
+        "results-table", help="README's results table from docs/results/index.json and the records"
+    )
     p.add_argument("results", help="the results folder (docs/results)")
     p.add_argument("--readme", metavar="FILE", help="write the table into FILE's marked block")
     p.set_defaults(func=_results_table)

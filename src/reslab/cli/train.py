@@ -26,8 +26,7 @@ def _train(args: argparse.Namespace) -> int:
         if args.out is None:  # the default folder: never reuse one that holds a run
             cfg.out = str(fresh_run_dir(cfg.out))
             announce = lambda run_dir: print(f"run folder: {run_dir}")  # noqa: E731
-        result = train(cfg, stop_after=args.stop_after, overwrite=args.overwrite,
-                       on_start=announce)  # fmt: skip
+        result = train(cfg, stop_after=args.stop_after, overwrite=args.overwrite, on_start=announce)
     if result.summary.get("final_eval") and (result.run_dir / "summary.json").exists():
         ev = result.summary["final_eval"]
         print(

@@ -92,12 +92,16 @@ class Normalizer:
             )
         stds = 1 if kind == "pixel-mean" else 3  # one std over all pixels, or one a channel
         if std.dim() != 1 or len(std) != stds:
-            raise ValueError(f"normalization std needs {stds} value(s) for {kind!r}, got "
-                             f"{std.flatten().tolist()}")  # fmt: skip
+            raise ValueError(
+                f"normalization std needs {stds} value(s) for {kind!r}, got "
+                f"{std.flatten().tolist()}"
+            )
         if not (mean.isfinite().all() and std.isfinite().all() and (std > 0).all()):
-            raise ValueError("normalization mean and std must be finite numbers and std > 0, "
-                             f"got std {std.tolist()} and a mean with "
-                             f"{int((~mean.isfinite()).sum())} non-finite values")  # fmt: skip
+            raise ValueError(
+                "normalization mean and std must be finite numbers and std > 0, "
+                f"got std {std.tolist()} and a mean with "
+                f"{int((~mean.isfinite()).sum())} non-finite values"
+            )
         return cls(kind, mean if mean.dim() == 3 else mean.reshape(3, 1, 1), std)
 
     def to(self, device: torch.device) -> Normalizer:

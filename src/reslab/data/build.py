@@ -82,8 +82,11 @@ def split_indices(n: int, val_size: int, split_seed: int, limit: int | None):
         perm = perm[:limit]
     if val_size >= len(perm) // 2 and val_size > 0:  # never more than exist: hold out 10%
         capped = len(perm) // 10
-        warnings.warn(f"val_size={val_size} is too many for {len(perm)} training images; "
-                      f"holding out {capped} (10%)", stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"val_size={val_size} is too many for {len(perm)} training images; "
+            f"holding out {capped} (10%)",
+            stacklevel=3,
+        )
         val_size = capped
     return np.sort(perm[val_size:]), np.sort(perm[:val_size])
 
@@ -124,10 +127,15 @@ def build_data(
         raise DatasetError(str(e)) from None
     if not 0 <= rank < world_size:
         raise DatasetError(f"rank {rank} outside world_size {world_size}")
-    place = Placement(torch.device(device), rank, world_size, channels_last,
-                      Path(cache_dir).expanduser() if cache_dir else None,
-                      Normalizer.from_dict(normalization) if normalization else None,
-                      training)  # fmt: skip
+    place = Placement(
+        torch.device(device),
+        rank,
+        world_size,
+        channels_last,
+        Path(cache_dir).expanduser() if cache_dir else None,
+        Normalizer.from_dict(normalization) if normalization else None,
+        training,
+    )
     return load_data(s, place)
 
 
@@ -156,8 +164,11 @@ def _memory_data(src, s: DataSettings, place: Placement) -> Data:
     device = place.device
     if place.training and not len(src.train_x):
         raise DatasetError(f"{src.origin}: no training images (missing split folder 'train/')")
-    tr, va = (split_indices(len(src.train_x), s.val_size, s.split_seed, s.limit)
-              if len(src.train_x) else (np.zeros(0, np.int64),) * 2)  # fmt: skip
+    tr, va = (
+        split_indices(len(src.train_x), s.val_size, s.split_seed, s.limit)
+        if len(src.train_x)
+        else (np.zeros(0, np.int64),) * 2
+    )
     x = _resize(src.train_x, image_size).to(device)
     y = src.train_y.to(device)
     test_x = _resize(src.test_x, image_size)
@@ -292,14 +303,25 @@ def _folder_data(
 
 
 def _decoded_train(
-    full: FolderIndex, tr: np.ndarray, image_size: int, norm: Normalizer, s: DataSettings,
-    place: Placement, cache: Path,
-) -> DecodedLoader | None:  # fmt: skip
+    full: FolderIndex,
+    tr: np.ndarray,
+    image_size: int,
+    norm: Normalizer,
+    s: DataSettings,
+    place: Placement,
+    cache: Path,
+) -> DecodedLoader | None:
     """The training split from its decoded-image cache (folder_cache.py), or None when it
     is too large for one (or the disk too full): then JPEGs are decoded while training."""
-    split = decoded_split(full.root, full.paths, stored_side(image_size), cache,
-                          workers=s.workers, strict=s.strict,
-                          limit_bytes=2**62 if s.decoded_cache else None)  # fmt: skip
+    split = decoded_split(
+        full.root,
+        full.paths,
+        stored_side(image_size),
+        cache,
+        workers=s.workers,
+        strict=s.strict,
+        limit_bytes=2**62 if s.decoded_cache else None,
+    )
     if split is None:
         return None
     if not split.ok[tr].all():

@@ -209,8 +209,11 @@ def _cached(key: str, cache_dir: Path, make) -> MemorySource:
         try:
             return MemorySource(**torch.load(path, weights_only=True))
         except Exception as e:  # noqa: BLE001 - truncated, foreign or damaged: rebuild it
-            warnings.warn(f"decoded-data cache {path} is unreadable ({one_line(e)}); "
-                          "rebuilding it from the dataset", stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"decoded-data cache {path} is unreadable ({one_line(e)}); "
+                "rebuilding it from the dataset",
+                stacklevel=2,
+            )
     src = make()
     try:  # a half-written cache file is never seen under the real name
         atomic_write(path, lambda f: torch.save(vars(src), f))

@@ -107,7 +107,9 @@ class DecodedLoader(Loader):
             resident = device.type == "cuda"
         self.resident = load_rows(images, self.rows).to(device) if resident else None
         if self.num_samples < batch_size:
-            raise DatasetError(f"{self.num_samples} training images is fewer than one batch of {batch_size}")  # fmt: skip
+            raise DatasetError(
+                f"{self.num_samples} training images is fewer than one batch of {batch_size}"
+            )
 
     def __len__(self) -> int:
         return self.num_samples // self.batch_size

@@ -65,8 +65,10 @@ def _text(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not a text label file (byte 0x{e.object[e.start]:02x} at "
-                         f"offset {e.start} is not UTF-8)") from None  # fmt: skip
+        raise ValueError(
+            f"{path}: not a text label file (byte 0x{e.object[e.start]:02x} at "
+            f"offset {e.start} is not UTF-8)"
+        ) from None
 
 
 def _unique(labels: Path, pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -74,8 +76,9 @@ def _unique(labels: Path, pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     out: dict[str, str] = {}
     for image, wnid in pairs:
         if out.setdefault(image, wnid) != wnid:
-            raise ValueError(f"{labels}: image {image} is listed under two labels, "
-                             f"{out[image]} and {wnid}")  # fmt: skip
+            raise ValueError(
+                f"{labels}: image {image} is listed under two labels, {out[image]} and {wnid}"
+            )
     return out
 
 
@@ -88,9 +91,11 @@ def _id_to_synset(labels: Path, synsets: str | Path | None) -> list[str]:
         return ids
     meta = labels.parent / "meta.mat"
     if not meta.is_file():
-        raise ValueError(f"{labels} gives class indices: say which synset each is with "
-                         "--synsets FILE (one per line, ILSVRC2012_ID order), or keep the "
-                         "devkit's meta.mat beside it")  # fmt: skip
+        raise ValueError(
+            f"{labels} gives class indices: say which synset each is with "
+            "--synsets FILE (one per line, ILSVRC2012_ID order), or keep the "
+            "devkit's meta.mat beside it"
+        )
     try:
         from scipy.io import loadmat  # optional: only to read the devkit's MATLAB file
     except ImportError:
@@ -121,8 +126,10 @@ def sort_val(
     truth = read_val_labels(labels, synsets)
     missing = [s for s in truth if s not in by_stem]
     if len(missing) == len(truth):
-        raise ValueError(f"{flat_dir}: none of the {len(truth)} images that {labels} names "
-                         f"is there (e.g. {next(iter(truth))})")  # fmt: skip
+        raise ValueError(
+            f"{flat_dir}: none of the {len(truth)} images that {labels} names "
+            f"is there (e.g. {next(iter(truth))})"
+        )
     linked = copied = 0
     for stem, wnid in sorted(truth.items()):
         src = by_stem.get(stem)
@@ -140,6 +147,11 @@ def sort_val(
         shutil.copy2(src, dst)
         copied += 1
     unlabelled = len(set(by_stem) - set(truth))
-    return {"images": linked + copied, "linked": linked, "copied": copied,
-            "classes": len({truth[s] for s in truth if s in by_stem}),
-            "missing": len(missing), "unlabelled": unlabelled}  # fmt: skip
+    return {
+        "images": linked + copied,
+        "linked": linked,
+        "copied": copied,
+        "classes": len({truth[s] for s in truth if s in by_stem}),
+        "missing": len(missing),
+        "unlabelled": unlabelled,
+    }

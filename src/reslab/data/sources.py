@@ -76,8 +76,10 @@ def extraction_limits() -> tuple[int, int]:
     """(bytes, files) an archive may extract to: 200 GiB and 5 million files by default
     (ImageNet's training set is ~140 GiB in 1.28M files), so a tar bomb stops early."""
     limits = []
-    for name, default, kind in (("RESLAB_MAX_EXTRACT_GB", "200", float),
-                                ("RESLAB_MAX_EXTRACT_FILES", "5000000", int)):  # fmt: skip
+    for name, default, kind in (
+        ("RESLAB_MAX_EXTRACT_GB", "200", float),
+        ("RESLAB_MAX_EXTRACT_FILES", "5000000", int),
+    ):
         text = os.environ.get(name, default)
         try:
             value = kind(text)
@@ -224,14 +226,18 @@ def index_split(root: Path, split: str) -> FolderIndex | None:
         raise DatasetError(f"{split_dir}: no class folders")
     bad = [c for c in classes if _undecodable(split_dir / c)]
     if bad:  # a class name is a label: skipping the folder would renumber the others
-        raise DatasetError(f"class folder {str(split_dir / bad[0])!r}: its name is not valid "
-                           "UTF-8; rename it")  # fmt: skip
+        raise DatasetError(
+            f"class folder {str(split_dir / bad[0])!r}: its name is not valid UTF-8; rename it"
+        )
     paths: list[str] = []
     labels: list[int] = []
     skipped: list[str] = []
     for label, name in enumerate(classes):
-        found = [p for p in (split_dir / name).rglob("*")
-                 if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]  # fmt: skip
+        found = [
+            p
+            for p in (split_dir / name).rglob("*")
+            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        ]
         skipped += [repr(str(p)) for p in found if _undecodable(p)]
         files = sorted(str(p) for p in found if not _undecodable(p))
         if not files:
@@ -239,8 +245,11 @@ def index_split(root: Path, split: str) -> FolderIndex | None:
         paths += files
         labels += [label] * len(files)
     if skipped:  # like an unreadable image: left out, and said
-        warnings.warn(f"skipped {len(skipped)} image files whose names are not valid UTF-8, "
-                      f"e.g. {', '.join(skipped[:3])}", stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"skipped {len(skipped)} image files whose names are not valid UTF-8, "
+            f"e.g. {', '.join(skipped[:3])}",
+            stacklevel=3,
+        )
     return FolderIndex(split_dir, paths, labels, classes)
 
 

@@ -39,13 +39,22 @@ def run_data(
     """The data a run was trained on, split exactly as in training (same val_size, seed, limit).
     Evaluation only: no training loader is built, and `test` needs no training split."""
     return build_data(
-        dataset, os.path.expanduser(data_dir), batch_size=batch_size, eval_batch_size=batch_size,
-        val_size=0 if split == "test" else cfg.get("val_size", 5000), training=False,
-        split_seed=cfg.get("split_seed", 0), limit=cfg.get("limit"), image_size=image_size,
-        normalize=cfg.get("normalize", "channel"), workers=cfg.get("workers", 2), device=device,
-        channels_last=True, crop_pad=cfg.get("crop_pad"),  # 10-crop translates by this much
+        dataset,
+        os.path.expanduser(data_dir),
+        batch_size=batch_size,
+        eval_batch_size=batch_size,
+        val_size=0 if split == "test" else cfg.get("val_size", 5000),
+        training=False,
+        split_seed=cfg.get("split_seed", 0),
+        limit=cfg.get("limit"),
+        image_size=image_size,
+        normalize=cfg.get("normalize", "channel"),
+        workers=cfg.get("workers", 2),
+        device=device,
+        channels_last=True,
+        crop_pad=cfg.get("crop_pad"),  # 10-crop translates by this much
         normalization=normalization,
-    )  # fmt: skip
+    )
 
 
 def evaluate_run(
@@ -85,8 +94,9 @@ def evaluate_run(
         views = batch_size if KINDS.get(dataset.lower()) == "memory" else 2
         check_scales(model, scales, loaded.image_size, views, dev)
     # The statistics the model was trained with, not ones refitted to this data.
-    data = run_data(cfg, loaded.image_size, dataset, data_dir, batch_size, dev, split,
-                    loaded.normalization)  # fmt: skip
+    data = run_data(
+        cfg, loaded.image_size, dataset, data_dir, batch_size, dev, split, loaded.normalization
+    )
     if loaded.recorded_classes and data.classes != loaded.classes:
         raise ValueError(
             f"{model_path}: the model was trained on classes {loaded.classes[:5]}..., "
@@ -108,8 +118,13 @@ def evaluate_run(
         res = evaluate(model, *loaders, flip=flip, shift=shift, predictions=predictions)
     else:
         view = "ten-crop" if ten_crop else "center"
-        res = evaluate(model, data.eval_loader(split, view).epoch(0), flip=flip, shift=shift,
-                       predictions=predictions)  # fmt: skip
+        res = evaluate(
+            model,
+            data.eval_loader(split, view).epoch(0),
+            flip=flip,
+            shift=shift,
+            predictions=predictions,
+        )
     view += ("-flip" if flip else "") + (f"-shift{shift}" if shift else "")
     return {**res, "split": split, "view": view, "checkpoint": str(loaded.file)}
 
@@ -124,9 +139,11 @@ def check_scales(
     smallest = min(scales)
     if scaled(smallest, image_size) < stride:
         low = math.ceil((stride - 0.5) * 224 / image_size)
-        raise ValueError(f"--scales {smallest} is too small: a {scaled(smallest, image_size)} px "
-                         f"view for this {image_size} px network, which shrinks its input "
-                         f"{stride}x; the smallest scale is {low}")  # fmt: skip
+        raise ValueError(
+            f"--scales {smallest} is too small: a {scaled(smallest, image_size)} px "
+            f"view for this {image_size} px network, which shrinks its input "
+            f"{stride}x; the smallest scale is {low}"
+        )
     if device.type == "cuda":
         limit, where = torch.cuda.mem_get_info(device)[0], f"{device}'s free memory"
     elif device.type == "cpu":
@@ -138,9 +155,11 @@ def check_scales(
     px = scaled(largest, image_size)
     if px * px * per_px > limit:
         fits = math.floor(math.sqrt(limit / per_px) * 224 / image_size)
-        raise ValueError(f"--scales {largest}: a batch of {views} views of {px} px needs about "
-                         f"{px * px * per_px / GIB:.1f} GiB and {where} gives "
-                         f"{limit / GIB:.1f} GiB; the largest scale that fits is {fits}")  # fmt: skip
+        raise ValueError(
+            f"--scales {largest}: a batch of {views} views of {px} px needs about "
+            f"{px * px * per_px / GIB:.1f} GiB and {where} gives "
+            f"{limit / GIB:.1f} GiB; the largest scale that fits is {fits}"
+        )
 
 
 def _probe(model: nn.Module, size: int) -> tuple[int, float]:

@@ -117,10 +117,15 @@ def write_onnx_int8(
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_onnx), str(pre))
         quantize_static(
-            str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            str(pre),
+            str(path),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
             reduce_range=reduce_range,
-        )  # fmt: skip
+        )
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
     entry.key, entry.value = "reslab", meta

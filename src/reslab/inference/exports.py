@@ -47,8 +47,14 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "pt2": ".pt2"}  # torch.expor
 OPSETS = (10, 20)
 
 
-def _check_options(fmt: str, opset: int | None, int8: bool, calibration: Any,
-                   dataset: str | None, reduce_range: bool | None) -> tuple[int, bool | None]:  # fmt: skip
+def _check_options(
+    fmt: str,
+    opset: int | None,
+    int8: bool,
+    calibration: Any,
+    dataset: str | None,
+    reduce_range: bool | None,
+) -> tuple[int, bool | None]:
     """export()'s options checked together before any work: (opset, reduce_range)."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -108,18 +114,20 @@ def export(
     reference = loaded.model.eval()
     folded = fold_batchnorm(copy.deepcopy(reference)).requires_grad_(False)
     s = loaded.image_size
-    meta = json.dumps({
-        "format": "reslab-export",
-        "model": loaded.name,
-        "classes": loaded.classes,
-        "normalization": loaded.normalization,
-        "image_size": s,
-        "resize_shorter_side": loaded.resize_shorter_side,
-        "input": f"float32 (batch, 3, {s}, {s}), RGB, normalised as in 'normalization'",
-        "output": "logits (batch, num_classes)",
-        "int8": int8,
-        **(int8_metadata(fmt, reduce_range) if int8 else {}),
-    })  # fmt: skip
+    meta = json.dumps(
+        {
+            "format": "reslab-export",
+            "model": loaded.name,
+            "classes": loaded.classes,
+            "normalization": loaded.normalization,
+            "image_size": s,
+            "resize_shorter_side": loaded.resize_shorter_side,
+            "input": f"float32 (batch, 3, {s}, {s}), RGB, normalised as in 'normalization'",
+            "output": "logits (batch, num_classes)",
+            "int8": int8,
+            **(int8_metadata(fmt, reduce_range) if int8 else {}),
+        }
+    )
     images = _calibration_images(loaded, calibration, dataset) if int8 else None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,8 +182,16 @@ def _calibration_images(loaded: Loaded, calibration: Any, dataset: str | None) -
     return take_images(calibration)
 
 
-def _write(fmt: str, folded: nn.Module, images: Tensor | None, path: Path, meta: str,
-           opset: int, size: int, reduce_range: bool) -> None:  # fmt: skip
+def _write(
+    fmt: str,
+    folded: nn.Module,
+    images: Tensor | None,
+    path: Path,
+    meta: str,
+    opset: int,
+    size: int,
+    reduce_range: bool,
+) -> None:
     """One file of `fmt`: fp32 from the folded net, int8 when calibration images are given."""
     if fmt == "torchscript":
         _export_torchscript(folded, size, path, meta, opset)
@@ -207,10 +223,15 @@ def _export_onnx(model: nn.Module, size: int, path: Path, meta: str, opset: int)
         warnings.filterwarnings("ignore", message="You are using the legacy TorchScript")
         warnings.filterwarnings("ignore", message="The feature will be removed")
         torch.onnx.export(
-            model, (x,), str(path), dynamo=False, opset_version=opset,
-            input_names=["input"], output_names=["logits"],
+            model,
+            (x,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["logits"],
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        )  # fmt: skip
+        )
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
     entry.key, entry.value = "reslab", meta

@@ -252,9 +252,15 @@ def calibration_batches(
     if not dataset:
         raise ValueError("say which dataset the calibration images are (--dataset)")
     data = build_data(
-        dataset, Path(data_dir).expanduser(), batch_size=batch_size,
-        val_size=cfg.get("val_size", 5000), split_seed=cfg.get("split_seed", 0),
-        limit=cfg.get("limit"), image_size=loaded.image_size, augment="none",
-        normalization=loaded.normalization, workers=cfg.get("workers", 2),
-    )  # fmt: skip
+        dataset,
+        Path(data_dir).expanduser(),
+        batch_size=batch_size,
+        val_size=cfg.get("val_size", 5000),
+        split_seed=cfg.get("split_seed", 0),
+        limit=cfg.get("limit"),
+        image_size=loaded.image_size,
+        augment="none",
+        normalization=loaded.normalization,
+        workers=cfg.get("workers", 2),
+    )
     return (x for x, _ in data.train.epoch(0))

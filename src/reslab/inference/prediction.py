@@ -99,8 +99,10 @@ def predict(
             probs = net(x).float().softmax(1)  # (B, K)
         if not probs.isfinite().all():  # a diverged net: its argmax is no prediction
             source = model_or_path if isinstance(model_or_path, (str, Path)) else "the model"
-            raise NonFiniteScores(f"{source}: the network's outputs are NaN or infinite (a "
-                                  "diverged network?); nothing is predicted")  # fmt: skip
+            raise NonFiniteScores(
+                f"{source}: the network's outputs are NaN or infinite (a "
+                "diverged network?); nothing is predicted"
+            )
         p, idx = probs.topk(top, dim=1)
         for slot, pr, ix in zip(slots, p.tolist(), idx.tolist()):
             results[slot]["top"] = [

@@ -94,9 +94,15 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
         self.num_features = self._add_stages(
-            block_cls, depths, widths, stem_width, reduction,
-            shortcut=shortcut, stride_in_1x1=stride_in_1x1, shortcut_pad=shortcut_pad,
-        )  # fmt: skip
+            block_cls,
+            depths,
+            widths,
+            stem_width,
+            reduction,
+            shortcut=shortcut,
+            stride_in_1x1=stride_in_1x1,
+            shortcut_pad=shortcut_pad,
+        )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
         self._init_weights(zero_init_residual and shortcut != "none")

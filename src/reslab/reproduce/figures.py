@@ -30,8 +30,18 @@ def _figure(ncols: int, width: float = 5.5):
 
 def _colours(keys: list[Any]) -> dict[Any, str]:
     """One colour per key (a depth, an option), the same in every panel."""
-    palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
-               "tab:pink", "tab:gray", "tab:olive", "tab:cyan"]  # fmt: skip
+    palette = [
+        "tab:blue",
+        "tab:orange",
+        "tab:green",
+        "tab:red",
+        "tab:purple",
+        "tab:brown",
+        "tab:pink",
+        "tab:gray",
+        "tab:olive",
+        "tab:cyan",
+    ]
     return {k: palette[i % len(palette)] for i, k in enumerate(sorted(set(keys)))}
 
 
@@ -61,8 +71,10 @@ def plot_curves(panels: list[Panel], path: Path) -> Path:
             c = colour[key]
             ax.plot(*_mean_curve(runs, "train", "error"), "--", color=c, lw=0.8, alpha=0.8)
             ax.plot(*_mean_curve(runs, "val", "top1_error"), "-", color=c, lw=2.2, label=label)
-        style = [Line2D([], [], color="k", ls="--", lw=0.8, label="train"),
-                 Line2D([], [], color="k", lw=2.2, label="val")]  # fmt: skip
+        style = [
+            Line2D([], [], color="k", ls="--", lw=0.8, label="train"),
+            Line2D([], [], color="k", lw=2.2, label="val"),
+        ]
         handles, _ = ax.get_legend_handles_labels()
         ax.legend(handles=handles + style, fontsize=8)
         ax.set(title=title, xlabel="iterations", ylabel="error (%)")
@@ -77,8 +89,12 @@ def plot_responses(responses: dict[str, list[float]], path: Path) -> Path:
     key = {n: (depth(family_free(n)), family_free(n)) for n in responses}
     colour = _colours(list(key.values()))
     for name, stds in responses.items():
-        style = dict(color=colour[key[name]], lw=1.4, label=name,
-                     ls="--" if name.startswith("plain") else "-")  # fmt: skip
+        style = dict(
+            color=colour[key[name]],
+            lw=1.4,
+            label=name,
+            ls="--" if name.startswith("plain") else "-",
+        )
         ax1.plot(range(1, len(stds) + 1), stds, **style)
         ax2.plot(range(1, len(stds) + 1), sorted(stds, reverse=True), **style)
     ax1.set(title="layer index (original)", xlabel="layer index", ylabel="std")

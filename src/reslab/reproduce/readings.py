@@ -13,13 +13,15 @@ from .verdict import compare
 
 # Table 3, ImageNet ResNet-34, 10-crop validation error (%): top-1, top-5.
 PAPER_TABLE3 = {"A": (25.03, 7.76), "B": (24.52, 7.46), "C": (24.19, 7.40)}
-RULE = ("Every verdict here is the rule of `reslab.reproduce.verdict.compare` (docs/results/"
-        "README.md, \"One rule for every finding\"): a 95% interval, in points, for the gap "
-        "between two nets' mean errors, from the seeds' spread (a pooled t-interval) and the "
-        "sampling noise of the images scored (unpaired: two binomial errors; paired: the "
-        "same images' per-image differences, where both nets recorded predictions); "
-        "**shown** when the interval lies wholly on the claim's side of 0, **the opposite "
-        "holds** when wholly on the other, else **not resolved**. Each line names its rule.")  # fmt: skip
+RULE = (
+    "Every verdict here is the rule of `reslab.reproduce.verdict.compare` (docs/results/"
+    'README.md, "One rule for every finding"): a 95% interval, in points, for the gap '
+    "between two nets' mean errors, from the seeds' spread (a pooled t-interval) and the "
+    "sampling noise of the images scored (unpaired: two binomial errors; paired: the "
+    "same images' per-image differences, where both nets recorded predictions); "
+    "**shown** when the interval lies wholly on the claim's side of 0, **the opposite "
+    "holds** when wholly on the other, else **not resolved**. Each line names its rule."
+)
 
 Get = Callable[[Run], "float | None"]
 
@@ -56,8 +58,17 @@ def train_images(run: Run, intervals: int = 3) -> int:
     return intervals * batch * int(run.config.get("log_every") or TrainConfig.log_every)
 
 
-def judge(claim: str, a: str, b: str, runs_a: list[Run], runs_b: list[Run], get: Get,
-          what: str, n: int, view: str | None = None) -> str | None:  # fmt: skip
+def judge(
+    claim: str,
+    a: str,
+    b: str,
+    runs_a: list[Run],
+    runs_b: list[Run],
+    get: Get,
+    what: str,
+    n: int,
+    view: str | None = None,
+) -> str | None:
     """`claim` (b's error below a's) judged by the rule: paired on `view`'s per-image
     predictions where every run of both nets recorded them, else unpaired."""
     va, vb = _by_seed(runs_a, get), _by_seed(runs_b, get)
@@ -82,27 +93,77 @@ def read_figure4(runs: list[Run]) -> list[str]:
     total = int(runs[0].summary.get("iterations") or max(r["step"] for r in runs[0].train))
     early = max(1, total // 4)
     train, val, ten, at = (
-        (lambda r: r.final_train), (lambda r: r.final_val),
-        Run.ten_crop_error, (lambda r: r.train_error_at(early)),
-    )  # fmt: skip
+        (lambda r: r.final_train),
+        (lambda r: r.final_val),
+        Run.ten_crop_error,
+        (lambda r: r.train_error_at(early)),
+    )
     n_tr, n_at = train_images(runs[0]), train_images(runs[0], 1)
     n_val = min(r.val_n for r in runs) or 0
     md = [
-        judge("Degradation (plain-34's training error above plain-18's)", "plain34",
-              "plain18", g["plain34"], g["plain18"], train, "final train error", n_tr),
-        judge("Residual learning removes it (ResNet-34's training error below plain-34's)",
-              "plain34", "resnet34", g["plain34"], g["resnet34"], train, "final train error",
-              n_tr),
-        judge("ResNet-34's training error below ResNet-18's", "resnet18", "resnet34",
-              g["resnet18"], g["resnet34"], train, "final train error", n_tr),
-        judge("ResNet-34's validation error below ResNet-18's", "resnet18", "resnet34",
-              g["resnet18"], g["resnet34"], val, "final val top-1 (centre)", n_val, "center"),
-        judge("ResNet-34's 10-crop validation error below ResNet-18's", "resnet18",
-              "resnet34", g["resnet18"], g["resnet34"], ten, "10-crop val top-1", n_val,
-              "ten-crop"),
-        judge(f"ResNet-18 ahead of plain-18 early in training (step ~{early} of {total})",
-              "plain18", "resnet18", g["plain18"], g["resnet18"], at, "train error", n_at),
-    ]  # fmt: skip
+        judge(
+            "Degradation (plain-34's training error above plain-18's)",
+            "plain34",
+            "plain18",
+            g["plain34"],
+            g["plain18"],
+            train,
+            "final train error",
+            n_tr,
+        ),
+        judge(
+            "Residual learning removes it (ResNet-34's training error below plain-34's)",
+            "plain34",
+            "resnet34",
+            g["plain34"],
+            g["resnet34"],
+            train,
+            "final train error",
+            n_tr,
+        ),
+        judge(
+            "ResNet-34's training error below ResNet-18's",
+            "resnet18",
+            "resnet34",
+            g["resnet18"],
+            g["resnet34"],
+            train,
+            "final train error",
+            n_tr,
+        ),
+        judge(
+            "ResNet-34's validation error below ResNet-18's",
+            "resnet18",
+            "resnet34",
+            g["resnet18"],
+            g["resnet34"],
+            val,
+            "final val top-1 (centre)",
+            n_val,
+            "center",
+        ),
+        judge(
+            "ResNet-34's 10-crop validation error below ResNet-18's",
+            "resnet18",
+            "resnet34",
+            g["resnet18"],
+            g["resnet34"],
+            ten,
+            "10-crop val top-1",
+            n_val,
+            "ten-crop",
+        ),
+        judge(
+            f"ResNet-18 ahead of plain-18 early in training (step ~{early} of {total})",
+            "plain18",
+            "resnet18",
+            g["plain18"],
+            g["resnet18"],
+            at,
+            "train error",
+            n_at,
+        ),
+    ]
     return [line for line in md if line]
 
 
@@ -121,8 +182,10 @@ def _read_warmup(run: Run) -> str | None:
     left = next((r["step"] for r in run.train if not math.isclose(r.get("lr", held), held)), None)
     rule = f"lr {held:g} until training error < {100 * limit:.0f}%"
     if left is None:
-        return (f"{run.name}: never left the paper's 110-layer warm-up ({rule}): its "
-                f"training error stayed above that, so it trained at {held:g} throughout.")  # fmt: skip
+        return (
+            f"{run.name}: never left the paper's 110-layer warm-up ({rule}): its "
+            f"training error stayed above that, so it trained at {held:g} throughout."
+        )
     return f"{run.name}: left the paper's 110-layer warm-up ({rule}) by step {left}."
 
 
@@ -138,8 +201,18 @@ def read_degradation(runs: list[Run]) -> list[str]:
     train, val = (lambda r: r.final_train), (lambda r: r.final_val)
     md: list[str | None] = []
     for a, b in zip(plain, plain[1:]):  # the claim: the deeper plain net trains worse
-        md.append(judge(f"Degradation ({b}'s training error above {a}'s)", b, a,
-                        by_model[b], by_model[a], train, "final train error", n_tr))  # fmt: skip
+        md.append(
+            judge(
+                f"Degradation ({b}'s training error above {a}'s)",
+                b,
+                a,
+                by_model[b],
+                by_model[a],
+                train,
+                "final train error",
+                n_tr,
+            )
+        )
     for a, b in zip(res, res[1:]):
         md.append(
             judge(
@@ -154,13 +227,33 @@ def read_degradation(runs: list[Run]) -> list[str]:
                 "center",
             )
         )
-        md.append(judge(f"Residual nets: {b}'s training error below {a}'s", a, b,
-                        by_model[a], by_model[b], train, "final train error", n_tr))  # fmt: skip
+        md.append(
+            judge(
+                f"Residual nets: {b}'s training error below {a}'s",
+                a,
+                b,
+                by_model[a],
+                by_model[b],
+                train,
+                "final train error",
+                n_tr,
+            )
+        )
     for d in sorted({depth(m) for m in by_model}):
         p, q = f"plain{d}", f"resnet{d}"
         if p in by_model and q in by_model:
-            md.append(judge(f"{q}'s training error below {p}'s (residual learning)", p, q,
-                            by_model[p], by_model[q], train, "final train error", n_tr))  # fmt: skip
+            md.append(
+                judge(
+                    f"{q}'s training error below {p}'s (residual learning)",
+                    p,
+                    q,
+                    by_model[p],
+                    by_model[q],
+                    train,
+                    "final train error",
+                    n_tr,
+                )
+            )
     chance = 99.0 if runs[0].config.get("dataset") == "cifar100" else 90.0  # else 10 classes
     for m in plain:  # the paper's plain-110 "fails to train": how near chance it ends
         t = mean([r.final_train for r in by_model[m]])
@@ -182,10 +275,11 @@ def read_shortcuts(groups: dict[str, list[Run]], opts: list[str], runs: list[Run
     md: list[str] = []
     for a, b in (("A", "B"), ("B", "C"), ("A", "C")):
         if by.get(a) and by.get(b):
-            claim = (f"Option {b} below option {a} (the paper: by "
-                     f"{PAPER_TABLE3[a][0] - PAPER_TABLE3[b][0]:.2f} points)")  # fmt: skip
-            line = judge(claim, a, b, by[a], by[b], get, what, n,
-                         "ten-crop" if ten else "center")  # fmt: skip
+            claim = (
+                f"Option {b} below option {a} (the paper: by "
+                f"{PAPER_TABLE3[a][0] - PAPER_TABLE3[b][0]:.2f} points)"
+            )
+            line = judge(claim, a, b, by[a], by[b], get, what, n, "ten-crop" if ten else "center")
             if line:
                 md.append(line)
     return md
@@ -199,19 +293,26 @@ def read_responses(responses: dict[str, list[float]]) -> list[str]:
     avg = {k: sum(v) / len(v) for k, v in per_model.items()}
     md = []
     depths = sorted({depth(k) for k in avg})
-    pairs = [(d, avg[f"plain{d}"], avg[f"resnet{d}"]) for d in depths
-             if f"plain{d}" in avg and f"resnet{d}" in avg]  # fmt: skip
+    pairs = [
+        (d, avg[f"plain{d}"], avg[f"resnet{d}"])
+        for d in depths
+        if f"plain{d}" in avg and f"resnet{d}" in avg
+    ]
     if pairs:
         smaller = [d for d, p, q in pairs if q < p]
         detail = ", ".join(f"{d}: {q:.3f} vs {p:.3f}" for d, p, q in pairs)
-        md.append(f"Mean response std, residual vs plain: {detail}. The residual net's responses "
-                  f"are smaller at {len(smaller)} of {len(pairs)} depths (the paper: ResNets "
-                  "have generally smaller responses than their plain counterparts).")  # fmt: skip
+        md.append(
+            f"Mean response std, residual vs plain: {detail}. The residual net's responses "
+            f"are smaller at {len(smaller)} of {len(pairs)} depths (the paper: ResNets "
+            "have generally smaller responses than their plain counterparts)."
+        )
     res = sorted((k for k in avg if k.startswith("resnet")), key=depth)
     if len(res) >= 2:
         a, b = res[0], res[-1]
         verdict = "smaller" if avg[b] < avg[a] else "not smaller"
-        md.append(f"The deepest residual net's responses are {verdict} than the shallowest's "
-                  f"({b} {avg[b]:.3f} vs {a} {avg[a]:.3f}; the paper: deeper ResNets have "
-                  "smaller responses).")  # fmt: skip
+        md.append(
+            f"The deepest residual net's responses are {verdict} than the shallowest's "
+            f"({b} {avg[b]:.3f} vs {a} {avg[a]:.3f}; the paper: deeper ResNets have "
+            "smaller responses)."
+        )
     return md

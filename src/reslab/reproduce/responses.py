@@ -143,12 +143,18 @@ def run_responses(
         source = runs_dir / "experiment.json"
         src_meta = json.loads(source.read_text()) if source.exists() else {}
         meta = {
-            "experiment": "responses", "figure": "Figure 7",
-            "budget": src_meta.get("budget"), "budget_note": src_meta.get("budget_note"),
-            "seeds": src_meta.get("seeds"), "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "runs_from": str(runs_dir), "split": sorted(splits),
-            "provenance": provenance(argv if argv is not None else sys.argv[1:], data_dir or src_meta.get("provenance", {})
-                                     .get("data_dir", "")),
-        }  # fmt: skip
+            "experiment": "responses",
+            "figure": "Figure 7",
+            "budget": src_meta.get("budget"),
+            "budget_note": src_meta.get("budget_note"),
+            "seeds": src_meta.get("seeds"),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "runs_from": str(runs_dir),
+            "split": sorted(splits),
+            "provenance": provenance(
+                argv if argv is not None else sys.argv[1:],
+                data_dir or src_meta.get("provenance", {}).get("data_dir", ""),
+            ),
+        }
         write_json(out / "experiment.json", meta)
     return out

@@ -44,8 +44,11 @@ def matching_runs(source: str | Path, out: Path, planned: dict[str, dict[str, An
     for name, want in planned.items():
         src = source / "runs" / name
         summary = read_json(src / "summary.json")  # a damaged file is named
-        if (out / "runs" / name).exists() or not isinstance(summary, dict) \
-                or summary.get("status") != "finished":  # fmt: skip
+        if (
+            (out / "runs" / name).exists()
+            or not isinstance(summary, dict)
+            or summary.get("status") != "finished"
+        ):
             continue
         have = read_json(src / "config.json")
         if not isinstance(have, dict):
@@ -53,8 +56,10 @@ def matching_runs(source: str | Path, out: Path, planned: dict[str, dict[str, An
         want = json.loads(json.dumps(want))  # as config.json holds it: tuples are lists
         for key in sorted(set(want) - IGNORED):
             if have.get(key) != want[key]:
-                raise ValueError(f"--reuse {src}: its {key} is {have.get(key)!r}, this "
-                                 f"experiment trains {want[key]!r}; not the same run")  # fmt: skip
+                raise ValueError(
+                    f"--reuse {src}: its {key} is {have.get(key)!r}, this "
+                    f"experiment trains {want[key]!r}; not the same run"
+                )
         names.append(name)
     return names
 
@@ -68,8 +73,9 @@ def link_runs(source: str | Path, out: Path, names: list[str]) -> dict[str, str]
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(f".{name}.{os.getpid()}.reuse")  # a kill mid-copy leaves only this
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src, tmp, copy_function=_link_or_copy,
-                        ignore=shutil.ignore_patterns(".lock", ".*.tmp"))  # fmt: skip
+        shutil.copytree(
+            src, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(".lock", ".*.tmp")
+        )
         tmp.rename(dst)
         taken[name] = str(src)
     return taken

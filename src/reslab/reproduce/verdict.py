@@ -68,8 +68,10 @@ class Verdict:
         """ "+3.4 ± 4.9 points (95%; 2+2 seeds, 1,000 images, unpaired)"."""
         ka, kb = self.seeds
         seeds = "1 seed" if ka == kb == 1 else f"{ka}+{kb} seeds"
-        return (f"{self.gap:+.1f} ± {self.half:.1f} points (95%; {seeds}, "
-                f"{self.images:,} images, {self.rule})")  # fmt: skip
+        return (
+            f"{self.gap:+.1f} ± {self.half:.1f} points (95%; {seeds}, "
+            f"{self.images:,} images, {self.rule})"
+        )
 
     def __str__(self) -> str:
         return f"**{self.word}**: {self.interval()}"

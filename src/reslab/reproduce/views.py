@@ -31,9 +31,14 @@ def score_views(run_dir: Path, views: tuple[str, ...], data_dir: str) -> None:
         if view in preds and (view == CENTRE or view in done):
             continue
         ten = view == "ten-crop"  # 10 views an image: a tenth of the images a batch
-        res = evaluate_run(last, split="val", ten_crop=ten, data_dir=data_dir,
-                           batch_size=max(1, batch // 10) if ten else batch,
-                           predictions=True)  # fmt: skip
+        res = evaluate_run(
+            last,
+            split="val",
+            ten_crop=ten,
+            data_dir=data_dir,
+            batch_size=max(1, batch // 10) if ten else batch,
+            predictions=True,
+        )
         if preds.get("labels", res["labels"]) != res["labels"]:
             raise ValueError(f"{run_dir}: the {view} view lists other images than the centre crop")
         preds["labels"], preds[view] = res["labels"], res["predictions"]

@@ -55,8 +55,14 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
-_IMAGE_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP",
-                b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}  # fmt: skip
+_IMAGE_MAGIC = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG": "PNG",
+    b"GIF8": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
 
 
 def image_kind(path: Path) -> str | None:
@@ -78,15 +84,18 @@ def load_file(path: str | Path) -> Any:
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     kind = image_kind(path)
     if kind:
-        raise CheckpointError(f"{path} is an image ({kind}), not a model: give a run folder, "
-                              "checkpoint or weights file first, then the images")  # fmt: skip
+        raise CheckpointError(
+            f"{path} is an image ({kind}), not a model: give a run folder, "
+            "checkpoint or weights file first, then the images"
+        )
     with open(path, "rb") as f:
         head = f.read(8)
     if not head:
         raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
     if not head.startswith((b"PK", b"\x80")):  # torch.save's zip archive, or a pickle
-        raise CheckpointError(f"{path}: not a PyTorch file (neither a zip archive nor a "
-                              f"pickle; it starts {head!r})")  # fmt: skip
+        raise CheckpointError(
+            f"{path}: not a PyTorch file (neither a zip archive nor a pickle; it starts {head!r})"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -98,8 +107,14 @@ def load_file(path: str | Path) -> Any:
             f"{path}: refused to load: only tensors and plain data saved by torch.save are "
             f"accepted, and this file holds something else ({why or 'unknown content'})"
         ) from None
-    except (RuntimeError, EOFError, KeyError, zipfile.BadZipFile, OSError,
-            io.UnsupportedOperation) as e:  # fmt: skip
+    except (
+        RuntimeError,
+        EOFError,
+        KeyError,
+        zipfile.BadZipFile,
+        OSError,
+        io.UnsupportedOperation,
+    ) as e:
         raise CheckpointError(
             f"{path}: not a readable checkpoint (truncated or foreign?): {one_line(e)}"
         ) from None

@@ -57,8 +57,7 @@ def refuse_existing(path: str | Path, overwrite: bool, inputs: tuple[str | None,
     for source in inputs:  # a path, None, or a name that is no path (cifar10:resnet20)
         hit = _input_hit(path, Path(source)) if source else None
         if hit is not None:
-            raise ValueError(f"--out {path} is {hit}, an input of this command; give "
-                             "another path")  # fmt: skip
+            raise ValueError(f"--out {path} is {hit}, an input of this command; give another path")
     if path.exists() and not overwrite:
         raise ValueError(f"{path} exists; give another --out, or --overwrite to replace it")
     return path
@@ -117,8 +116,9 @@ def atomic_write(path: str | Path, data: bytes | Callable[[BinaryIO], None]) -> 
         Path(tmp).unlink(missing_ok=True)
         full = disk_full(e)
         if full is not None:
-            raise DiskFull(full, f"disk full while writing {path}; the previous file is kept"
-                           ) from None  # fmt: skip
+            raise DiskFull(
+                full, f"disk full while writing {path}; the previous file is kept"
+            ) from None
         raise
     # fsync the folder so the rename itself is durable.
     dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -151,13 +151,15 @@ def append_line(path: Path, line: str) -> None:
         fd = os.open(path, flags, 0o666)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise ValueError(f"{path} is a symbolic link; reslab does not write through "
-                             "links: remove it") from None  # fmt: skip
+            raise ValueError(
+                f"{path} is a symbolic link; reslab does not write through links: remove it"
+            ) from None
         raise
     with os.fdopen(fd, "a") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError(f"{path} is not a regular file (a device, FIFO or socket); "
-                             "not writing")  # fmt: skip
+            raise ValueError(
+                f"{path} is not a regular file (a device, FIFO or socket); not writing"
+            )
         f.write(line)
 
 

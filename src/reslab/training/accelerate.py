@@ -55,16 +55,24 @@ def decide_compile(
     steps = cfg.scaled(cfg.iterations)
     reasons = [
         (device.type != "cpu", f"not measured faster on {device.type}"),
-        (family != "cifar" or layers > AUTO_COMPILE_MAX_LAYERS,
-         f"{cfg.model} is not a CIFAR net of at most {AUTO_COMPILE_MAX_LAYERS} layers"),
-        (steps < AUTO_COMPILE_MIN_STEPS,
-         f"{steps} steps do not repay the first compile (< {AUTO_COMPILE_MIN_STEPS})"),
-        (device.type == "cpu" and "avx512f" not in usable_isa(),
-         "not measured faster on a CPU without AVX-512"),
+        (
+            family != "cifar" or layers > AUTO_COMPILE_MAX_LAYERS,
+            f"{cfg.model} is not a CIFAR net of at most {AUTO_COMPILE_MAX_LAYERS} layers",
+        ),
+        (
+            steps < AUTO_COMPILE_MIN_STEPS,
+            f"{steps} steps do not repay the first compile (< {AUTO_COMPILE_MIN_STEPS})",
+        ),
+        (
+            device.type == "cpu" and "avx512f" not in usable_isa(),
+            "not measured faster on a CPU without AVX-512",
+        ),
         (cfg.deterministic, "deterministic runs stay eager"),
-        (ddp or cfg.cuda_graphs or bool(cfg.model_args.get("grad_checkpointing")),
-         "not measured with DDP, CUDA graphs or activation checkpointing"),
-    ]  # fmt: skip
+        (
+            ddp or cfg.cuda_graphs or bool(cfg.model_args.get("grad_checkpointing")),
+            "not measured with DDP, CUDA graphs or activation checkpointing",
+        ),
+    ]
     for applies, why in reasons:
         if applies:
             return False, why

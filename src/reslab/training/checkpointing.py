@@ -50,8 +50,11 @@ def save(run: Run, kind: str) -> None:
     resume falls back to it if last.pt is damaged). Only the main process writes."""
     if not run.main:
         return
-    if not all(bool(t.isfinite().all()) for t in run.eval_model.state_dict().values()
-               if t.is_floating_point()):  # fmt: skip
+    if not all(
+        bool(t.isfinite().all())
+        for t in run.eval_model.state_dict().values()
+        if t.is_floating_point()
+    ):
         # Caught by the loop, which ends the run as diverged; the finite files stay.
         raise NonFiniteWeights("the weights became NaN or infinite")
     folder = run.run_dir / "checkpoints"
@@ -67,8 +70,11 @@ def save(run: Run, kind: str) -> None:
     except DiskFull as e:  # previous.pt holds the last good state: say how to go on
         if not (folder / ckpt_io.PREVIOUS).exists():
             raise
-        raise DiskFull(e.errno, f"{e} as {ckpt_io.PREVIOUS}; free some space, then `reslab "
-                       f"train --resume {run.run_dir}` continues from it") from None  # fmt: skip
+        raise DiskFull(
+            e.errno,
+            f"{e} as {ckpt_io.PREVIOUS}; free some space, then `reslab "
+            f"train --resume {run.run_dir}` continues from it",
+        ) from None
     run.saved_step = run.step
 
 

@@ -95,9 +95,15 @@ def train(
         return _run(the_plan, claim, None, None, stop_after, on_step, on_start)
 
 
-def _run(the_plan: Plan, claim: Claim, state: dict[str, Any] | None, state_path: Path | None,
-         stop_after: int | None, on_step: StepHook | None,
-         on_start: Callable[[Path], None] | None) -> TrainResult:  # fmt: skip
+def _run(
+    the_plan: Plan,
+    claim: Claim,
+    state: dict[str, Any] | None,
+    state_path: Path | None,
+    stop_after: int | None,
+    on_step: StepHook | None,
+    on_start: Callable[[Path], None] | None,
+) -> TrainResult:
     run = prepare_run(the_plan, state, state_path)
     start(run, claim)  # --overwrite's old run is deleted only now, once all is built
     if on_start is not None:
@@ -115,8 +121,10 @@ def train_step(run: Run, x: Tensor, y: Tensor, lr: float) -> tuple[Tensor, Tenso
     except Exception as e:
         if not run.may_fall_back:
             raise
-        warnings.warn(f"torch.compile failed on the first step ({one_line(e)}); training "
-                      "eagerly", stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"torch.compile failed on the first step ({one_line(e)}); training eagerly",
+            stacklevel=2,
+        )
         run.train_model = run.eager_model
         logits, loss = accumulate(run, run.train_model, x, y)
     run.may_fall_back = False
@@ -149,9 +157,12 @@ def forward_backward(
 ) -> tuple[Tensor, Tensor]:
     """Forward, loss, and backward of `weight` x loss into the gradients."""
     # (autocast's weight-cast cache cannot live across CUDA graph replays)
-    with torch.autocast(run.device.type, run.amp_dtype or torch.bfloat16,
-                        enabled=run.amp_dtype is not None,
-                        cache_enabled=not run.cfg.cuda_graphs):  # fmt: skip
+    with torch.autocast(
+        run.device.type,
+        run.amp_dtype or torch.bfloat16,
+        enabled=run.amp_dtype is not None,
+        cache_enabled=not run.cfg.cuda_graphs,
+    ):
         logits = net(x)  # (b, K)
         loss = F.cross_entropy(logits, y, label_smoothing=run.cfg.label_smoothing)
     run.scaler.scale(loss * weight if weight != 1.0 else loss).backward()
@@ -197,8 +208,10 @@ def fit(run: Run, stop_after: int | None, on_step: StepHook | None = None) -> Tr
                     save(run, "last")
                 status = "stopped" if stop.requested == "stop_after" else "interrupted"
                 if run.main:
-                    print(f"\n{stop.requested}: checkpoint saved at step {step}; resume with "
-                          f"`reslab train --resume {run.run_dir}`")  # fmt: skip
+                    print(
+                        f"\n{stop.requested}: checkpoint saved at step {step}; resume with "
+                        f"`reslab train --resume {run.run_dir}`"
+                    )
                 break
     if bar is not None:
         bar.close()
@@ -214,10 +227,14 @@ def diverged_ends(run: Run, total: int) -> Iterator[None]:
     except (TrainingDiverged, NonFiniteWeights) as e:
         finish(run, "diverged", None, total)
         last = run.saved_step
-        kept = (f"the last finite checkpoint (step {last}) is kept" if last is not None
-                else "no checkpoint was saved before it")  # fmt: skip
-        raise TrainingDiverged(f"diverged at step {run.step}: {e}; {kept} in "
-                               f"{run.run_dir / 'checkpoints'}") from None  # fmt: skip
+        kept = (
+            f"the last finite checkpoint (step {last}) is kept"
+            if last is not None
+            else "no checkpoint was saved before it"
+        )
+        raise TrainingDiverged(
+            f"diverged at step {run.step}: {e}; {kept} in {run.run_dir / 'checkpoints'}"
+        ) from None
 
 
 def sync_every_step(run: Run) -> bool:
@@ -268,16 +285,26 @@ class Meter:
             run.dist_info,
         )
         now = time.time()
-        record = {"kind": "train", "step": run.step, "epoch": run.step / run.per_epoch,
-                  "loss": (sums[0] / sums[2]).item(), "error": 100.0 * (sums[1] / sums[2]).item(),
-                  "lr": lr, "images_per_s": self.seen_interval / max(now - self.t_interval, 1e-9),
-                  "wall": run.wall()}  # fmt: skip
+        record = {
+            "kind": "train",
+            "step": run.step,
+            "epoch": run.step / run.per_epoch,
+            "loss": (sums[0] / sums[2]).item(),
+            "error": 100.0 * (sums[1] / sums[2]).item(),
+            "lr": lr,
+            "images_per_s": self.seen_interval / max(now - self.t_interval, 1e-9),
+            "wall": run.wall(),
+        }
         run.log.write(record)
         run.acc = {"loss": 0.0, "wrong": 0, "seen": 0}
         self.t_interval, self.seen_interval = now, 0
         if bar is not None:
-            bar.set_postfix(loss=f"{record['loss']:.3f}", err=f"{record['error']:.1f}%",
-                            lr=f"{lr:.3g}", img_s=f"{record['images_per_s']:.0f}")  # fmt: skip
+            bar.set_postfix(
+                loss=f"{record['loss']:.3f}",
+                err=f"{record['error']:.1f}%",
+                lr=f"{lr:.3g}",
+                img_s=f"{record['images_per_s']:.0f}",
+            )
 
 
 def progress_bar(run: Run, total: int) -> Any:
@@ -313,8 +340,14 @@ def evaluate_and_keep_best(run: Run) -> None:
         raise TrainingDiverged(f"on the {split} split, {e}") from None
     if res is None:
         return
-    record = {"kind": "eval", "split": split, "step": run.step,
-              "epoch": run.step / run.per_epoch, **res, "wall": run.wall()}  # fmt: skip
+    record = {
+        "kind": "eval",
+        "split": split,
+        "step": run.step,
+        "epoch": run.step / run.per_epoch,
+        **res,
+        "wall": run.wall(),
+    }
     run.log.write(record)
     observe_val_error(run.cfg, run.step, res["top1_error"], run.schedule)
     if res["top1_error"] < run.best_error:

@@ -67,8 +67,10 @@ def model_shape(model: nn.Module, image_size: int) -> Shape:
         ]
         stages = getattr(model, "stages", list)()  # fastresnet's are single modules
         blocks = [b for s in stages for b in (s if isinstance(s, nn.Sequential) else [s])]
-        hooks += [b.register_forward_pre_hook(lambda m, i: ins.__setitem__(m, i[0].numel()))
-                  for b in blocks]  # fmt: skip
+        hooks += [
+            b.register_forward_pre_hook(lambda m, i: ins.__setitem__(m, i[0].numel()))
+            for b in blocks
+        ]
         with torch.no_grad():  # a plain forward: checkpointed blocks run as usual
             # Two images: at one, training-mode BN refuses a 1x1 map (an ImageNet net
             # below 64 px); every count is halved back to one image below.
@@ -116,10 +118,17 @@ def check_memory(cfg: TrainConfig, shape: Shape, world_size: int = 1) -> None:
         return
     fits = lambda b, n: local * estimate(cfg, shape, b, n, world_size) <= limit  # noqa: E731
     per = cfg.batch_size // world_size
-    largest = max((b for b in range(world_size, cfg.batch_size, world_size) if fits(b, 1)),
-                  default=None)  # fmt: skip
-    accum = next((n for n in range(cfg.grad_accum_steps + 1, per + 1)
-                  if per % n == 0 and fits(cfg.batch_size, n)), None)  # fmt: skip
+    largest = max(
+        (b for b in range(world_size, cfg.batch_size, world_size) if fits(b, 1)), default=None
+    )
+    accum = next(
+        (
+            n
+            for n in range(cfg.grad_accum_steps + 1, per + 1)
+            if per % n == 0 and fits(cfg.batch_size, n)
+        ),
+        None,
+    )
     n = cfg.grad_accum_steps
     split = f" in {n} micro-batches of {cfg.batch_size // n}" if n > 1 else ""
     what = f"{cfg.model} at batch {cfg.batch_size}{split} ({image_size_of(cfg)} px)"
@@ -127,8 +136,10 @@ def check_memory(cfg: TrainConfig, shape: Shape, world_size: int = 1) -> None:
     if largest is not None:
         advice.append(f"the largest batch that fits is {largest}")
     if accum is not None:
-        advice.append(f"to keep batch {cfg.batch_size} use --batch-size {cfg.batch_size} "
-                      f"--grad-accum-steps {accum} (micro-batches of {cfg.batch_size // accum})")  # fmt: skip
+        advice.append(
+            f"to keep batch {cfg.batch_size} use --batch-size {cfg.batch_size} "
+            f"--grad-accum-steps {accum} (micro-batches of {cfg.batch_size // accum})"
+        )
     if not advice:
         advice.append("not even micro-batches of one image fit")
     raise ValueError(

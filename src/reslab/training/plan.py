@@ -89,10 +89,12 @@ def plan_resume(
     path = Path(run_dir) / "config.json"
     edits = config_edits(path, saved, skip={"out", *overrides})
     if edits and distributed.from_env().is_main:
-        warnings.warn(f"{path} differs from the checkpoint, whose config rules on a resume: "
-                      f"{'; '.join(edits)}. The file is rewritten from the checkpoint; change "
-                      "a setting with its flag (reslab train --resume RUN --iterations N)",
-                      stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{path} differs from the checkpoint, whose config rules on a resume: "
+            f"{'; '.join(edits)}. The file is rewritten from the checkpoint; change "
+            "a setting with its flag (reslab train --resume RUN --iterations N)",
+            stacklevel=2,
+        )
     return _plan_checked(cfg, resume=True, inputs=True)
 
 

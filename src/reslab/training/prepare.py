@@ -114,12 +114,27 @@ def prepare_run(the_plan: Plan, state: dict[str, Any] | None, state_path: Path |
         # under DDP, rank 0's result reaches every rank when DDP broadcasts the weights.
         model.init_from_data(first_images())
     dtype = the_plan.amp_dtype
-    log = MetricsLog(run_dir / "metrics.jsonl", dist_info.is_main,
-                     state["step"] if state else None, cfg.tensorboard)  # fmt: skip
+    log = MetricsLog(
+        run_dir / "metrics.jsonl",
+        dist_info.is_main,
+        state["step"] if state else None,
+        cfg.tensorboard,
+    )
     # fp16 needs loss scaling (bf16 has fp32's range); a disabled scaler is a no-op.
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    run = Run(cfg, run_dir, device, dist_info, data, model, model_args,
-              build_optimizer(cfg, model), scaler, log, dtype)  # fmt: skip
+    run = Run(
+        cfg,
+        run_dir,
+        device,
+        dist_info,
+        data,
+        model,
+        model_args,
+        build_optimizer(cfg, model),
+        scaler,
+        log,
+        dtype,
+    )
     if state is not None:
         restore(run, state, state_path)
     # Made after a resume's weights are in, so an average first asked for on resume
@@ -178,8 +193,10 @@ def accelerate(run: Run, family: str, layers: int, first_images: Any) -> None:
     if run.main and hint:
         print(hint)
     if run.main and cfg.lr is None and cfg.batch_size != cfg.lr_base_batch:
-        print(f"lr: {cfg.peak_lr():g} at batch {cfg.batch_size} (the recipe's {cfg.lr_base:g} "
-              f"per {cfg.lr_base_batch} images, scaled linearly; --lr sets it directly)")  # fmt: skip
+        print(
+            f"lr: {cfg.peak_lr():g} at batch {cfg.batch_size} (the recipe's {cfg.lr_base:g} "
+            f"per {cfg.lr_base_batch} images, scaled linearly; --lr sets it directly)"
+        )
     if cfg.cuda_graphs:
         sample = first_images().chunk(cfg.grad_accum_steps)[0]  # a micro-batch's shape
         run.train_model = graphed(run.model, sample, run.amp_dtype is not None)

@@ -150,11 +150,16 @@ class MetricsLog:
         atomic_write(self.path, copy)
         if torn:
             lines = ", ".join(map(str, torn[:5])) + (", ..." if len(torn) > 5 else "")
-            warnings.warn(f"{self.path}: dropped {len(torn)} unreadable line(s) ({lines}), "
-                          "torn by a crash or a full disk; the run resumes", stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"{self.path}: dropped {len(torn)} unreadable line(s) ({lines}), "
+                "torn by a crash or a full disk; the run resumes",
+                stacklevel=2,
+            )
         if later:
-            print(f"{self.path}: dropped {later} record(s) written after step {step}, "
-                  "the checkpoint's")  # fmt: skip
+            print(
+                f"{self.path}: dropped {later} record(s) written after step {step}, "
+                "the checkpoint's"
+            )
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -166,8 +171,11 @@ class MetricsLog:
             full = disk_full(e)
             if full is None:
                 raise
-            raise DiskFull(full, f"disk full while writing {self.path}; the checkpoints are "
-                           "kept: free some space, then resume the run") from None  # fmt: skip
+            raise DiskFull(
+                full,
+                f"disk full while writing {self.path}; the checkpoints are "
+                "kept: free some space, then resume the run",
+            ) from None
         if self.tb is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "step":

@@ -98,8 +98,10 @@ def _card(name: str, e: dict[str, Any], cfg: dict[str, Any], meta: dict, prov: d
     else:
         schedule = f"{cfg.get('schedule')}, warm-up {cfg.get('warmup_iters')} steps"
     if cfg.get("warmup_lr"):  # the paper's 110-layer rule
-        schedule += (f", lr {cfg['warmup_lr']} until training error < "
-                     f"{100 * cfg.get('warmup_until_error', 0.8):.0f}%")  # fmt: skip
+        schedule += (
+            f", lr {cfg['warmup_lr']} until training error < "
+            f"{100 * cfg.get('warmup_until_error', 0.8):.0f}%"
+        )
     views = " --flip" * bool(cfg.get("eval_flip")) + (
         f" --shift {cfg['eval_shift']}" if cfg.get("eval_shift") else ""
     )
