@@ -35,10 +35,21 @@ pytestmark = pytest.mark.usefixtures("cache")
 
 def tiny(data: Path, out: Path, **kw):
     base = dict(
-        model="resnet20", model_args={"n": 1}, data_dir=str(data), out=str(out), batch_size=32,
-        val_size=64, iterations=4, milestones=(), log_every=2, eval_every=4,
-        checkpoint_every=2, eval_batch_size=64, progress=False, threads=1,
-    )  # fmt: skip
+        model="resnet20",
+        model_args={"n": 1},
+        data_dir=str(data),
+        out=str(out),
+        batch_size=32,
+        val_size=64,
+        iterations=4,
+        milestones=(),
+        log_every=2,
+        eval_every=4,
+        checkpoint_every=2,
+        eval_batch_size=64,
+        progress=False,
+        threads=1,
+    )
     return make_config("cifar-paper", **{**base, **kw})
 
 
@@ -134,12 +145,29 @@ def test_an_output_that_is_an_input_is_refused(tiny_cifar: Path, tmp_path: Path,
     train(tiny(tiny_cifar, run))
     best = run / "checkpoints" / "best.pt"
     before = best.read_bytes()
-    cli_error(capsys, ["eval", str(run), "--data-dir", str(tiny_cifar), "--out", str(best),
-                       "--overwrite"], "an input of this command")  # fmt: skip
-    cli_error(capsys, ["eval", str(run), "--data-dir", str(tiny_cifar), "--out",
-                       str(run / "config.json"), "--overwrite"], "an input")  # fmt: skip
-    cli_error(capsys, ["export", str(best), "--out", str(best), "--overwrite", "--format",
-                       "torchscript"], "an input of this command")  # fmt: skip
+    cli_error(
+        capsys,
+        ["eval", str(run), "--data-dir", str(tiny_cifar), "--out", str(best), "--overwrite"],
+        "an input of this command",
+    )
+    cli_error(
+        capsys,
+        [
+            "eval",
+            str(run),
+            "--data-dir",
+            str(tiny_cifar),
+            "--out",
+            str(run / "config.json"),
+            "--overwrite",
+        ],
+        "an input",
+    )
+    cli_error(
+        capsys,
+        ["export", str(best), "--out", str(best), "--overwrite", "--format", "torchscript"],
+        "an input of this command",
+    )
     assert best.read_bytes() == before
 
 
@@ -151,10 +179,26 @@ def test_the_same_seed_trains_the_same_with_or_without_a_cache(
 ) -> None:
     data = make_image_folder(tmp_path / "data", ["a", "b", "c"], 12, 40)
     monkeypatch.setenv("RESLAB_CACHE", str(tmp_path / "fresh-cache"))
-    kw = dict(model="resnet18", model_args={"width_mult": 0.125}, dataset="imagefolder", data_dir=str(data), image_size=32,
-              val_size=8, batch_size=8, iterations=3, milestones=(), log_every=1,
-              eval_every=3, checkpoint_every=3, eval_batch_size=8, progress=False,
-              threads=1, workers=1, deterministic=True, seed=3)  # fmt: skip
+    kw = dict(
+        model="resnet18",
+        model_args={"width_mult": 0.125},
+        dataset="imagefolder",
+        data_dir=str(data),
+        image_size=32,
+        val_size=8,
+        batch_size=8,
+        iterations=3,
+        milestones=(),
+        log_every=1,
+        eval_every=3,
+        checkpoint_every=3,
+        eval_batch_size=8,
+        progress=False,
+        threads=1,
+        workers=1,
+        deterministic=True,
+        seed=3,
+    )
 
     def weights(out: Path) -> dict[str, torch.Tensor]:
         result = train(make_config("imagenet-paper", out=str(out), **kw))
@@ -172,10 +216,34 @@ def test_a_diverged_run_says_so_and_is_never_finished(
     tiny_cifar: Path, tmp_path: Path, capsys
 ) -> None:
     run = tmp_path / "run"
-    argv = ["train", "--data-dir", str(tiny_cifar), "--model-args", '{"n": 1}', "--batch-size",
-            "32", "--val-size", "64", "--iterations", "6", "--eval-every", "3",
-            "--checkpoint-every", "1", "--log-every", "1", "--no-progress", "--threads", "1", "--lr", "1000",
-            "--milestones", "", "--out", str(run)]  # fmt: skip
+    argv = [
+        "train",
+        "--data-dir",
+        str(tiny_cifar),
+        "--model-args",
+        '{"n": 1}',
+        "--batch-size",
+        "32",
+        "--val-size",
+        "64",
+        "--iterations",
+        "6",
+        "--eval-every",
+        "3",
+        "--checkpoint-every",
+        "1",
+        "--log-every",
+        "1",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--lr",
+        "1000",
+        "--milestones",
+        "",
+        "--out",
+        str(run),
+    ]
     err = cli_error(capsys, argv, "diverged at step")
     assert "finished" not in err
     summary = json.loads((run / "summary.json").read_text())
@@ -210,8 +278,9 @@ def test_a_killed_cache_builds_temporary_file_is_swept(tmp_path: Path) -> None:
     root = make_image_folder(tmp_path / "tree", ["a", "b"], 6, 40)
     ix = index_split(root, "train")
     split = decoded_split(ix.root, ix.paths, 40, tmp_path / "c", workers=0)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     leftover = split.path.parent / f".{split.path.name}.{dead}.abc.tmp"
     leftover.write_bytes(b"x" * 100)
     split.path.unlink()  # the next open must build, and sweep on its way
@@ -243,15 +312,49 @@ def test_model_arguments_are_checked_against_their_types(
     tiny_cifar: Path, tmp_path: Path, capsys
 ) -> None:
     out = tmp_path / "r"
-    cli_error(capsys, ["train", "--data-dir", str(tiny_cifar), "--out", str(out), "--model-args",
-                       '{"zero_init_residual": "sometimes"}'],
-              "zero_init_residual must be true or false")  # fmt: skip
-    cli_error(capsys, ["train", "--data-dir", str(tiny_cifar), "--out", str(out), "--model-args",
-                       '{"widths": "abc"}'], "widths must be a list of integers")  # fmt: skip
+    cli_error(
+        capsys,
+        [
+            "train",
+            "--data-dir",
+            str(tiny_cifar),
+            "--out",
+            str(out),
+            "--model-args",
+            '{"zero_init_residual": "sometimes"}',
+        ],
+        "zero_init_residual must be true or false",
+    )
+    cli_error(
+        capsys,
+        [
+            "train",
+            "--data-dir",
+            str(tiny_cifar),
+            "--out",
+            str(out),
+            "--model-args",
+            '{"widths": "abc"}',
+        ],
+        "widths must be a list of integers",
+    )
     assert not out.exists()
-    cli_error(capsys, ["reproduce", "degradation", "--budget", "smoke", "--data-dir",
-                       str(tiny_cifar), "--out", str(tmp_path / "e"), "--grad-accum-steps", "0"],
-              "grad")  # fmt: skip
+    cli_error(
+        capsys,
+        [
+            "reproduce",
+            "degradation",
+            "--budget",
+            "smoke",
+            "--data-dir",
+            str(tiny_cifar),
+            "--out",
+            str(tmp_path / "e"),
+            "--grad-accum-steps",
+            "0",
+        ],
+        "grad",
+    )
     assert not (tmp_path / "e").exists()
 
 
@@ -300,12 +403,34 @@ def test_stop_signals_save_a_checkpoint(tiny_cifar: Path, tmp_path: Path) -> Non
 
     assert {signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1} <= set(STOP_SIGNALS)
     run = tmp_path / "run"
-    args = ["train", "--data-dir", str(tiny_cifar), "--model-args", '{"n": 1}', "--batch-size",
-            "32", "--val-size", "64", "--iterations", "100000", "--no-progress", "--threads",
-            "1", "--eval-batch-size", "64", "--out", str(run)]  # fmt: skip
+    args = [
+        "train",
+        "--data-dir",
+        str(tiny_cifar),
+        "--model-args",
+        '{"n": 1}',
+        "--batch-size",
+        "32",
+        "--val-size",
+        "64",
+        "--iterations",
+        "100000",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--eval-batch-size",
+        "64",
+        "--out",
+        str(run),
+    ]
     env = {**os.environ, "RESLAB_MALLOC_TUNING": "0"}
-    p = subprocess.Popen([sys.executable, "-m", "reslab", *args], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    p = subprocess.Popen(
+        [sys.executable, "-m", "reslab", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.time() + 120
     while not (run / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -313,3 +438,215 @@ def test_stop_signals_save_a_checkpoint(tiny_cifar: Path, tmp_path: Path) -> Non
     out, err = p.communicate(timeout=120)
     assert "SIGHUP: checkpoint saved" in out, out + err
     assert (run / "checkpoints" / "last.pt").exists()
+
+
+# ------------------------------------------------------------------ B, D: sizes and files
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    path = tmp_path / "x.png"
+    Image.new("RGB", (32, 32), (120, 30, 200)).save(path)
+    return path
+
+
+def _weights(tmp_path: Path, meta: dict) -> Path:
+    from reslab.weights import save_torchvision
+
+    return save_torchvision(build("resnet20", n=1), tmp_path / "w.safetensors", meta)
+
+
+@pytest.mark.parametrize(
+    "meta, want",
+    [
+        ({"model_args": {"name": "resnet20", "n": 100_000_000}}, "beyond what reslab builds"),
+        ({"model_args": {"name": "resnet20", "n": 3}}, "weights do not fit resnet20"),
+        ({"model_args": {"name": "resnet20", "num_classes": 10**10}}, "beyond"),
+        ({"model_args": {"name": "resnet20", "widths": [10**6] * 3}}, "beyond"),
+        ({"model_args": "resnet20"}, "model_args must be an object"),
+        ({"model_args": {"name": "resnet20", "n": 1}, "image_size": 100000}, "image_size"),
+        ({"model_args": {"name": "resnet20", "n": 1}, "image_size": -5}, "image_size"),
+        ({"model_args": {"name": "resnet20", "n": 1}, "image_size": "abc"}, "image_size"),
+        (
+            {
+                "model_args": {"name": "resnet20", "n": 1},
+                "normalization": {"kind": "channel", "mean": [0.5] * 3, "std": [0.0] * 3},
+            },
+            "std > 0",
+        ),
+    ],
+)
+def test_sizes_and_records_in_a_weights_file_are_checked_before_they_allocate(
+    tmp_path: Path, image: Path, capsys, meta: dict, want: str
+) -> None:
+    weights = _weights(tmp_path, meta)
+    t0 = time.time()
+    cli_error(capsys, ["predict", str(weights), str(image)], want)
+    assert time.time() - t0 < 30  # refused, not built first
+
+
+def test_safetensors_metadata_that_is_no_object_is_named(tmp_path: Path, capsys, image) -> None:
+    from safetensors.torch import save
+
+    from reslab.weights import META_KEY, torchvision_state_dict
+
+    state = torchvision_state_dict(build("resnet20", n=1))
+    for raw in ("[1, 2]", "null", '"text"'):
+        path = tmp_path / "w.safetensors"
+        path.write_bytes(save(state, metadata={META_KEY: raw}))
+        cli_error(capsys, ["predict", str(path), str(image)], "must be a JSON object")
+
+
+@pytest.mark.parametrize(
+    "manifest, want",
+    [
+        ("[1, 2]", "not list"),
+        ("null", "not NoneType"),
+        ('{"mine:resnet20": [1]}', "needs a TAG:MODEL name and an object"),
+        (
+            '{"mine:resnet20": {"model": "resnet20", "file": 5, "sha256": "ab"}}',
+            "'file' must be a string",
+        ),
+    ],
+)
+def test_a_bad_manifest_is_one_line(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, image: Path, manifest: str, want: str
+) -> None:
+    (tmp_path / "manifest.json").write_text(manifest)
+    monkeypatch.setenv("RESLAB_WEIGHTS_DIR", str(tmp_path))
+    cli_error(capsys, ["predict", "mine:resnet20", str(image)], "manifest.json", want)
+
+
+def test_a_cache_header_with_a_huge_number_is_rebuilt(tmp_path: Path, capfd) -> None:
+    root = make_image_folder(tmp_path / "tree", ["a", "b"], 6, 40)
+    ix = index_split(root, "train")
+    first = decoded_split(ix.root, ix.paths, 40, tmp_path / "c", workers=0)
+    head = first.path.with_suffix(".json")
+    meta = json.loads(head.read_text())
+    head.write_text(json.dumps(meta).replace('"bad": []', '"bad": [1e400]'))
+    capfd.readouterr()
+    again = decoded_split(ix.root, ix.paths, 40, tmp_path / "c", workers=0)
+    assert "unreadable" in capfd.readouterr().err and again.build_s > 0
+
+
+@pytest.mark.parametrize(
+    "record, want",
+    [
+        ('{"kind": "train", "step": 10, "error": true}', "'error' must be a number"),
+        ('{"kind": "train", "step": 10, "error": -5}', "'error' is an error rate"),
+        ('{"kind": "train", "step": 10, "error": 1e308}', "'error' is an error rate"),
+        ('{"kind": "train", "step": 10, "loss": Infinity}', "'loss' must be a number"),
+        ('{"kind": "train", "step": 10, "loss": []}', "'loss' must be a number"),
+        ('{"kind": "eval", "split": "val", "step": 10, "top1_error": "abc"}', "'top1_error'"),
+    ],
+)
+def test_report_names_a_bad_number_in_the_records(tmp_path: Path, capsys, record, want) -> None:
+    src = Path(__file__).resolve().parent.parent / "docs" / "results" / "shortcuts-cpu"
+    folder = tmp_path / "exp"
+    subprocess.run(["cp", "-r", str(src), str(folder)], check=True)
+    metrics = folder / "runs" / "resnet34-B-s0" / "metrics.jsonl"
+    with metrics.open("a") as f:
+        f.write(record + "\n")
+    cli_error(capsys, ["report", str(folder)], "metrics.jsonl line", want)
+
+
+def test_a_null_loss_of_a_diverged_interval_is_read_as_unknown(tmp_path: Path) -> None:
+    from reslab.reproduce.runs import checked_numbers
+
+    assert checked_numbers({"step": 3, "loss": None, "error": 90.0}, "x") == {
+        "step": 3,
+        "error": 90.0,
+    }
+
+
+def test_seed_lists_are_bounded(tiny_cifar: Path, tmp_path: Path, capsys) -> None:
+    cli_error(
+        capsys,
+        [
+            "reproduce",
+            "degradation",
+            "--budget",
+            "smoke",
+            "--data-dir",
+            str(tiny_cifar),
+            "--out",
+            str(tmp_path / "e"),
+            "--seeds",
+            "1000000000",
+        ],
+        "at most 100 seeds",
+    )
+    assert not (tmp_path / "e").exists()
+
+
+def test_a_run_that_fails_in_its_first_step_leaves_the_folder_as_found(
+    tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reslab.training import loop
+
+    def broken(*a, **k):
+        raise RuntimeError("a failure inside the first step")
+
+    monkeypatch.setattr(loop, "train_step", broken)
+    for run in (tmp_path / "new", tmp_path / "mine"):
+        if run.name == "mine":
+            run.mkdir()
+            (run / "notes.txt").write_text("mine")
+        with pytest.raises(RuntimeError, match="first step"):
+            train(tiny(tiny_cifar, run))
+        left = sorted(p.name for p in run.iterdir()) if run.exists() else None
+        assert left == (None if run.name == "new" else ["notes.txt"]), left
+    monkeypatch.undo()
+    train(tiny(tiny_cifar, tmp_path / "mine"))  # a rerun needs no --overwrite
+
+
+def test_a_spawned_job_ends_when_reproduce_is_killed(tmp_path: Path) -> None:
+    marker = tmp_path / "job-stopped"
+    script = f"""
+import multiprocessing, signal, sys, time
+from pathlib import Path
+
+def job():
+    from reslab.data.workers import die_with_parent
+    def stop(*a):
+        Path({str(marker)!r}).write_text("saved")
+        sys.exit(143)
+    signal.signal(signal.SIGTERM, stop)
+    die_with_parent(signal.SIGTERM, multiprocessing.parent_process().pid)
+    Path({str(marker)!r} + ".ready").write_text("")
+    time.sleep(60)
+
+if __name__ == "__main__":
+    p = multiprocessing.get_context("spawn").Process(target=job)
+    p.start()
+    print(p.pid, flush=True)
+    time.sleep(60)
+"""
+    (tmp_path / "parent.py").write_text(script)
+    parent = subprocess.Popen(
+        [sys.executable, str(tmp_path / "parent.py")], stdout=subprocess.PIPE, text=True
+    )
+    child = int(parent.stdout.readline())
+    deadline = time.time() + 60
+    while not Path(f"{marker}.ready").exists() and time.time() < deadline:
+        time.sleep(0.1)  # the job has set its parent-death signal
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 20
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert marker.read_text() == "saved"
+    stat = Path(f"/proc/{child}/stat")
+
+    def ended() -> bool:  # gone, or a zombie waiting for whoever adopted it to reap it
+        try:
+            return stat.read_text().split(")")[1].split()[0] == "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+
+    deadline = time.time() + 30
+    while not ended() and time.time() < deadline:
+        time.sleep(0.1)
+    assert ended()

@@ -34,8 +34,15 @@ IMAGENET_NORMALIZATION: dict[str, Any] = {
 }
 _WRAPPERS = ("state_dict", "model", "model_state_dict")  # keys trainers nest weights under
 META_KEY = "reslab"  # safetensors metadata: JSON of how the weights were built and fed
-_META_FIELDS = ("model_args", "classes", "normalization", "image_size", "config", "dataset",
-                "source")  # fmt: skip
+_META_FIELDS = (
+    "model_args",
+    "classes",
+    "normalization",
+    "image_size",
+    "config",
+    "dataset",
+    "source",
+)
 
 
 @functools.cache
@@ -148,6 +155,10 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
         meta = json.loads(raw) if raw else {}
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: metadata {META_KEY!r} is not valid JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"{path}: metadata {META_KEY!r} must be a JSON object, got {json.dumps(meta)[:60]}"
+        )
     return state, {k: v for k, v in meta.items() if k in _META_FIELDS}
 
 

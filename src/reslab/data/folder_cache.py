@@ -107,9 +107,14 @@ def _decode_into(path: Path, paths: list[str], side: int, workers: int) -> np.nd
     ok = np.zeros(len(paths), dtype=bool)
     # Its own generator: building the cache must not draw from the training RNG, or a
     # seed would train differently on the run that builds it than on one that reuses it.
-    loader = DataLoader(_Rows(paths, side), batch_size=64, num_workers=workers,
-                        collate_fn=_as_list, worker_init_fn=init_worker,
-                        generator=torch.Generator())  # fmt: skip
+    loader = DataLoader(
+        _Rows(paths, side),
+        batch_size=64,
+        num_workers=workers,
+        collate_fn=_as_list,
+        worker_init_fn=init_worker,
+        generator=torch.Generator(),
+    )
     for batch in loader:
         for i, arr in batch:
             if arr is not None:
@@ -143,7 +148,7 @@ def _open(data: Path, head: Path, n: int, side: int) -> tuple[np.ndarray, np.nda
         ok = np.ones(n, dtype=bool)
         ok[np.asarray(meta["bad"], dtype=np.int64)] = False
         fits = (meta["n"], meta["side"], meta["format"]) == (n, side, FORMAT)
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+    except (OSError, ValueError, KeyError, TypeError, IndexError, OverflowError) as e:
         return f"its header {head.name} is unreadable ({e})"
     if not fits:
         return f"its header {head.name} describes other data"
@@ -186,13 +191,24 @@ def decoded_split(
     except DatasetError:
         raise
     except (OSError, ValueError) as e:
-        _say(f"could not write the decoded-image cache in {folder} ({e}); decoding JPEGs "
-             "while training instead")  # fmt: skip
+        _say(
+            f"could not write the decoded-image cache in {folder} ({e}); decoding JPEGs "
+            "while training instead"
+        )
         return None
 
 
-def _build(root: Path, paths: list[str], side: int, folder: Path, data: Path, head: Path,
-           prefix: str, workers: int, strict: bool) -> DecodedSplit | None:  # fmt: skip
+def _build(
+    root: Path,
+    paths: list[str],
+    side: int,
+    folder: Path,
+    data: Path,
+    head: Path,
+    prefix: str,
+    workers: int,
+    strict: bool,
+) -> DecodedSplit | None:
     size = len(paths) * side * side * 3
     folder.mkdir(parents=True, exist_ok=True)
     stale = [p for p in folder.glob(f"{prefix}*") if p.name not in (data.name, head.name)]
@@ -206,21 +222,33 @@ def _build(root: Path, paths: list[str], side: int, folder: Path, data: Path, he
     for old in folder.glob(f".{prefix}*.u8.tmp-*"):  # the same, named before pids were
         old.unlink(missing_ok=True)
     if shutil.disk_usage(folder).free < size + (256 << 20):
-        _say(f"not enough free space in {folder} for {size / 2**30:.2f} GiB of decoded images; "
-             "decoding JPEGs while training instead")  # fmt: skip
+        _say(
+            f"not enough free space in {folder} for {size / 2**30:.2f} GiB of decoded images; "
+            "decoding JPEGs while training instead"
+        )
         return None
-    _say(f"decoding {len(paths):,} images of {root} once into {data} ({size / 2**30:.2f} GiB, "
-         f"{side} px; {LIMIT_ENV}=0 turns this off)")  # fmt: skip
+    _say(
+        f"decoding {len(paths):,} images of {root} once into {data} ({size / 2**30:.2f} GiB, "
+        f"{side} px; {LIMIT_ENV}=0 turns this off)"
+    )
     t0 = time.perf_counter()
     tmp = folder / f".{data.name}.{os.getpid()}.{time.time_ns():x}.tmp"
     try:
         ok = _decode_into(tmp, paths, side, workers)
         bad = np.flatnonzero(~ok)
         if len(bad) and strict:
-            raise DatasetError(f"{len(bad)} unreadable image files, e.g. {[paths[i] for i in bad[:3]]}")  # fmt: skip
+            raise DatasetError(
+                f"{len(bad)} unreadable image files, e.g. {[paths[i] for i in bad[:3]]}"
+            )
         os.replace(tmp, data)  # the header comes last: with it, the data file is complete
-        meta = {"format": FORMAT, "n": len(paths), "side": side, "root": str(root),
-                "bad": bad.tolist(), "crc32": file_crc32(data)}  # fmt: skip
+        meta = {
+            "format": FORMAT,
+            "n": len(paths),
+            "side": side,
+            "root": str(root),
+            "bad": bad.tolist(),
+            "crc32": file_crc32(data),
+        }
         atomic_write(head, json.dumps(meta).encode())
     finally:
         tmp.unlink(missing_ok=True)

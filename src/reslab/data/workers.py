@@ -21,21 +21,23 @@ _PR_SET_PDEATHSIG = 1  # prctl(2)
 def init_worker(worker_id: int = 0) -> None:
     """A DataLoader worker_init_fn: end with the parent, let go of its locks, and drop
     the heap inherited free (glibc_heap)."""
-    parent = os.getppid()
-    _die_with_parent()
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+    die_with_parent(signal.SIGKILL)
     close_inherited_locks()
     reset_worker_heap(worker_id)
 
 
-def _die_with_parent() -> None:
-    """SIGKILL this process when its parent ends (Linux; elsewhere DataLoader's own
-    watchdog ends a worker at its next batch)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+def die_with_parent(sig: signal.Signals, parent: int | None = None) -> None:
+    """Have the kernel send `sig` to this process when its parent ends (Linux; elsewhere
+    DataLoader's own watchdog ends a worker at its next batch). A training job of
+    `reproduce --jobs` asks for SIGTERM: it saves its checkpoint and stops. `parent`:
+    the pid the process was started by, if known, so that a parent that died before
+    this call is noticed too."""
+    parent = parent or os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), sig)

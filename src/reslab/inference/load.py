@@ -5,6 +5,7 @@ the evaluation transform that comes with torchvision's weights."""
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from collections.abc import Sequence
@@ -12,11 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from .. import zoo
-from ..models import build, get_spec, infer_architecture, load_state_dict_checked, spec_of
-from ..storage.checkpoint import resolve
+from ..models import (
+    build,
+    get_spec,
+    infer_architecture,
+    load_state_dict_checked,
+    mismatch_report,
+    spec_of,
+)
+from ..storage.checkpoint import CheckpointError, resolve
 from ..weights import IMAGENET_IMAGE_SIZE, IMAGENET_NORMALIZATION, imagenet_classes, read_weights
 
 
@@ -39,8 +48,11 @@ class Loaded:
         """The evaluation view: shorter side to this, then the centre image_size crop.
         CIFAR nets saw whole images (no resize); ImageNet ones 224 of 256 (section 3.4)."""
         dataset = self.config.get("dataset")
-        whole = dataset in ("cifar10", "cifar100") if dataset else (
-            getattr(spec_of(self.model), "family", "imagenet") in ("cifar", "fast"))  # fmt: skip
+        whole = (
+            dataset in ("cifar10", "cifar100")
+            if dataset
+            else (getattr(spec_of(self.model), "family", "imagenet") in ("cifar", "fast"))
+        )
         return self.image_size if whole else round(256 * self.image_size / 224)
 
 
@@ -75,11 +87,16 @@ def normalization_from(
     for flag, values, low in (("--mean", mean, 0.0), ("--std", std, 1e-6)):
         # Pixels are on [0, 1] before normalising: 128 or 64 here means 0-255 statistics.
         if len(values) != 3 or not all(math.isfinite(v) and low <= v <= 1 for v in values):
-            raise ValueError(f"{flag} needs 3 numbers on [0, 1] (pixels / 255: R,G,B such as "
-                             f"{'0.49,0.48,0.45' if flag == '--mean' else '0.25,0.24,0.26'}), "
-                             f"got {','.join(f'{v:g}' for v in values)}")  # fmt: skip
-    return {**IMAGENET_NORMALIZATION, "mean": [float(v) for v in mean],
-            "std": [float(v) for v in std]}  # fmt: skip
+            raise ValueError(
+                f"{flag} needs 3 numbers on [0, 1] (pixels / 255: R,G,B such as "
+                f"{'0.49,0.48,0.45' if flag == '--mean' else '0.25,0.24,0.26'}), "
+                f"got {','.join(f'{v:g}' for v in values)}"
+            )
+    return {
+        **IMAGENET_NORMALIZATION,
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+    }
 
 
 def load_model(
@@ -98,8 +115,10 @@ def load_model(
     loaded = _load(model_or_path, arch)
     if normalization is not None:
         if loaded.recorded_normalization and normalization != loaded.normalization:
-            warnings.warn(f"{loaded.file}: using the given normalisation instead of the one "
-                          "the file records", stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"{loaded.file}: using the given normalisation instead of the one the file records",
+                stacklevel=2,
+            )
         loaded.normalization = normalization
     return loaded
 
@@ -110,8 +129,13 @@ def _load(model_or_path: nn.Module | str | Path, arch: str | None) -> Loaded:
         spec = spec_of(model)
         k = int(getattr(spec, "num_classes", 0) or getattr(model, "num_classes", 0))
         size = int(getattr(spec, "input_size", IMAGENET_IMAGE_SIZE))
-        return Loaded(model.eval(), _default_classes(k), dict(IMAGENET_NORMALIZATION), size,
-                      getattr(spec, "name", type(model).__name__))  # fmt: skip
+        return Loaded(
+            model.eval(),
+            _default_classes(k),
+            dict(IMAGENET_NORMALIZATION),
+            size,
+            getattr(spec, "name", type(model).__name__),
+        )
     if arch is not None:  # an unknown name is refused even where the file says what it is
         try:
             get_spec(arch)
@@ -123,15 +147,23 @@ def _load(model_or_path: nn.Module | str | Path, arch: str | None) -> Loaded:
     weights = read_weights(file)
     ckpt = weights.checkpoint
     if ckpt.get("model_args"):  # a reslab checkpoint knows how it was built and fed
-        args = dict(ckpt["model_args"])
-        args.pop("grad_checkpointing", None)
+        args = _recorded_args(ckpt["model_args"], file)
         if arch is not None and arch != args["name"]:
             raise ValueError(f"{file} holds a {args['name']}; --arch {arch} conflicts with it")
     else:
         args = _plain_args(weights.state_dict, arch, file)
     if named and named.model != args["name"]:
-        raise ValueError(f"{named.manifest}: entry {named.name!r} says \"model\": "
-                         f"{named.model!r}, but {file} holds a {args['name']}")  # fmt: skip
+        raise ValueError(
+            f'{named.manifest}: entry {named.name!r} says "model": '
+            f"{named.model!r}, but {file} holds a {args['name']}"
+        )
+    # On the meta device first: sizes read from a file (n = 1e8, widths of 1e6) are
+    # matched against the file's own tensors before a byte is allocated.
+    with torch.device("meta"):
+        probe = build(**args)
+    report = mismatch_report(probe, weights.state_dict)
+    if report:
+        raise CheckpointError(f"{file}: weights do not fit {args['name']}:\n{report}")
     model = build(**args)
     load_state_dict_checked(model, weights.state_dict, file)
     k = model.spec.num_classes
@@ -141,15 +173,50 @@ def _load(model_or_path: nn.Module | str | Path, arch: str | None) -> Loaded:
     # A plain state dict carries no preprocessing: the ImageNet transform is the only
     # one published with such weights, so it is the one we assume.
     norm = ckpt.get("normalization") or dict(IMAGENET_NORMALIZATION)
-    size = int(
-        ckpt.get("image_size")
-        or (IMAGENET_IMAGE_SIZE if model.spec.family == "imagenet" else model.spec.input_size)
+    size = _image_size(ckpt.get("image_size"), file) or (
+        IMAGENET_IMAGE_SIZE if model.spec.family == "imagenet" else model.spec.input_size
     )
     config = dict(ckpt.get("config") or {})
     if not config and ckpt.get("dataset"):  # a weights file that says what it was trained on
         config = {"dataset": ckpt["dataset"], "val_size": 0}
-    return Loaded(model.eval(), classes, norm, size, model.spec.name, config,
-                  bool(ckpt.get("classes")), bool(ckpt.get("normalization")), file)  # fmt: skip
+    return Loaded(
+        model.eval(),
+        classes,
+        norm,
+        size,
+        model.spec.name,
+        config,
+        bool(ckpt.get("classes")),
+        bool(ckpt.get("normalization")),
+        file,
+    )
+
+
+def _recorded_args(args: Any, file: Path) -> dict[str, Any]:
+    """A file's model_args: an object naming a registered network."""
+    if not isinstance(args, dict) or not isinstance(args.get("name"), str):
+        raise ValueError(
+            f'{file}: model_args must be an object with a network "name", got '
+            f"{json.dumps(args)[:80]}"
+        )
+    args = dict(args)
+    args.pop("grad_checkpointing", None)
+    return args
+
+
+MAX_IMAGE_SIZE = 4096  # px: the paper's largest test scale is 640; 100,000 would be 30 GB
+
+
+def _image_size(value: Any, file: Path) -> int | None:
+    """A recorded image size: a whole number of pixels in [8, MAX_IMAGE_SIZE], or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= MAX_IMAGE_SIZE:
+        raise ValueError(
+            f"{file}: image_size must be a whole number of pixels from 8 to "
+            f"{MAX_IMAGE_SIZE}, got {json.dumps(value)[:40]}"
+        )
+    return value
 
 
 def _plain_args(state: dict[str, Tensor], arch: str | None, file: Path) -> dict[str, Any]:

@@ -42,9 +42,15 @@ class ModelSpec:
 
     def builder_kwargs(self) -> dict[str, object]:
         """The spec as keyword arguments of its builder (each takes the ones it names)."""
-        every = {"block": self.block, "depths": self.depths, "widths": self.widths,
-                 "stem": self.family, "stem_width": self.stem_width,
-                 "num_classes": self.num_classes, "shortcut": self.shortcut}  # fmt: skip
+        every = {
+            "block": self.block,
+            "depths": self.depths,
+            "widths": self.widths,
+            "stem": self.family,
+            "stem_width": self.stem_width,
+            "num_classes": self.num_classes,
+            "shortcut": self.shortcut,
+        }
         accepts = builder_arguments(self.builder)
         return {k: v for k, v in every.items() if k in accepts}
 
@@ -80,6 +86,19 @@ def check_argument_types(builder: str, kwargs: dict[str, object]) -> None:
                 kind = f"a list of {what.removeprefix('an ').removeprefix('a ')}s" if seq else what
                 raise ValueError(f"model argument {key} must be {kind}, got {value!r}")
             break
+
+
+# Sizes beyond any network of the paper's kind, refused before they allocate: a
+# checkpoint claiming n = 1e8 or 1e10 classes would take minutes and gigabytes first.
+LIMITS = {"num_classes": 1_000_000, "n": 10_000, "depths": 10_000, "widths": 1 << 16}
+
+
+def _check_sizes(num_classes: object, overrides: dict[str, object]) -> None:
+    for key, limit in LIMITS.items():
+        value = num_classes if key == "num_classes" else overrides.get(key)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, numbers.Real) and v > limit for v in values):
+            raise ValueError(f"{key} {value} is beyond what reslab builds (at most {limit:,})")
 
 
 def spec_of(model: nn.Module) -> ModelSpec | None:
@@ -233,10 +252,14 @@ def build(
             isinstance(value, bool) or not isinstance(value, numbers.Integral)
         ):
             raise ValueError(f"{key} must be an integer, got {value!r}")
-    for key, value in (("num_classes", num_classes), ("in_chans", overrides.get("in_chans")),
-                       ("width_mult", overrides.get("width_mult"))):  # fmt: skip
+    for key, value in (
+        ("num_classes", num_classes),
+        ("in_chans", overrides.get("in_chans")),
+        ("width_mult", overrides.get("width_mult")),
+    ):
         if value is not None and not value > 0:
             raise ValueError(f"{key} must be > 0, got {value}")
+    _check_sizes(num_classes, overrides)
     build_args = {"name": name, "num_classes": num_classes, "shortcut": shortcut, **overrides}
     unknown = sorted(set(overrides) - set(OVERRIDES))
     if unknown:
@@ -254,8 +277,9 @@ def build(
     if refused:
         generic = {"n", "width_mult", "grad_checkpointing"}  # handled here, for every family
         takes = sorted(set(OVERRIDES) & builder_arguments(spec.builder) | generic)
-        raise ValueError(f"{name!r} does not take {', '.join(refused)}; it takes: "
-                         f"{', '.join(takes)}")  # fmt: skip
+        raise ValueError(
+            f"{name!r} does not take {', '.join(refused)}; it takes: {', '.join(takes)}"
+        )
     if mult != 1.0:
         kwargs["widths"] = tuple(max(1, round(w * mult)) for w in kwargs["widths"])
         if "stem_width" in kwargs:
@@ -263,8 +287,11 @@ def build(
     check_argument_types(spec.builder, {k: v for k, v in asked.items() if v is not None})
     model = BUILDERS[spec.builder](**kwargs)
     model.set_grad_checkpointing(grad_ckpt)
-    changed = {k: kwargs[k] for k in ("block", "depths", "widths", "shortcut", "num_classes")
-               if k in kwargs}  # fmt: skip
+    changed = {
+        k: kwargs[k]
+        for k in ("block", "depths", "widths", "shortcut", "num_classes")
+        if k in kwargs
+    }
     model.spec = dataclasses.replace(spec, **changed)
     model.build_args = build_args
     return model

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import make_config
+from ..data.workers import die_with_parent
 from ..devices import GIB, MIB, available
 from ..errors import ReslabError
 from ..provenance import provenance
@@ -283,6 +284,9 @@ EXPERIMENTS: dict[str, Experiment] = {
 # "responses" (Figure 7) reads the degradation runs' checkpoints: see responses.py.
 
 
+MAX_SEEDS = 100
+
+
 def run_name(model: str, shortcut: str | None, seed: int) -> str:
     return f"{model}{'-' + shortcut if shortcut else ''}-s{seed}"
 
@@ -321,6 +325,8 @@ def run_experiment(
     ):
         if value is not None and not value >= 1:  # 0 would fall back to a default silently
             raise ValueError(f"{flag} must be >= 1, got {value}")
+    if seeds is not None and seeds > MAX_SEEDS:  # the plan is a list of every run
+        raise ValueError(f"--seeds {seeds}: at most {MAX_SEEDS} seeds")
     b = budgets[budget]
     exp_settings = dict(exp.settings.get(budget, {}))
     seeds = seeds or exp_settings.pop("seeds", None) or b.seeds
@@ -332,17 +338,36 @@ def run_experiment(
     out = Path(out)
     plan = exp.plan(budget, seeds)
     if reuse:  # finished runs of another folder, where they are this plan's own
-        reused = matching_runs(reuse, out, {
-            run_name(*r): run_config(exp.recipe, exp.dataset, str(data_dir),
-                                     out / "runs" / run_name(*r), r, settings, progress).to_dict()
-            for r in plan})  # fmt: skip
+        reused = matching_runs(
+            reuse,
+            out,
+            {
+                run_name(*r): run_config(
+                    exp.recipe,
+                    exp.dataset,
+                    str(data_dir),
+                    out / "runs" / run_name(*r),
+                    r,
+                    settings,
+                    progress,
+                ).to_dict()
+                for r in plan
+            },
+        )
     with FolderLock(out):  # one `reproduce` per experiment folder
         meta_path = out / "experiment.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        meta.update({"experiment": name, "budget": budget, "budget_note": note,
-                     "seeds": seeds, "figure": exp.figure, "jobs": jobs,
-                     "provenance": provenance(argv if argv is not None else sys.argv[1:],
-                                              data_dir)})  # fmt: skip
+        meta.update(
+            {
+                "experiment": name,
+                "budget": budget,
+                "budget_note": note,
+                "seeds": seeds,
+                "figure": exp.figure,
+                "jobs": jobs,
+                "provenance": provenance(argv if argv is not None else sys.argv[1:], data_dir),
+            }
+        )
         meta.setdefault("started", time.strftime("%Y-%m-%d %H:%M:%S %Z"))
         write_json(meta_path, meta)
         if reuse:
@@ -350,9 +375,11 @@ def run_experiment(
             write_json(meta_path, meta)  # a run linked in is on record before any training
         job = (name, budget, exp.recipe, exp.dataset, str(data_dir), str(out), plan, settings)
         t0 = time.time()
-        invocation = {**{k: meta["provenance"].get(k) for k in ("command", "commit", "hardware",
-                                                                  "isa")}, "jobs": jobs,
-                      "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
+        invocation = {
+            **{k: meta["provenance"].get(k) for k in ("command", "commit", "hardware", "isa")},
+            "jobs": jobs,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        }
         meta.setdefault("invocations", []).append(invocation)
         try:
             _run_plan(job, jobs, overrides, settings, progress)
@@ -375,14 +402,17 @@ def _workers(jobs: int, runs: int) -> int:
     jobs = min(jobs, max(runs, 1))
     limit, where = available()
     if jobs > 1 and jobs * JOB_MEMORY > limit:
-        raise ValueError(f"--jobs {jobs}: each job is a process of about {JOB_MEMORY // MIB} MiB "
-                         f"and {where} gives {limit / GIB:.1f} GiB; this machine holds at most "
-                         f"{max(1, limit // JOB_MEMORY)} at once")  # fmt: skip
+        raise ValueError(
+            f"--jobs {jobs}: each job is a process of about {JOB_MEMORY // MIB} MiB "
+            f"and {where} gives {limit / GIB:.1f} GiB; this machine holds at most "
+            f"{max(1, limit // JOB_MEMORY)} at once"
+        )
     return jobs
 
 
-def _run_plan(job: tuple, jobs: int, overrides: dict[str, Any], settings: dict[str, Any],
-              progress: bool) -> None:  # fmt: skip
+def _run_plan(
+    job: tuple, jobs: int, overrides: dict[str, Any], settings: dict[str, Any], progress: bool
+) -> None:
     """The plan in this process, or in `jobs` processes sharing it through the run locks."""
     if jobs == 1:
         _train_runs(*job, progress=progress)
@@ -391,16 +421,18 @@ def _run_plan(job: tuple, jobs: int, overrides: dict[str, Any], settings: dict[s
         settings["threads"] = max(1, (os.cpu_count() or 1) // jobs)
     ctx = multiprocessing.get_context("spawn")
     # The parent's warning display goes too: the CLI's one-line `reslab: warning: ...`.
-    workers = [ctx.Process(target=_job, args=(warnings.showwarning, *job))
-               for _ in range(jobs)]  # fmt: skip
+    workers = [ctx.Process(target=_job, args=(warnings.showwarning, *job)) for _ in range(jobs)]
     for w in workers:
         w.start()
     # Ctrl-C or a SIGTERM (a time limit's `timeout`, a scheduler) is passed on to the jobs,
     # which save their checkpoints, and waited for: the invocation's wall time is recorded
     # and every job's folder is complete by the time this process ends.
     main_thread = threading.current_thread() is threading.main_thread()
-    held = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
-            if main_thread}  # fmt: skip
+    held = {
+        sig: signal.signal(sig, _interrupt)
+        for sig in (signal.SIGINT, signal.SIGTERM)
+        if main_thread
+    }
     try:
         for w in workers:
             w.join()
@@ -416,8 +448,10 @@ def _run_plan(job: tuple, jobs: int, overrides: dict[str, Any], settings: dict[s
             signal.signal(sig, handler)
     failed = [w.exitcode for w in workers if w.exitcode != 0]
     if failed:
-        raise ReslabError(f"{len(failed)} of {jobs} jobs failed (exit codes {failed}); "
-                          "run the same command again to resume")  # fmt: skip
+        raise ReslabError(
+            f"{len(failed)} of {jobs} jobs failed (exit codes {failed}); "
+            "run the same command again to resume"
+        )
 
 
 def _interrupt(signum: int, _frame: Any) -> None:
@@ -427,26 +461,51 @@ def _interrupt(signum: int, _frame: Any) -> None:
 def _job(show: Callable[..., None], *job: Any) -> None:
     """A spawned job: the parent's way of showing warnings, then its share of the plan."""
     warnings.showwarning = show
+    # `reproduce` killed with -9: save, stop, never go on alone
+    die_with_parent(signal.SIGTERM, multiprocessing.parent_process().pid)
     try:
         _train_runs(*job, progress=False)
     except KeyboardInterrupt:  # stopped with its checkpoint saved: no traceback
         sys.exit(130)
 
 
-def run_config(recipe: str, dataset: str, data_dir: str, run_dir: Path,
-               run: tuple[str, str | None, int], settings: dict[str, Any], progress: bool):  # fmt: skip
+def run_config(
+    recipe: str,
+    dataset: str,
+    data_dir: str,
+    run_dir: Path,
+    run: tuple[str, str | None, int],
+    settings: dict[str, Any],
+    progress: bool,
+):
     model, shortcut, seed = run
-    cfg = make_config(recipe, model=model, shortcut=shortcut, dataset=dataset,
-                      data_dir=data_dir, out=str(run_dir), seed=seed, progress=progress,
-                      **settings)  # fmt: skip
+    cfg = make_config(
+        recipe,
+        model=model,
+        shortcut=shortcut,
+        dataset=dataset,
+        data_dir=data_dir,
+        out=str(run_dir),
+        seed=seed,
+        progress=progress,
+        **settings,
+    )
     for key in ("log_every", "eval_every", "checkpoint_every"):  # scaled budgets: whole steps
         setattr(cfg, key, max(1, round(getattr(cfg, key))))
     return cfg
 
 
-def _train_runs(name: str, budget: str, recipe: str, dataset: str, data_dir: str, out: str,
-                plan: list[tuple[str, str | None, int]], settings: dict[str, Any],
-                progress: bool = True) -> None:  # fmt: skip
+def _train_runs(
+    name: str,
+    budget: str,
+    recipe: str,
+    dataset: str,
+    data_dir: str,
+    out: str,
+    plan: list[tuple[str, str | None, int]],
+    settings: dict[str, Any],
+    progress: bool = True,
+) -> None:
     """Train each planned run that is not finished and not held by another process."""
     for model, shortcut, seed in plan:
         run_dir = Path(out) / "runs" / run_name(model, shortcut, seed)
@@ -465,8 +524,9 @@ def _train_runs(name: str, budget: str, recipe: str, dataset: str, data_dir: str
                     raise KeyboardInterrupt
                 score_views(run_dir, EXPERIMENTS[name].views, data_dir)
                 continue
-            cfg = run_config(recipe, dataset, data_dir, run_dir, (model, shortcut, seed),
-                             settings, progress)  # fmt: skip
+            cfg = run_config(
+                recipe, dataset, data_dir, run_dir, (model, shortcut, seed), settings, progress
+            )
             print(f"[{name}/{budget}] training {run_dir.name}", flush=True)
             # A folder without last.pt holds at most a run killed before its first
             # checkpoint: nothing to resume, so it starts again.

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,51 @@ def _params(run_dir: Path, model: str, shortcut: str | None) -> float | None:
     return sum(p.numel() for p in net.parameters()) / 1e6
 
 
+# Fields of metrics, summaries and views that hold numbers; the rates are percentages.
+NUMBERS = frozenset(
+    {
+        "step",
+        "epoch",
+        "loss",
+        "lr",
+        "n",
+        "images_per_s",
+        "wall",
+        "wall_s",
+        "error",
+        "top1_error",
+        "top5_error",
+        "best_val_top1_error",
+    }
+)
+RATES = frozenset({"error", "top1_error", "top5_error", "best_val_top1_error"})
+
+
+def checked_numbers(obj: Any, where: str) -> Any:
+    """`obj` (a record, a summary, views) with its number fields checked: a null (a
+    diverged loss) is dropped as unknown; anything but a finite number, or a rate
+    outside 0-100 %, is refused in one line naming the file and field."""
+    if not isinstance(obj, dict):
+        return obj
+    out = {}
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            value = checked_numbers(value, where)
+        elif key in NUMBERS:
+            if value is None:
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
+                raise ValueError(f"{where}: {key!r} must be a number, got {json.dumps(value)[:40]}")
+            if key in RATES and not 0 <= value <= 100:
+                raise ValueError(f"{where}: {key!r} is an error rate in %, got {value}")
+        out[key] = value
+    return out
+
+
 def load_runs(folder: str | Path) -> list[Run]:
     """Every run folder under FOLDER/runs/, sorted by name."""
     runs = []
@@ -127,14 +173,18 @@ def load_runs(folder: str | Path) -> list[Run]:
             continue
         shortcut = cfg.get("shortcut", m["shortcut"] if m else None)
         seed = int(cfg.get("seed", m["seed"] if m else 0))
-        run = Run(d.name, model, shortcut, seed, cfg, read_json(d / "summary.json") or {})
-        run.views = read_json(d / "views.json") or {}
+        summary = checked_numbers(read_json(d / "summary.json") or {}, str(d / "summary.json"))
+        run = Run(d.name, model, shortcut, seed, cfg, summary)
+        run.views = checked_numbers(read_json(d / "views.json") or {}, str(d / "views.json"))
         run.predictions = read_json(d / "predictions.json") or {}
-        for line in (d / "metrics.jsonl").read_text().splitlines():
+        for number, line in enumerate((d / "metrics.jsonl").read_text().splitlines(), 1):
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:  # a line cut short by a kill
                 continue
+            rec = checked_numbers(rec, f"{d / 'metrics.jsonl'} line {number}")
+            if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
+                continue  # not one of reslab's records
             if rec.get("kind") == "train":
                 run.train.append(rec)
             elif rec.get("kind") == "eval" and rec.get("split") == "val":
@@ -153,7 +203,11 @@ def infer_experiment(runs: list[Run], has_responses: bool) -> str:
         return "very-deep"
     if len(models) == 1 and len({r.shortcut for r in runs}) > 1:
         return "shortcuts" if models & {"resnet18", "resnet34", "resnet50"} else "shortcuts-cifar"
-    family = "imagenet-" if any(m in ("plain18", "plain34", "resnet18", "resnet34") for m in models) else ""  # fmt: skip
+    family = (
+        "imagenet-"
+        if any(m in ("plain18", "plain34", "resnet18", "resnet34") for m in models)
+        else ""
+    )
     return family + "degradation"
 
 

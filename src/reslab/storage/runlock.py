@@ -50,8 +50,10 @@ def _open_lock(path: Path) -> int:
         fd = os.open(path, flags, 0o644)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise ValueError(f"{path} is a symbolic link; reslab does not write through links: "
-                             "remove it and run again") from None  # fmt: skip
+            raise ValueError(
+                f"{path} is a symbolic link; reslab does not write through links: "
+                "remove it and run again"
+            ) from None
         raise ValueError(f"cannot write in {path.parent}: {e.strerror or e}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -162,8 +164,10 @@ def check_resumable(folder: Path) -> None:
     if has_checkpoint(folder):
         return
     if holds_run(folder):
-        raise ValueError(f"--resume {folder}: the run saved no checkpoint (it stopped before "
-                         "its first); start it again with --overwrite")  # fmt: skip
+        raise ValueError(
+            f"--resume {folder}: the run saved no checkpoint (it stopped before "
+            "its first); start it again with --overwrite"
+        )
     raise ValueError(f"--resume {folder} is not a run folder (no checkpoints/{LAST})")
 
 
@@ -210,10 +214,14 @@ def remove_run(folder: Path) -> list[Path]:
             (checkpoints / name).unlink(missing_ok=True)
         remove_stale_temporaries(checkpoints, CKPT_FILES)
         kept = sorted(checkpoints.iterdir())
+        if not kept:
+            checkpoints.rmdir()
     if kept:
         names = ", ".join(p.name for p in kept[:5]) + (", ..." if len(kept) > 5 else "")
-        print(f"--overwrite kept {len(kept)} file(s) in {checkpoints} that reslab did not "
-              f"write: {names}")  # fmt: skip
+        print(
+            f"--overwrite kept {len(kept)} file(s) in {checkpoints} that reslab did not "
+            f"write: {names}"
+        )
     return kept
 
 
@@ -222,16 +230,19 @@ def check_own_folders(folder: Path) -> None:
     would land outside the run folder."""
     for name in ("checkpoints", "tensorboard"):
         if (folder / name).is_symlink():
-            raise ValueError(f"{folder / name} is a symbolic link; reslab does not write "
-                             "through links: remove it and run again")  # fmt: skip
+            raise ValueError(
+                f"{folder / name} is a symbolic link; reslab does not write "
+                "through links: remove it and run again"
+            )
 
 
 @contextmanager
-def claim_run_dir(folder: str | Path, *, resume: bool, overwrite: bool, main: bool = True
-                  ) -> Iterator[Claim]:  # fmt: skip
+def claim_run_dir(
+    folder: str | Path, *, resume: bool, overwrite: bool, main: bool = True
+) -> Iterator[Claim]:
     """Lock `folder` for a new run (refusing one that holds a run, unless `overwrite`)
-    or a resume. A failure before Claim.commit() leaves the folder as it was (one this
-    call created is removed); after it, a folder with nothing written is removed."""
+    or a resume. A failure before Claim.commit(), or a new run's failure before its
+    first checkpoint, leaves the folder as it was (one this call created is removed)."""
     folder = Path(folder)
     if not main:  # DDP: rank 0 holds the lock for the node
         yield Claim(folder, None, overwrite)
@@ -248,11 +259,18 @@ def claim_run_dir(folder: str | Path, *, resume: bool, overwrite: bool, main: bo
         if not resume and holds_run(folder) and not overwrite:
             saved = "" if has_checkpoint(folder) else " that saved no checkpoint"
             go_on = f"continue it with `reslab train --resume {folder}`, " if not saved else ""
-            raise RunExists(f"{folder} already holds a run{saved}; {go_on}replace it with "
-                            "--overwrite, or choose another --out")  # fmt: skip
+            raise RunExists(
+                f"{folder} already holds a run{saved}; {go_on}replace it with "
+                "--overwrite, or choose another --out"
+            )
         lock.stamp()  # the holder, for a second process's message
         yield claim
     except BaseException:
+        if claim.committed and not resume and not has_checkpoint(folder):
+            # Failed before its first checkpoint: nothing to resume, so what it wrote
+            # goes and the folder is as it was found (a rerun needs no --overwrite).
+            remove_run(folder)
+            claim.committed = False
         if not claim.committed:
             lock.undo()
         if created and _nothing_written(folder):

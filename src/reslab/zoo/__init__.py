@@ -64,13 +64,35 @@ def available(weights_dir: str | Path | None = None) -> dict[str, NamedWeights]:
             entries = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: cannot read the weights manifest ({e})") from None
+        if not isinstance(entries, dict):
+            raise ValueError(
+                f"{path}: a weights manifest is an object of TAG:MODEL entries, "
+                f"not {type(entries).__name__}"
+            )
         for name, e in entries.items():
-            if not NAME.match(name) or not {"model", "file", "sha256"} <= set(e):
-                raise ValueError(f"{path}: entry {name!r} needs a TAG:MODEL name and "
-                                 "'model', 'file', 'sha256'")  # fmt: skip
+            if (
+                not NAME.match(name)
+                or not isinstance(e, dict)
+                or not {"model", "file", "sha256"} <= set(e)
+            ):
+                raise ValueError(
+                    f"{path}: entry {name!r} needs a TAG:MODEL name and an object "
+                    "with 'model', 'file', 'sha256'"
+                )
+            for key in ("model", "file", "sha256", "card", "url"):
+                if (
+                    key in e
+                    and not isinstance(e[key], str)
+                    and not (key in ("card", "url") and e[key] is None)
+                ):
+                    raise ValueError(
+                        f"{path}: entry {name!r}: {key!r} must be a string, "
+                        f"got {json.dumps(e[key])}"
+                    )
             card = folder / e["card"] if e.get("card") else None
-            found[name] = NamedWeights(name, e["model"], folder / e["file"], e["sha256"],
-                                       e.get("url"), card, e, path)  # fmt: skip
+            found[name] = NamedWeights(
+                name, e["model"], folder / e["file"], e["sha256"], e.get("url"), card, e, path
+            )
     return found
 
 
@@ -92,8 +114,12 @@ def resolve(
     torch_hub = Path(os.environ.get("TORCH_HOME", "~/.cache/torch")).expanduser() / "hub"
     # Beside the manifest, in the user's folder, where torch.hub keeps what it fetched, or
     # in reslab's cache; else downloaded into the cache.
-    candidates = [w.file, *(f / w.file.name for f in _folders(weights_dir)),
-                  torch_hub / "checkpoints" / w.file.name, cached]  # fmt: skip
+    candidates = [
+        w.file,
+        *(f / w.file.name for f in _folders(weights_dir)),
+        torch_hub / "checkpoints" / w.file.name,
+        cached,
+    ]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         if not w.url:
