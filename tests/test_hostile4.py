@@ -650,3 +650,48 @@ if __name__ == "__main__":
     while not ended() and time.time() < deadline:
         time.sleep(0.1)
     assert ended()
+
+
+# ------------------------------------------------------------------ E: words and refusals
+
+
+@pytest.mark.parametrize("fmt, ext, runner", [("torchscript", ".ts", "torch.jit.load"),
+                                              ("pt2", ".pt2", "torch.export.load")])  # fmt: skip
+def test_predict_on_an_export_says_which_tool_runs_it(
+    tmp_path: Path, image: Path, capsys, fmt: str, ext: str, runner: str
+) -> None:
+    from reslab.inference import export
+
+    meta = {"model_args": {"name": "resnet20", "n": 1, "num_classes": 10}, "image_size": 32}
+    out = export(_weights(tmp_path, meta), fmt, tmp_path / f"m{ext}")
+    err = cli_error(capsys, ["predict", str(out), str(image)], "export", runner)
+    assert "truncated" not in err and "weights_only" not in err
+
+
+def test_a_mean_image_net_on_an_imagefolder_is_pointed_to_cifar10(
+    tiny_cifar: Path, tmp_path: Path, capsys
+) -> None:
+    run = tmp_path / "run"
+    train(tiny(tiny_cifar, run))
+    folder = make_image_folder(tmp_path / "imgs", ["a", "b"], 4, 32, split="val")
+    cli_error(capsys, ["eval", str(run), "--dataset", "imagefolder", "--data-dir", str(folder)],
+              "--dataset cifar10")  # fmt: skip
+
+
+def test_weights_dir_that_is_no_folder_is_refused(tmp_path: Path, capsys) -> None:
+    cli_error(capsys, ["weights", "--weights-dir", str(tmp_path / "nonexistent")], "not a folder")
+
+
+def test_reuse_refuses_a_finished_run_that_cannot_be_scored(tmp_path: Path) -> None:
+    from reslab.reproduce.reuse import matching_runs
+
+    src = tmp_path / "src" / "runs" / "resnet34-A-s0"
+    src.mkdir(parents=True)
+    (src / "summary.json").write_text('{"status": "finished"}')
+    (src / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="checkpoints are gone"):
+        matching_runs(tmp_path / "src", tmp_path / "out", {"resnet34-A-s0": {}})
+    (src / "views.json").write_text("{}")  # scored before its checkpoints went: usable
+    assert matching_runs(tmp_path / "src", tmp_path / "out", {"resnet34-A-s0": {}}) == [
+        "resnet34-A-s0"
+    ]

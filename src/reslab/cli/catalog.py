@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -15,6 +16,8 @@ def _models(args: argparse.Namespace) -> int:
 def _weights(args: argparse.Namespace) -> int:
     from .. import zoo
 
+    if args.weights_dir is not None and not Path(args.weights_dir).expanduser().is_dir():
+        raise ValueError(f"--weights-dir {args.weights_dir} is not a folder")
     entries = zoo.available(args.weights_dir)
     if not entries:
         print("no named weights found")

@@ -258,7 +258,11 @@ def _folder_data(
         "channel", torch.tensor(IMAGENET_MEAN).reshape(3, 1, 1), torch.tensor(IMAGENET_STD)
     )
     if norm.kind != "channel":
-        raise DatasetError("ImageFolder data takes per-channel statistics, not a mean image")
+        raise DatasetError(
+            "ImageFolder data takes per-channel statistics, and this network was trained "
+            "with a per-pixel mean image (the paper's CIFAR preprocessing): for CIFAR "
+            "images give --dataset cifar10 (an ImageFolder tree of CIFAR-10 is read too)"
+        )
     if s.augment == "none":
         view, pca = _EvalView(center_view, image_size), False
     else:

@@ -31,7 +31,7 @@ import torch._inductor.config as inductor_config
 from torch import Tensor, nn
 
 from .. import provenance
-from ..data import build_data
+from ..data import DatasetError, build_data
 from ..errors import ReslabError, one_line
 from .optimize import fold_batchnorm
 
@@ -251,16 +251,25 @@ def calibration_batches(
     dataset = dataset or cfg.get("dataset")
     if not dataset:
         raise ValueError("say which dataset the calibration images are (--dataset)")
-    data = build_data(
-        dataset,
-        Path(data_dir).expanduser(),
-        batch_size=batch_size,
-        val_size=cfg.get("val_size", 5000),
-        split_seed=cfg.get("split_seed", 0),
-        limit=cfg.get("limit"),
-        image_size=loaded.image_size,
-        augment="none",
-        normalization=loaded.normalization,
-        workers=cfg.get("workers", 2),
-    )
+    try:
+        data = build_data(
+            dataset,
+            Path(data_dir).expanduser(),
+            batch_size=batch_size,
+            val_size=cfg.get("val_size", 5000),
+            split_seed=cfg.get("split_seed", 0),
+            limit=cfg.get("limit"),
+            image_size=loaded.image_size,
+            augment="none",
+            normalization=loaded.normalization,
+            workers=cfg.get("workers", 2),
+        )
+    except DatasetError as e:
+        if "fewer than one batch" not in str(e):
+            raise
+        raise ValueError(
+            f"--calibration {data_dir}: too few images to calibrate on, after the run's "
+            f"held-out validation images are set aside ({e}); int8 calibration needs at "
+            f"least {batch_size} (a few hundred is better)"
+        ) from None
     return (x for x, _ in data.train.epoch(0))

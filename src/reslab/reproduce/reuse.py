@@ -50,6 +50,11 @@ def matching_runs(source: str | Path, out: Path, planned: dict[str, dict[str, An
             or summary.get("status") != "finished"
         ):
             continue
+        if not (src / "checkpoints" / "last.pt").is_file() and not (src / "views.json").is_file():
+            raise ValueError(
+                f"--reuse {src}: finished, but its checkpoints are gone and it was never "
+                "scored in the experiment's views (no views.json); it cannot be used"
+            )
         have = read_json(src / "config.json")
         if not isinstance(have, dict):
             raise ValueError(f"--reuse {src}: no readable config.json")

@@ -77,6 +77,29 @@ def image_kind(path: Path) -> str | None:
     return next((kind for magic, kind in _IMAGE_MAGIC.items() if head.startswith(magic)), None)
 
 
+EXPORT_RUNNERS = {
+    "TorchScript export": "torch.jit.load(PATH) (or any TorchScript runtime)",
+    "torch.export program (.pt2)": "torch.export.load(PATH).module(), or reslab.load_pt2(PATH) "
+    "for an int8 one",
+}
+
+
+def export_kind(path: Path) -> str | None:
+    """Which of reslab's exports a zip file is, from its member names, if any: both
+    are zip archives as torch.save's checkpoints are, and torch.load would call them
+    truncated."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+        return "TorchScript export"
+    if any("/models/" in n or n.endswith("archive_format") for n in names):
+        return "torch.export program (.pt2)"
+    return None
+
+
 def load_file(path: str | Path) -> Any:
     """torch.load with weights_only=True and errors that name the file."""
     path = Path(path)
@@ -95,6 +118,13 @@ def load_file(path: str | Path) -> Any:
     if not head.startswith((b"PK", b"\x80")):  # torch.save's zip archive, or a pickle
         raise CheckpointError(
             f"{path}: not a PyTorch file (neither a zip archive nor a pickle; it starts {head!r})"
+        )
+    export = export_kind(path) if head.startswith(b"PK") else None
+    if export:
+        raise CheckpointError(
+            f"{path} is a {export}; reslab's predict, eval, export and --init take run "
+            "folders, checkpoints and weights files (.pt, .pth, .safetensors). Run the "
+            f"export with {EXPORT_RUNNERS[export]}"
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
