@@ -119,3 +119,18 @@ def test_a_broken_link_is_found(tmp_path: Path) -> None:
     assert len(problems) == 3, problems
     assert "no-such-file.md) no such file" in problems[0]
     assert "#nowhere" in problems[1] and "outside the repository" in problems[2]
+
+
+def _code_block_after(text: str, heading: str) -> list[str]:
+    """The command lines of the first ```bash block under `## heading`."""
+    section = text.split(f"\n## {heading}\n", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_ci_runs_the_readmes_set_up_and_test_commands_as_printed() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    for heading in ("Set-up", "Test"):
+        for line in _code_block_after(readme, heading):
+            assert line in ci, f"README's {heading} line is not in .ci/run: {line}"
