@@ -143,23 +143,27 @@ def disk_full(e: BaseException) -> int | None:
     return None
 
 
-def append_line(path: Path, line: str) -> None:
-    """Append one line to `path`, never through a link: a link (or a device, FIFO) left
-    where the file belongs is refused, as atomic_write refuses one."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+def open_regular(path: Path, flags: int, mode: int = 0o666) -> int:
+    """os.open of a file reslab writes in place (an append, a lock), never through a
+    link: a link, device, FIFO or socket left where the file belongs is refused in one
+    line, as atomic_write refuses one. Returns the descriptor (close-on-exec)."""
     try:
-        fd = os.open(path, flags, 0o666)
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise ValueError(
-                f"{path} is a symbolic link; reslab does not write through links: remove it"
-            ) from None
-        raise
-    with os.fdopen(fd, "a") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError(
-                f"{path} is not a regular file (a device, FIFO or socket); not writing"
-            )
+            raise ValueError(f"{path} is a symbolic link; reslab does not write through "
+                             "links: remove it and run again") from None  # fmt: skip
+        raise ValueError(f"cannot write {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f"{path} is not a regular file (a device, FIFO or socket); "
+                         "remove it and run again")  # fmt: skip
+    return fd
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to `path` (see open_regular)."""
+    with os.fdopen(open_regular(path, os.O_WRONLY | os.O_APPEND), "a") as f:
         f.write(line)
 
 

@@ -8,18 +8,16 @@ blocks a resume; the file only says which pid held it last.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import shutil
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ReslabError
 from .checkpoint import BEST, LAST, PREVIOUS
-from .files import remove_stale_temporaries
+from .files import open_regular, remove_stale_temporaries
 
 LOCK = ".lock"
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoints", "tensorboard")
@@ -40,25 +38,6 @@ def close_inherited_locks() -> None:
         except OSError:
             pass
     HELD.clear()
-
-
-def _open_lock(path: Path) -> int:
-    """The lock file, never through a link: a link (or anything but a regular file) left
-    at FOLDER/.lock is refused, not followed and truncated."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o644)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise ValueError(
-                f"{path} is a symbolic link; reslab does not write through links: "
-                "remove it and run again"
-            ) from None
-        raise ValueError(f"cannot write in {path.parent}: {e.strerror or e}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ValueError(f"{path} is not a regular file; remove it and run again")
-    return fd
 
 
 class FolderInUse(ReslabError):
@@ -94,7 +73,7 @@ class FolderLock:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ValueError(f"cannot write in {self.folder}: {e.strerror or e}") from None
-        fd = _open_lock(self.folder / LOCK)
+        fd = open_regular(self.folder / LOCK, os.O_RDWR, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
