@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 # glibc returns freed buffers to the OS and eager PyTorch faults them back in every
 # step; keeping them (no mmap, no trim) measured ~10% faster on ResNet-20 training and
 # 30-60% on ResNet-50 here (docs/benchmarks.md). Applies to the heavy commands only;
-# DataLoader workers go back to glibc's defaults and the trainer trims its heap before
-# an evaluation forks them (glibc_heap.py: otherwise they double its memory).
+# DataLoader workers go back to glibc's defaults, and the trainer evaluates under them
+# (glibc_heap.py: else the workers double its memory, and evaluation batches stay on it).
 _MALLOC_TUNING = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
 _HEAVY = {"train", "eval", "reproduce"}
 
