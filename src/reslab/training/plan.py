@@ -1,10 +1,10 @@
 """plan(cfg): may this run start, and what exactly will it be? Decided once, here.
 
 Every check of a run happens in this file, before its folder is touched or data is
-read, in the order a run needs them: the config's own values, the split of a step over
-processes and micro-batches, the machine (device, threads, CUDA graphs), the inputs
-(data folder, --init weights), the network (one build on the meta device: no memory,
-no initialisation) and whether it fits in memory. The Plan it returns holds the config
+read: the config's own values, the network (one build on the meta device: no memory,
+no initialisation), the split of a step over processes and micro-batches, the device,
+whether the run fits in memory, the inputs (data folder, frozen stages, --init
+weights), the threads and CUDA graphs. The Plan it returns holds the config
 completed by the recipe's per-model rules (the paper's ResNet-110 warm-up lr), the
 device and the processes; nothing after it decides those again. A resume goes through
 the same gate with the checkpoint's config (plan_resume).
@@ -99,24 +99,24 @@ def plan_resume(
 
 
 def _plan_checked(cfg: TrainConfig, *, resume: bool, inputs: bool) -> Plan:
+    model = meta_model(cfg)
     world = distributed.from_env()
     check_split(cfg.batch_size, world.world_size, cfg.grad_accum_steps)
-    check_threads(cfg.threads)
     device = pick_device(cfg.device)
-    dtype = amp_dtype(cfg.amp, device)
-    if cfg.cuda_graphs:
-        check_cuda_graphs(device, world.enabled, dtype)
+    if device.type == "cpu" and not cfg.ignore_memory_check:  # a GPU holds its own
+        check_memory(cfg, model_shape(model, image_size_of(cfg)), world.world_size)
     if inputs:
         check_data_dir(cfg)
-    model = meta_model(cfg)
     check_stages(cfg, model)
     if inputs and cfg.init and not resume:
         try:
             check_fit(model, cfg.init)
         except (OSError, ValueError) as e:  # say which flag the file came from
             raise ValueError(f"--init: {e}") from None
-    if device.type == "cpu" and not cfg.ignore_memory_check:  # a GPU holds its own
-        check_memory(cfg, model_shape(model, image_size_of(cfg)), world.world_size)
+    check_threads(cfg.threads)
+    dtype = amp_dtype(cfg.amp, device)
+    if cfg.cuda_graphs:
+        check_cuda_graphs(device, world.enabled, dtype)
     spec = get_spec(cfg.model)
     resolved = resolve_recipe(cfg, spec.layers, spec.family)
     return Plan(resolved, device, world, dtype, spec.family, spec.layers)
