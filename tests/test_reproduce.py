@@ -187,7 +187,7 @@ def fake_run(
         )
     )
     recs = [
-        {"kind": "train", "step": s, "error": train_err + 50 / s, "loss": 1.0}
+        {"kind": "train", "step": s, "error": min(100.0, train_err + 50 / s), "loss": 1.0}
         for s in range(1, 201)
     ] + [
         {"kind": "eval", "split": "val", "step": s, "top1_error": val_err, "n": 5000}
