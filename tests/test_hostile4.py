@@ -655,8 +655,10 @@ if __name__ == "__main__":
 # ------------------------------------------------------------------ E: words and refusals
 
 
-@pytest.mark.parametrize("fmt, ext, runner", [("torchscript", ".ts", "torch.jit.load"),
-                                              ("pt2", ".pt2", "torch.export.load")])  # fmt: skip
+@pytest.mark.parametrize(
+    "fmt, ext, runner",
+    [("torchscript", ".ts", "torch.jit.load"), ("pt2", ".pt2", "torch.export.load")],
+)
 def test_predict_on_an_export_says_which_tool_runs_it(
     tmp_path: Path, image: Path, capsys, fmt: str, ext: str, runner: str
 ) -> None:
@@ -674,8 +676,11 @@ def test_a_mean_image_net_on_an_imagefolder_is_pointed_to_cifar10(
     run = tmp_path / "run"
     train(tiny(tiny_cifar, run))
     folder = make_image_folder(tmp_path / "imgs", ["a", "b"], 4, 32, split="val")
-    cli_error(capsys, ["eval", str(run), "--dataset", "imagefolder", "--data-dir", str(folder)],
-              "--dataset cifar10")  # fmt: skip
+    cli_error(
+        capsys,
+        ["eval", str(run), "--dataset", "imagefolder", "--data-dir", str(folder)],
+        "--dataset cifar10",
+    )
 
 
 def test_weights_dir_that_is_no_folder_is_refused(tmp_path: Path, capsys) -> None:
@@ -695,3 +700,83 @@ def test_reuse_refuses_a_finished_run_that_cannot_be_scored(tmp_path: Path) -> N
     assert matching_runs(tmp_path / "src", tmp_path / "out", {"resnet34-A-s0": {}}) == [
         "resnet34-A-s0"
     ]
+
+
+def test_two_runs_started_at_once_take_two_default_folders(
+    tiny_cifar: Path, tmp_path: Path
+) -> None:
+    args = [
+        "train",
+        "--data-dir",
+        str(tiny_cifar),
+        "--model-args",
+        '{"n": 1}',
+        "--batch-size",
+        "32",
+        "--val-size",
+        "64",
+        "--iterations",
+        "2",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--eval-batch-size",
+        "64",
+    ]
+    env = {**os.environ, "RESLAB_MALLOC_TUNING": "0"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "reslab", *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert folders == ["run", "run-2"], (folders, outs)
+    assert all((tmp_path / "runs" / f / "summary.json").exists() for f in folders)
+
+
+def test_a_run_with_no_held_out_images_ends_with_a_final_line(
+    tiny_cifar: Path, tmp_path: Path, capsys
+) -> None:
+    from reslab.data.synthetic import make_image_folder as folder
+
+    data = folder(tmp_path / "data", ["a", "b"], 20, 32)  # train/ only: no test split
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "imagefolder",
+                "--data-dir",
+                str(data),
+                "--model",
+                "resnet20",
+                "--model-args",
+                '{"n": 1}',
+                "--image-size",
+                "32",
+                "--val-size",
+                "0",
+                "--batch-size",
+                "8",
+                "--iterations",
+                "2",
+                "--no-progress",
+                "--threads",
+                "1",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "finished at step 2 (no held-out images to evaluate on)" in out, out

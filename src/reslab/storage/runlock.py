@@ -259,11 +259,14 @@ def claim_run_dir(
         lock.release()
 
 
-def fresh_run_dir(base: str | Path) -> Path:
-    """`base` if it holds no run, else base-2, base-3, ... (for the default --out)."""
+def fresh_run_dir(base: str | Path, taken: frozenset[Path] = frozenset()) -> Path:
+    """`base` if it holds no run, else base-2, base-3, ... (for the default --out);
+    `taken`: folders another process claimed first (two runs started at once)."""
     base = Path(base)
     candidate, n = base, 1
-    while candidate.exists() and (holds_run(candidate) or not candidate.is_dir()):
+    while candidate in taken or (
+        candidate.exists() and (holds_run(candidate) or not candidate.is_dir())
+    ):
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
     return candidate
