@@ -15,8 +15,11 @@ from .preact import PreActResNet
 from .resnet import ResNet
 
 # Which class builds a spec: the paper's networks, the pre-activation follow-up, fastresnet.
-BUILDERS: dict[str, type[nn.Module]] = {"resnet": ResNet, "preact": PreActResNet,
-                                        "fast": FastResNet}  # fmt: skip
+BUILDERS: dict[str, type[nn.Module]] = {
+    "resnet": ResNet,
+    "preact": PreActResNet,
+    "fast": FastResNet,
+}
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,12 @@ def builder_arguments(builder: str) -> frozenset[str]:
 
 # What a value of each annotation in a builder's signature must be (bool before int:
 # True is an int to Python, never a count to a user).
-_KINDS = (("bool", (bool,), "true or false"), ("int", (numbers.Integral,), "an integer"),
-          ("float", (numbers.Real,), "a number"), ("str", (str,), "a string"))  # fmt: skip
+_KINDS = (
+    ("bool", (bool,), "true or false"),
+    ("int", (numbers.Integral,), "an integer"),
+    ("float", (numbers.Real,), "a number"),
+    ("str", (str,), "a string"),
+)
 
 
 def check_argument_types(builder: str, kwargs: dict[str, object]) -> None:
@@ -200,14 +207,37 @@ _PREACT_CIFAR = {  # name: (block, n, params M, CIFAR-10 test error %)
     "preresnet1001": ("bottleneck", 111, 10.2, 4.92),
 }
 for _name, (_block, _n, _params, _err) in _PREACT_CIFAR.items():
-    register(ModelSpec(name=_name, family="cifar", block=_block, depths=(_n, _n, _n),
-                       widths=(16, 32, 64), shortcut="B", num_classes=10, input_size=32,
-                       stem_width=16, paper_params=_params,
-                       paper_error={"cifar10_test_top1": _err}, builder="preact"))  # fmt: skip
+    register(
+        ModelSpec(
+            name=_name,
+            family="cifar",
+            block=_block,
+            depths=(_n, _n, _n),
+            widths=(16, 32, 64),
+            shortcut="B",
+            num_classes=10,
+            input_size=32,
+            stem_width=16,
+            paper_params=_params,
+            paper_error={"cifar10_test_top1": _err},
+            builder="preact",
+        )
+    )
 for _depth, (_block, _depths, _gflops, _err) in _IMAGENET.items():
-    register(ModelSpec(name=f"preresnet{_depth}", family="imagenet", block=_block,
-                       depths=_depths, widths=(64, 128, 256, 512), shortcut="B",
-                       num_classes=1000, input_size=224, stem_width=64, builder="preact"))  # fmt: skip
+    register(
+        ModelSpec(
+            name=f"preresnet{_depth}",
+            family="imagenet",
+            block=_block,
+            depths=_depths,
+            widths=(64, 128, 256, 512),
+            shortcut="B",
+            num_classes=1000,
+            input_size=224,
+            stem_width=64,
+            builder="preact",
+        )
+    )
 
 
 def list_models() -> list[str]:

@@ -151,13 +151,16 @@ def open_regular(path: Path, flags: int, mode: int = 0o666) -> int:
         fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise ValueError(f"{path} is a symbolic link; reslab does not write through "
-                             "links: remove it and run again") from None  # fmt: skip
+            raise ValueError(
+                f"{path} is a symbolic link; reslab does not write through "
+                "links: remove it and run again"
+            ) from None
         raise ValueError(f"cannot write {path}: {e.strerror or e}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise ValueError(f"{path} is not a regular file (a device, FIFO or socket); "
-                         "remove it and run again")  # fmt: skip
+        raise ValueError(
+            f"{path} is not a regular file (a device, FIFO or socket); remove it and run again"
+        )
     return fd
 
 
