@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import cli_error, tiny
 
 from reslab.cli import main
 from reslab.config import make_config
@@ -31,36 +32,6 @@ from reslab.storage.runlock import FolderLock
 from reslab.training.loop import train
 
 pytestmark = pytest.mark.usefixtures("cache")
-
-
-def tiny(data: Path, out: Path, **kw):
-    base = dict(
-        model="resnet20",
-        model_args={"n": 1},
-        data_dir=str(data),
-        out=str(out),
-        batch_size=32,
-        val_size=64,
-        iterations=4,
-        milestones=(),
-        log_every=2,
-        eval_every=4,
-        checkpoint_every=2,
-        eval_batch_size=64,
-        progress=False,
-        threads=1,
-    )
-    return make_config("cifar-paper", **{**base, **kw})
-
-
-def cli_error(capsys: pytest.CaptureFixture, argv: list[str], *want: str) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    for w in want:
-        assert w in err, err
-    return err
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import cli_error, tiny
 
 from reslab.cli import main
 from reslab.config import make_config
@@ -22,26 +23,6 @@ from reslab.storage.runlock import FolderInUse, FolderLock, RunExists, fresh_run
 from reslab.training.loop import train
 
 pytestmark = pytest.mark.usefixtures("cache")
-
-
-def tiny(data: Path, out: Path, **kw):
-    base = dict(
-        model="resnet20",
-        model_args={"n": 1},
-        data_dir=str(data),
-        out=str(out),
-        batch_size=32,
-        val_size=64,
-        iterations=4,
-        milestones=(),
-        log_every=2,
-        eval_every=4,
-        checkpoint_every=2,
-        eval_batch_size=64,
-        progress=False,
-        threads=1,
-    )
-    return make_config("cifar-paper", **{**base, **kw})
 
 
 def steps(run: Path) -> list[int]:
@@ -223,14 +204,6 @@ def tiny_argv(data: Path, out: Path, *flags: str) -> list[str]:
         str(out),
         *flags,
     ]
-
-
-def cli_error(capsys: pytest.CaptureFixture, argv: list[str], *want: str) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, (code, err)
-    assert all(w in err for w in want), err
-    return err
 
 
 def test_a_torn_metrics_line_is_dropped_and_the_run_resumes(
