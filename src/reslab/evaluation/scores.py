@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import NonFiniteScores
+from ..glibc_heap import untuned_heap
 
 
 def _softmax(model: nn.Module, x: Tensor, flip: bool) -> Tensor:
@@ -104,7 +105,10 @@ def evaluate(
     """
     if not loaders:
         raise ValueError("evaluate needs at least one loader")
-    runs = [class_scores(model, batches, flip, shift) for batches in loaders]
+    # Large buffers mapped on their own for the evaluation (glibc_heap.untuned_heap): the
+    # CLI's tuned heap would keep a batch of 100's activations for the process's life.
+    with untuned_heap():
+        runs = [class_scores(model, batches, flip, shift) for batches in loaders]
     for _, labels in runs[1:]:
         if not torch.equal(labels, runs[0][1]):
             raise ValueError("multi-scale evaluation: the loaders list different images")

@@ -30,7 +30,6 @@ from .. import distributed
 from ..config import TrainConfig, merge_config
 from ..errors import ReslabError, one_line
 from ..evaluation import NonFiniteScores, evaluate
-from ..glibc_heap import untuned_heap
 from ..storage import checkpoint as ckpt_io
 from ..storage.files import write_json
 from ..storage.runlock import Claim, claim_run_dir
@@ -327,7 +326,7 @@ def run_evaluation(run: Run, split: str) -> dict[str, Any] | None:
     # handed back before the evaluation's workers fork, and the evaluation's own (batches
     # of 100, issue 35) are unmapped when freed; the next step faults its buffers in once.
     autocast = torch.autocast(run.device.type, dtype or torch.bfloat16, enabled=dtype is not None)
-    with untuned_heap(), autocast:
+    with autocast:  # evaluate() maps its large buffers on their own (untuned_heap)
         return evaluate(run.eval_model, loader.epoch(0), flip=cfg.eval_flip, shift=cfg.eval_shift)
 
 
