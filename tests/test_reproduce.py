@@ -389,7 +389,8 @@ def test_a_plan_that_cannot_fit_is_refused_before_anything_is_written(
 
 
 def _finished_run(folder: Path, name: str, cfg: dict) -> None:
-    """A finished run's records as training leaves them (no checkpoint): enough to reuse."""
+    """A finished run's records as an experiment leaves them, scored in its views but
+    without its checkpoints (as committed records are): enough to reuse."""
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(cfg))
     records = [
@@ -399,6 +400,7 @@ def _finished_run(folder: Path, name: str, cfg: dict) -> None:
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     summary = {"status": "finished", "step": 2, "iterations": 2, "final_eval": records[1]}
     (folder / "summary.json").write_text(json.dumps(summary))
+    (folder / "views.json").write_text(json.dumps({"ten-crop": {"top1_error": 69.0, "n": 10}}))
 
 
 def test_reuse_takes_the_same_runs_from_another_folder(tmp_path: Path, monkeypatch, capsys) -> None:
