@@ -76,8 +76,14 @@ def _compare_row(row: dict[str, Any], folder: Path) -> list[str]:
     paired = len(wa) == len(ga) and len(wb) == len(gb)
     v = compare(va, vb, n, wrong_a=wa if paired else None, wrong_b=wb if paired else None)
     ma, mb = sum(va.values()) / len(va), sum(vb.values()) / len(vb)
-    data = f"{row['data']}, {_budget(meta, runs)}, {_seeds(runs)}"
+    sa, sb = sorted(va), sorted(vb)
+    seeds = _seeds(runs) if sa == sb else f"seeds {_listed(sb)} vs {_listed(sa)}"
+    data = f"{row['data']}, {_budget(meta, runs)}, {seeds}"
     return [f"{mb:.1f} vs {ma:.1f}% ({label})", _verdict_cell(v), data, _machines(meta, runs)]
+
+
+def _listed(seeds: list[int]) -> str:
+    return ", ".join(map(str, seeds))
 
 
 def _withheld_row(row: dict[str, Any], path: Path) -> list[str]:
