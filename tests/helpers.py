@@ -9,6 +9,23 @@ import pytest
 from reslab.cli import main
 from reslab.config import make_config
 
+# `reslab train` flags for the same tiny run: 2 steps of a ResNet-8 on tiny_cifar.
+TINY = [
+    "--model-args",
+    '{"n": 1}',
+    "--batch-size",
+    "32",
+    "--val-size",
+    "64",
+    "--iterations",
+    "2",
+    "--no-progress",
+    "--threads",
+    "1",
+    "--eval-batch-size",
+    "64",
+]
+
 
 def tiny(data: Path, out: Path, **kw):
     """A 4-step ResNet-8 run on tiny_cifar (conftest.py), with every boundary in it."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TINY
 from PIL import Image
 
 import reslab
@@ -21,22 +22,6 @@ from reslab.config import TrainConfig, make_config
 from reslab.training.loop import train
 
 pytestmark = pytest.mark.usefixtures("cache")
-
-TINY = [
-    "--model-args",
-    '{"n": 1}',
-    "--batch-size",
-    "32",
-    "--val-size",
-    "64",
-    "--iterations",
-    "2",
-    "--no-progress",
-    "--threads",
-    "1",
-    "--eval-batch-size",
-    "64",
-]
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import helpers
 import pytest
 
 from reslab.cli import main
@@ -13,24 +14,7 @@ from reslab.config import RECIPES, load_config
 
 pytestmark = pytest.mark.usefixtures("cache")
 
-TINY = [
-    "--model-args",
-    '{"n": 1}',
-    "--batch-size",
-    "32",
-    "--val-size",
-    "64",
-    "--iterations",
-    "2",
-    "--no-progress",
-    "--threads",
-    "1",
-    "--eval-batch-size",
-    "64",
-    "--device",
-    "cpu",
-    "--no-compile",
-]
+TINY = [*helpers.TINY, "--device", "cpu", "--no-compile"]
 
 
 def test_recipe_under_the_file_under_the_flags(tmp_path: Path) -> None:

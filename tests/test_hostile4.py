@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import cli_error, tiny
+from helpers import TINY, cli_error, tiny
 
 from reslab.cli import main
 from reslab.config import make_config
@@ -676,24 +676,7 @@ def test_reuse_refuses_a_finished_run_that_cannot_be_scored(tmp_path: Path) -> N
 def test_two_runs_started_at_once_take_two_default_folders(
     tiny_cifar: Path, tmp_path: Path
 ) -> None:
-    args = [
-        "train",
-        "--data-dir",
-        str(tiny_cifar),
-        "--model-args",
-        '{"n": 1}',
-        "--batch-size",
-        "32",
-        "--val-size",
-        "64",
-        "--iterations",
-        "2",
-        "--no-progress",
-        "--threads",
-        "1",
-        "--eval-batch-size",
-        "64",
-    ]
+    args = ["train", "--data-dir", str(tiny_cifar), *TINY]
     env = {**os.environ, "RESLAB_MALLOC_TUNING": "0"}
     procs = [
         subprocess.Popen(

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import helpers
 import pytest
 import torch
 
@@ -23,24 +24,7 @@ from reslab.training.loop import train
 
 pytestmark = pytest.mark.usefixtures("cache")
 
-TINY = [
-    "--model-args",
-    '{"n": 1}',
-    "--batch-size",
-    "32",
-    "--val-size",
-    "64",
-    "--iterations",
-    "2",
-    "--no-progress",
-    "--threads",
-    "1",
-    "--eval-batch-size",
-    "64",
-    "--device",
-    "cpu",
-    "--no-compile",
-]
+TINY = [*helpers.TINY, "--device", "cpu", "--no-compile"]
 
 # Every check a run's start makes, and what picks its device and completes its config.
 COUNTED: list[Callable] = [

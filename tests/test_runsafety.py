@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import cli_error, tiny
+from helpers import TINY, cli_error, tiny
 
 from reslab.cli import main
 from reslab.config import make_config
@@ -46,24 +46,7 @@ def test_cli_default_out_picks_a_fresh_folder(
     tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    argv = [
-        "train",
-        "--data-dir",
-        str(tiny_cifar),
-        "--model-args",
-        '{"n": 1}',
-        "--batch-size",
-        "32",
-        "--val-size",
-        "64",
-        "--iterations",
-        "2",
-        "--no-progress",
-        "--threads",
-        "1",
-        "--eval-batch-size",
-        "64",
-    ]
+    argv = ["train", "--data-dir", str(tiny_cifar), *TINY]
     assert main(argv) == 0 and main(argv) == 0
     assert steps(tmp_path / "runs" / "run") == [2] and steps(tmp_path / "runs" / "run-2") == [2]
     assert fresh_run_dir(tmp_path / "runs" / "run") == tmp_path / "runs" / "run-3"
