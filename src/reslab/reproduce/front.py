@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .readings import train_images
-from .runs import Run, load_runs, read_json, seed_groups
+from .runs import Run, load_runs, machine_of, read_json, seed_groups
 from .verdict import Verdict, compare
 
 BEGIN = (
@@ -42,9 +42,7 @@ def _short(machine: str) -> str:
 
 
 def _machines(meta: dict[str, Any], runs: list[Run]) -> str:
-    named = meta.get("machines") or {}
-    fallback = meta.get("provenance", {}).get("hardware", "not recorded")
-    return "; ".join(sorted({_short(named.get(r.name, fallback)) for r in runs}))
+    return "; ".join(sorted({_short(machine_of(meta, r)) for r in runs}))
 
 
 def _budget(meta: dict[str, Any], runs: list[Run]) -> str:

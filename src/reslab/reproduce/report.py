@@ -28,7 +28,7 @@ from .readings import (
     read_responses,
     read_shortcuts,
 )
-from .runs import Run, depth, infer_experiment, load_runs, read_json, seed_groups
+from .runs import Run, depth, infer_experiment, load_runs, machine_of, read_json, seed_groups
 from .verdict import SHOWN, compare
 
 # --- numbers -------------------------------------------------------------------------
@@ -156,22 +156,10 @@ def _data_lines(meta: dict[str, Any], runs: list[Run]) -> list[str]:
 
 
 def _machines(meta: dict[str, Any], runs: list[Run]) -> list[str]:
-    """Which machine trained each run: experiment.json's "machines" (run -> machine, where
-    an experiment moved between machines), else the one machine every recorded
-    invocation names."""
-    named = meta.get("machines") or {}
-    seen = {i["hardware"] for i in meta.get("invocations", []) if i.get("hardware")}
-    seen |= (
-        {meta["provenance"]["hardware"]} if meta.get("provenance", {}).get("hardware") else set()
-    )
+    """Which machine trained each run (runs.machine_of), one line per machine."""
     by_machine: dict[str, list[str]] = {}
     for r in runs:
-        m = named.get(r.name) or (
-            next(iter(seen))
-            if len(seen) == 1
-            else f"a machine not recorded (invocations: {'; '.join(sorted(seen))})"
-        )
-        by_machine.setdefault(m, []).append(r.name)
+        by_machine.setdefault(machine_of(meta, r), []).append(r.name)
     return [f"- Trained on {m}: {', '.join(names)}" for m, names in sorted(by_machine.items())]
 
 

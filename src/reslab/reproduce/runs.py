@@ -162,6 +162,21 @@ def checked_numbers(obj: Any, where: str) -> Any:
     return out
 
 
+def machine_of(meta: dict[str, Any], run: Run) -> str:
+    """The machine that trained `run`: experiment.json's "machines" (run -> machine, where
+    an experiment moved between machines), else the one machine every recorded
+    invocation names, else a line saying it is not recorded."""
+    named = meta.get("machines") or {}
+    if run.name in named:
+        return named[run.name]
+    seen = {i["hardware"] for i in meta.get("invocations", []) if i.get("hardware")}
+    if meta.get("provenance", {}).get("hardware"):
+        seen.add(meta["provenance"]["hardware"])
+    if len(seen) == 1:
+        return next(iter(seen))
+    return f"a machine not recorded (invocations: {'; '.join(sorted(seen))})"
+
+
 def load_runs(folder: str | Path) -> list[Run]:
     """Every run folder under FOLDER/runs/, sorted by name."""
     runs = []
