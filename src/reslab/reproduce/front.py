@@ -57,7 +57,9 @@ def _seeds(runs: list[Run]) -> str:
 
 
 def _verdict_cell(v: Verdict) -> str:
-    return f"{v.word}: {v.gap:+.1f} ± {v.half:.1f} ({v.rule}, {v.images:,} images)"
+    # One seed a side leaves the seeds' spread out of the interval: the cell says so.
+    one = ", 1 seed a side: seed spread not measured" if v.seeds == (1, 1) else ""
+    return f"{v.word}: {v.gap:+.1f} ± {v.half:.1f} ({v.rule}, {v.images:,} images{one})"
 
 
 def _compare_row(row: dict[str, Any], folder: Path) -> list[str]:
