@@ -56,3 +56,17 @@ def cli_error(capsys: pytest.CaptureFixture, argv: list[str], *want: str) -> str
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, (code, err)
     assert all(w in err for w in want), err
     return err
+
+
+def smoke(experiment: str, data: Path, out: Path) -> list[str]:
+    """`reslab reproduce EXPERIMENT --budget smoke` on `data` into `out`; flags follow."""
+    return [
+        "reproduce",
+        experiment,
+        "--budget",
+        "smoke",
+        "--data-dir",
+        str(data),
+        "--out",
+        str(out),
+    ]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TINY
+from helpers import TINY, smoke
 from PIL import Image
 
 import reslab
@@ -547,14 +547,7 @@ def test_reproduce_counts(
 ) -> None:
     out = tmp_path / "exp"
     base = [
-        "reproduce",
-        "degradation",
-        "--budget",
-        "smoke",
-        "--data-dir",
-        str(tiny_cifar),
-        "--out",
-        str(out),
+        *smoke("degradation", tiny_cifar, out),
         "--no-progress",
     ]
     one_line_error(capsys, [*base, "--seeds", "0"], "--seeds must be >= 1, got 0")

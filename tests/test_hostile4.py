@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, cli_error, tiny
+from helpers import TINY, cli_error, smoke, tiny
 
 from reslab.cli import main
 from reslab.config import make_config
@@ -313,14 +313,7 @@ def test_model_arguments_are_checked_against_their_types(
     cli_error(
         capsys,
         [
-            "reproduce",
-            "degradation",
-            "--budget",
-            "smoke",
-            "--data-dir",
-            str(tiny_cifar),
-            "--out",
-            str(tmp_path / "e"),
+            *smoke("degradation", tiny_cifar, tmp_path / "e"),
             "--grad-accum-steps",
             "0",
         ],
@@ -536,14 +529,7 @@ def test_seed_lists_are_bounded(tiny_cifar: Path, tmp_path: Path, capsys) -> Non
     cli_error(
         capsys,
         [
-            "reproduce",
-            "degradation",
-            "--budget",
-            "smoke",
-            "--data-dir",
-            str(tiny_cifar),
-            "--out",
-            str(tmp_path / "e"),
+            *smoke("degradation", tiny_cifar, tmp_path / "e"),
             "--seeds",
             "1000000000",
         ],

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import smoke
 from torch import nn
 
 import reslab
@@ -109,14 +110,7 @@ def degradation(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         mp.setenv("RESLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
         torch.set_num_threads(1)
         argv = [
-            "reproduce",
-            "degradation",
-            "--budget",
-            "smoke",
-            "--data-dir",
-            str(data),
-            "--out",
-            str(out),
+            *smoke("degradation", data, out),
             "--no-progress",
         ]
         assert main(argv) == 0
@@ -373,14 +367,7 @@ def test_a_plan_that_cannot_fit_is_refused_before_anything_is_written(
     monkeypatch.setenv("RESLAB_MEMORY_LIMIT", "100M")  # less than any run needs
     out = tmp_path / "out"
     argv = [
-        "reproduce",
-        "shortcuts-cifar",
-        "--budget",
-        "smoke",
-        "--data-dir",
-        str(tmp_path),
-        "--out",
-        str(out),
+        *smoke("shortcuts-cifar", tmp_path, out),
     ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
