@@ -147,3 +147,15 @@ def test_no_sync_skips_the_all_reduce(tmp_path: Path) -> None:
         assert len(calls) == 1
     finally:
         dist.destroy_process_group()
+
+
+def test_local_rank_is_read_in_one_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchrun's LOCAL_RANK picks the process's GPU and its DistInfo; outside torchrun
+    there is none, and a single process is rank 0 of 1."""
+    from reslab import distributed
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert distributed.local_rank() is None
+    assert distributed.from_env().local_rank == 0
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert distributed.local_rank() == 3 and distributed.from_env().local_rank == 3

@@ -246,17 +246,7 @@ def test_smoke_experiment(name: str, data: Path, tmp_path: Path) -> None:
         make_image_folder(data, ["a", "b", "c"], 40, 72, "train")
         make_image_folder(data, ["a", "b", "c"], 4, 72, "val", seed=1)
     out = tmp_path / "out"
-    argv = [
-        "reproduce",
-        name,
-        "--budget",
-        "smoke",
-        "--data-dir",
-        str(data),
-        "--out",
-        str(out),
-        "--no-progress",
-    ]
+    argv = [*smoke(name, data, out), "--no-progress"]
     assert main(argv) == 0
     check_report(out, FIGURES[name])
     planned = experiments.EXPERIMENTS[name].planned("smoke")

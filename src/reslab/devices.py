@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .distributed import DistInfo
+from .distributed import DistInfo, local_rank
 from .provenance import cpu
 
 GIB = 2**30
@@ -31,8 +31,8 @@ def pick_device(name: str) -> torch.device:
             name = "mps"
         else:
             name = "cpu"
-    if name == "cuda" and "LOCAL_RANK" in os.environ:
-        name = f"cuda:{os.environ['LOCAL_RANK']}"
+    if name == "cuda" and (rank := local_rank()) is not None:
+        name = f"cuda:{rank}"
     device = torch.device(name)
     check_device(device)
     if device.type == "cuda":

@@ -31,11 +31,17 @@ class DistInfo:
         return self.rank == 0
 
 
+def local_rank() -> int | None:
+    """This process's GPU index on its node, where torchrun set LOCAL_RANK; else None."""
+    value = os.environ.get("LOCAL_RANK")
+    return None if value is None else int(value)
+
+
 def from_env() -> DistInfo:
     return DistInfo(
         int(os.environ.get("RANK", 0)),
         int(os.environ.get("WORLD_SIZE", 1)),
-        int(os.environ.get("LOCAL_RANK", 0)),
+        local_rank() or 0,
     )
 
 
