@@ -187,34 +187,9 @@ def test_a_diverged_run_says_so_and_is_never_finished(
     tiny_cifar: Path, tmp_path: Path, capsys
 ) -> None:
     run = tmp_path / "run"
-    argv = [
-        "train",
-        "--data-dir",
-        str(tiny_cifar),
-        "--model-args",
-        '{"n": 1}',
-        "--batch-size",
-        "32",
-        "--val-size",
-        "64",
-        "--iterations",
-        "6",
-        "--eval-every",
-        "3",
-        "--checkpoint-every",
-        "1",
-        "--log-every",
-        "1",
-        "--no-progress",
-        "--threads",
-        "1",
-        "--lr",
-        "1000",
-        "--milestones",
-        "",
-        "--out",
-        str(run),
-    ]
+    argv = ["train", "--data-dir", str(tiny_cifar), *TINY, "--iterations", "6", "--out", str(run)]
+    argv += ["--eval-every", "3", "--checkpoint-every", "1", "--log-every", "1"]
+    argv += ["--lr", "1000", "--milestones", ""]
     err = cli_error(capsys, argv, "diverged at step")
     assert "finished" not in err
     summary = json.loads((run / "summary.json").read_text())
@@ -367,26 +342,8 @@ def test_stop_signals_save_a_checkpoint(tiny_cifar: Path, tmp_path: Path) -> Non
 
     assert {signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1} <= set(STOP_SIGNALS)
     run = tmp_path / "run"
-    args = [
-        "train",
-        "--data-dir",
-        str(tiny_cifar),
-        "--model-args",
-        '{"n": 1}',
-        "--batch-size",
-        "32",
-        "--val-size",
-        "64",
-        "--iterations",
-        "100000",
-        "--no-progress",
-        "--threads",
-        "1",
-        "--eval-batch-size",
-        "64",
-        "--out",
-        str(run),
-    ]
+    args = ["train", "--data-dir", str(tiny_cifar), *TINY, "--iterations", "100000"]
+    args += ["--out", str(run)]
     env = {**os.environ, "RESLAB_MALLOC_TUNING": "0"}
     p = subprocess.Popen(
         [sys.executable, "-m", "reslab", *args],

@@ -95,27 +95,17 @@ def test_a_new_run_from_the_cli_is_checked_once(
     assert (tmp_path / "runs" / "run" / "summary.json").exists()
 
 
+def _stopped_run(data: Path, out: Path) -> Path:
+    """A tiny 4-step run stopped after step 2: a folder to resume."""
+    argv = ["train", "--data-dir", str(data), *TINY, "--iterations", "4", "--stop-after", "2"]
+    assert main([*argv, "--out", str(out)]) == 0
+    return out
+
+
 def test_a_resume_is_checked_once(
     tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = tmp_path / "r"
-    assert (
-        main(
-            [
-                "train",
-                "--data-dir",
-                str(tiny_cifar),
-                *TINY,
-                "--iterations",
-                "4",
-                "--stop-after",
-                "2",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    out = _stopped_run(tiny_cifar, tmp_path / "r")
     counts = count_calls(monkeypatch)
     assert train(resume=out).status == "finished"
     assert_once(counts)
@@ -150,24 +140,7 @@ def test_resume_refuses_another_network_or_class_count(
     tiny_cifar: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """Before anything loads, naming the setting; the folder stays resumable."""
-    out = tmp_path / "r"
-    assert (
-        main(
-            [
-                "train",
-                "--data-dir",
-                str(tiny_cifar),
-                *TINY,
-                "--iterations",
-                "4",
-                "--stop-after",
-                "2",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    out = _stopped_run(tiny_cifar, tmp_path / "r")
     capsys.readouterr()
     before = sorted(p.name for p in out.rglob("*"))
     three = make_image_folder(tmp_path / "three", ["a", "b", "c"], 16, 40)

@@ -166,27 +166,8 @@ def test_init_from_another_depth_says_what_it_skipped(tmp_path: Path, capsys) ->
 
 
 def tiny_argv(data: Path, out: Path, *flags: str) -> list[str]:
-    return [
-        "train",
-        "--data-dir",
-        str(data),
-        "--model-args",
-        '{"n": 1}',
-        "--batch-size",
-        "32",
-        "--val-size",
-        "64",
-        "--milestones",
-        "",
-        "--eval-batch-size",
-        "64",
-        "--no-progress",
-        "--threads",
-        "1",
-        "--out",
-        str(out),
-        *flags,
-    ]
+    """The tiny run of helpers.TINY with no lr drops; `flags` (later, so they win) add to it."""
+    return ["train", "--data-dir", str(data), *TINY, "--milestones", "", "--out", str(out), *flags]
 
 
 def test_a_torn_metrics_line_is_dropped_and_the_run_resumes(
