@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reslab.cli import main
-from reslab.reproduce.front import readme_table, results_table
+from reslab.reproduce.front import BEGIN, END, readme_table, results_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,3 +69,24 @@ def test_one_seed_a_side_is_said(tmp_path: Path, capsys: pytest.CaptureFixture) 
         "shown: +2.0 ± 0.9 (unpaired, 10,000 images, 1 seed a side: seed spread not measured)"
         in (capsys.readouterr().out)
     )
+
+
+def test_the_readme_is_never_written_through_a_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--readme naming a symbolic link is one line and exit 2; the file it points to is
+    untouched. A real README gets the table by a rename, not by truncating it."""
+    victim = tmp_path / "victim.md"
+    victim.write_text(f"mine\n{BEGIN}\nold\n{END}\n")
+    link = tmp_path / "README.md"
+    link.symlink_to(victim)
+    results = ROOT / "docs" / "results"
+    before = victim.read_bytes()
+    assert main(["results-table", str(results), "--readme", str(link)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "symbolic link" in err, err
+    assert victim.read_bytes() == before
+    inode = victim.stat().st_ino
+    assert main(["results-table", str(results), "--readme", str(victim)]) == 0
+    assert victim.stat().st_ino != inode and readme_table(victim) == results_table(results)
+    assert victim.read_text().startswith("mine\n")

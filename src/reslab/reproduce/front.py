@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..storage.files import atomic_write, check_target
 from .readings import train_images
 from .runs import Run, load_runs, machine_of, read_json, seed_groups
 from .verdict import Verdict, compare
@@ -127,14 +128,14 @@ def results_table(results: str | Path) -> str:
 
 def write_readme_table(results: str | Path, readme: str | Path) -> Path:
     """Replace what README holds between BEGIN and END with the generated table."""
-    readme = Path(readme)
+    readme = check_target(readme)  # a link, folder or device is refused before any work
     text = readme.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         raise ValueError(f"{readme}: no {BEGIN} ... {END} block to write the table into")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{results_table(results)}{END}{tail}", encoding="utf-8")
-    return readme
+    table = f"{head}{BEGIN}\n{results_table(results)}{END}{tail}"
+    return atomic_write(readme, table.encode("utf-8"))  # never through a link, never torn
 
 
 def readme_table(readme: str | Path) -> str:
